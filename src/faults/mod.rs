@@ -1,0 +1,1 @@
+//! Fault kinds: one module each, all behind one trait.

@@ -1,0 +1,410 @@
+//! The incremental WebSocket frame scanner. It watches the byte stream of one
+//! direction as it passes through the relay and reports, with offsets into the
+//! chunk just read, where frames start, when a frame's header and payload
+//! preview are known, and where frames end. It never copies, re-encodes or
+//! rewrites the forwarded bytes: the pipe forwards the chunk it read.
+//!
+//! Headers may be split across reads at any byte; the scanner keeps at most
+//! one partial header (14 bytes) and one payload preview
+//! ([`PREVIEW_BYTES`]) per direction.
+
+use crate::events::{Direction, FrameInfo, Opcode};
+
+/// How many unmasked payload bytes a frame event carries at most.
+pub const PREVIEW_BYTES: usize = 256;
+
+/// What the scanner found in a chunk. Offsets are into the chunk passed to
+/// [`FrameScanner::feed`].
+#[derive(Debug, Clone, PartialEq)]
+pub enum Scan {
+    /// A frame's first header byte is at this offset.
+    Start(usize),
+    /// The frame's header and preview are complete; every byte before this
+    /// offset belonging to the frame has been seen.
+    Info(usize, Box<FrameInfo>),
+    /// The frame ends just before this offset (exclusive).
+    End(usize),
+    /// The stream broke RFC 6455 here (the bytes are still forwarded).
+    Violation(String),
+}
+
+#[derive(Debug, Clone, Copy)]
+struct Header {
+    fin: bool,
+    rsv: u8,
+    opcode: Opcode,
+    masked: bool,
+    mask: [u8; 4],
+    len: u64,
+}
+
+enum State {
+    /// Collecting header bytes (`have` of at most 14 in `hdr`).
+    Header,
+    /// Inside a payload: `seen` of `header.len` bytes passed.
+    Payload { header: Header, seen: u64, info_sent: bool },
+}
+
+/// Incremental scanner for one direction.
+pub struct FrameScanner {
+    dir: Direction,
+    state: State,
+    hdr: [u8; 14],
+    have: usize,
+    preview: [u8; PREVIEW_BYTES],
+    preview_len: usize,
+    /// Inside a fragmented data message (a continuation is expected).
+    in_message: bool,
+}
+
+impl FrameScanner {
+    /// A scanner for bytes travelling in `dir`.
+    pub fn new(dir: Direction) -> FrameScanner {
+        FrameScanner {
+            dir,
+            state: State::Header,
+            hdr: [0; 14],
+            have: 0,
+            preview: [0; PREVIEW_BYTES],
+            preview_len: 0,
+            in_message: false,
+        }
+    }
+
+    /// Whether the scanner is between frames (no partial header or payload).
+    pub fn at_boundary(&self) -> bool {
+        matches!(self.state, State::Header) && self.have == 0
+    }
+
+    /// Bytes still to come for the current frame's payload, if inside one.
+    pub fn payload_remaining(&self) -> Option<u64> {
+        match &self.state {
+            State::Payload { header, seen, .. } => Some(header.len - seen),
+            State::Header => None,
+        }
+    }
+
+    /// Scan `chunk`, calling `on` for every finding, in order.
+    pub fn feed(&mut self, chunk: &[u8], mut on: impl FnMut(Scan)) {
+        let mut pos = 0;
+        while pos < chunk.len() {
+            match &mut self.state {
+                State::Header => {
+                    if self.have == 0 {
+                        on(Scan::Start(pos));
+                    }
+                    let need = header_len(&self.hdr[..self.have]);
+                    let take = (need - self.have).min(chunk.len() - pos);
+                    // Copy only as many bytes as the header still needs.
+                    let need_now = self.fill_header(&chunk[pos..pos + take]);
+                    pos += take;
+                    let _ = need_now;
+                    let need = header_len(&self.hdr[..self.have]);
+                    if self.have < need {
+                        continue;
+                    }
+                    let header = self.parse_header(&mut on);
+                    self.have = 0;
+                    self.preview_len = 0;
+                    self.state = State::Payload {
+                        header,
+                        seen: 0,
+                        info_sent: false,
+                    };
+                    self.after_payload_bytes(pos, &mut on);
+                }
+                State::Payload { header, seen, .. } => {
+                    let left = header.len - *seen;
+                    let take = (left.min((chunk.len() - pos) as u64)) as usize;
+                    // Keep the preview (unmasked) while it is short of the cap.
+                    if self.preview_len < PREVIEW_BYTES && wants_preview(header.opcode) {
+                        let room = PREVIEW_BYTES - self.preview_len;
+                        let n = take.min(room);
+                        for i in 0..n {
+                            let off = (*seen as usize) + i;
+                            let mut b = chunk[pos + i];
+                            if header.masked {
+                                b ^= header.mask[off & 3];
+                            }
+                            self.preview[self.preview_len + i] = b;
+                        }
+                        self.preview_len += n;
+                    }
+                    *seen += take as u64;
+                    pos += take;
+                    self.after_payload_bytes(pos, &mut on);
+                }
+            }
+        }
+    }
+
+    fn fill_header(&mut self, bytes: &[u8]) -> usize {
+        self.hdr[self.have..self.have + bytes.len()].copy_from_slice(bytes);
+        self.have += bytes.len();
+        self.have
+    }
+
+    /// Emit `Info` once the preview is complete and `End` at the frame's end.
+    fn after_payload_bytes(&mut self, pos: usize, on: &mut impl FnMut(Scan)) {
+        let State::Payload {
+            header,
+            seen,
+            info_sent,
+        } = &mut self.state
+        else {
+            return;
+        };
+        let preview_target = if wants_preview(header.opcode) {
+            header.len.min(PREVIEW_BYTES as u64)
+        } else {
+            0
+        };
+        if !*info_sent && (*seen >= preview_target) {
+            *info_sent = true;
+            let header = *header;
+            on(Scan::Info(pos, Box::new(self.info(&header))));
+        }
+        let State::Payload { header, seen, .. } = &self.state else {
+            return;
+        };
+        if *seen == header.len {
+            self.state = State::Header;
+            on(Scan::End(pos));
+        }
+    }
+
+    fn parse_header(&mut self, on: &mut impl FnMut(Scan)) -> Header {
+        let h = &self.hdr;
+        let fin = h[0] & 0x80 != 0;
+        let rsv = (h[0] >> 4) & 0x07;
+        let opcode = Opcode::from_u8(h[0]);
+        let masked = h[1] & 0x80 != 0;
+        let len7 = h[1] & 0x7f;
+        let (len, mut off) = match len7 {
+            126 => (u16::from_be_bytes([h[2], h[3]]) as u64, 4),
+            127 => (u64::from_be_bytes([h[2], h[3], h[4], h[5], h[6], h[7], h[8], h[9]]), 10),
+            n => (n as u64, 2),
+        };
+        let mut mask = [0; 4];
+        if masked {
+            mask.copy_from_slice(&h[off..off + 4]);
+            off += 4;
+        }
+        debug_assert_eq!(off, self.have);
+        let header = Header {
+            fin,
+            rsv,
+            opcode,
+            masked,
+            mask,
+            len,
+        };
+        self.check(&header, len7, on);
+        header
+    }
+
+    fn check(&mut self, h: &Header, len7: u8, on: &mut impl FnMut(Scan)) {
+        if let Opcode::Reserved(n) = h.opcode {
+            on(Scan::Violation(format!("reserved opcode 0x{n:x}")));
+        }
+        if len7 == 127 && h.len >> 63 != 0 {
+            on(Scan::Violation(
+                "64-bit payload length with the most significant bit set".into(),
+            ));
+        }
+        if (len7 == 126 && h.len < 126) || (len7 == 127 && h.len <= 0xffff) {
+            on(Scan::Violation(format!(
+                "payload length {} not in minimal encoding",
+                h.len
+            )));
+        }
+        if h.opcode.is_control() {
+            if h.len > 125 {
+                on(Scan::Violation(format!(
+                    "{} frame with {} bytes of payload (at most 125)",
+                    h.opcode.name(),
+                    h.len
+                )));
+            }
+            if !h.fin {
+                on(Scan::Violation(format!(
+                    "fragmented {} frame",
+                    h.opcode.name()
+                )));
+            }
+        } else {
+            match h.opcode {
+                Opcode::Continuation if !self.in_message => {
+                    on(Scan::Violation("continuation frame outside a message".into()))
+                }
+                Opcode::Text | Opcode::Binary if self.in_message => on(Scan::Violation(format!(
+                    "new {} message before the previous one finished",
+                    h.opcode.name()
+                ))),
+                _ => {}
+            }
+            if matches!(
+                h.opcode,
+                Opcode::Continuation | Opcode::Text | Opcode::Binary
+            ) {
+                self.in_message = !h.fin;
+            }
+        }
+        match (self.dir, h.masked) {
+            (Direction::ToServer, false) => {
+                on(Scan::Violation("unmasked frame from the client".into()))
+            }
+            (Direction::ToClient, true) => {
+                on(Scan::Violation("masked frame from the server".into()))
+            }
+            _ => {}
+        }
+    }
+
+    fn info(&self, h: &Header) -> FrameInfo {
+        let p = &self.preview[..self.preview_len];
+        let (mut preview, mut close_code, mut close_reason) = (String::new(), None, None);
+        match h.opcode {
+            Opcode::Close => {
+                if p.len() >= 2 {
+                    close_code = Some(u16::from_be_bytes([p[0], p[1]]));
+                    close_reason = Some(String::from_utf8_lossy(&p[2..]).into_owned());
+                }
+            }
+            Opcode::Binary => {}
+            _ => preview = String::from_utf8_lossy(p).into_owned(),
+        }
+        FrameInfo {
+            dir: self.dir,
+            opcode: h.opcode,
+            fin: h.fin,
+            rsv: h.rsv,
+            masked: h.masked,
+            len: h.len,
+            preview,
+            close_code,
+            close_reason,
+        }
+    }
+}
+
+/// Binary payloads get no preview (it would be lossy garbage); the rest do,
+/// including continuation frames (usually text fragments).
+fn wants_preview(op: Opcode) -> bool {
+    !matches!(op, Opcode::Binary)
+}
+
+/// How long the header is, given its first bytes (2 if fewer than 2 known).
+fn header_len(h: &[u8]) -> usize {
+    if h.len() < 2 {
+        return 2;
+    }
+    let mut n = match h[1] & 0x7f {
+        126 => 4,
+        127 => 10,
+        _ => 2,
+    };
+    if h[1] & 0x80 != 0 {
+        n += 4;
+    }
+    n
+}
+
+/// Encode a frame (for tests and for injected close frames). `mask` given
+/// means the payload is masked with it.
+pub fn encode_frame(opcode: u8, fin: bool, payload: &[u8], mask: Option<[u8; 4]>) -> Vec<u8> {
+    let mut out = Vec::with_capacity(payload.len() + 14);
+    out.push(if fin { 0x80 } else { 0 } | (opcode & 0x0f));
+    let m = if mask.is_some() { 0x80 } else { 0 };
+    let len = payload.len();
+    if len < 126 {
+        out.push(m | len as u8);
+    } else if len <= 0xffff {
+        out.push(m | 126);
+        out.extend_from_slice(&(len as u16).to_be_bytes());
+    } else {
+        out.push(m | 127);
+        out.extend_from_slice(&(len as u64).to_be_bytes());
+    }
+    match mask {
+        Some(k) => {
+            out.extend_from_slice(&k);
+            out.extend(payload.iter().enumerate().map(|(i, b)| b ^ k[i & 3]));
+        }
+        None => out.extend_from_slice(payload),
+    }
+    out
+}
+
+/// A close frame payload: code then reason.
+pub fn close_payload(code: u16, reason: &str) -> Vec<u8> {
+    let mut p = code.to_be_bytes().to_vec();
+    p.extend_from_slice(reason.as_bytes());
+    p.truncate(125);
+    p
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn scan_all(dir: Direction, chunks: &[&[u8]]) -> (Vec<FrameInfo>, Vec<String>) {
+        let mut s = FrameScanner::new(dir);
+        let (mut infos, mut v) = (vec![], vec![]);
+        for c in chunks {
+            s.feed(c, |e| match e {
+                Scan::Info(_, i) => infos.push(*i),
+                Scan::Violation(r) => v.push(r),
+                _ => {}
+            });
+        }
+        (infos, v)
+    }
+
+    #[test]
+    fn split_at_every_offset() {
+        let mut stream = encode_frame(1, true, b"hello", Some([1, 2, 3, 4]));
+        stream.extend(encode_frame(9, true, b"", Some([9, 9, 9, 9])));
+        stream.extend(encode_frame(2, true, &vec![7u8; 70000], Some([5, 6, 7, 8])));
+        stream.extend(encode_frame(8, true, &close_payload(1000, "bye"), Some([0, 1, 0, 1])));
+        for cut in 0..=stream.len().min(200) {
+            let (a, b) = stream.split_at(cut);
+            let (infos, v) = scan_all(Direction::ToServer, &[a, b]);
+            assert!(v.is_empty(), "{v:?}");
+            assert_eq!(infos.len(), 4, "cut {cut}");
+            assert_eq!(infos[0].preview, "hello");
+            assert_eq!(infos[1].opcode, Opcode::Ping);
+            assert_eq!(infos[2].len, 70000);
+            assert_eq!(infos[3].close_code, Some(1000));
+            assert_eq!(infos[3].close_reason.as_deref(), Some("bye"));
+        }
+        // One byte at a time.
+        let bytes: Vec<&[u8]> = stream.chunks(1).collect();
+        let (infos, _) = scan_all(Direction::ToServer, &bytes);
+        assert_eq!(infos.len(), 4);
+    }
+
+    #[test]
+    fn offsets_bound_frames() {
+        let f1 = encode_frame(1, true, b"ab", None);
+        let f2 = encode_frame(1, true, b"cd", None);
+        let stream = [f1.clone(), f2].concat();
+        let mut s = FrameScanner::new(Direction::ToClient);
+        let mut ev = vec![];
+        s.feed(&stream, |e| ev.push(e));
+        let starts: Vec<_> = ev.iter().filter_map(|e| match e { Scan::Start(p) => Some(*p), _ => None }).collect();
+        let ends: Vec<_> = ev.iter().filter_map(|e| match e { Scan::End(p) => Some(*p), _ => None }).collect();
+        assert_eq!(starts, vec![0, f1.len()]);
+        assert_eq!(ends, vec![f1.len(), stream.len()]);
+    }
+
+    #[test]
+    fn violations_are_reported() {
+        let (_, v) = scan_all(Direction::ToServer, &[&[0x83, 0x80, 0, 0, 0, 0]]);
+        assert!(v.iter().any(|r| r.contains("reserved opcode")), "{v:?}");
+        let (_, v) = scan_all(Direction::ToServer, &[&encode_frame(1, true, b"x", None)]);
+        assert!(v.iter().any(|r| r.contains("unmasked")), "{v:?}");
+        let (_, v) = scan_all(Direction::ToClient, &[&encode_frame(9, false, b"x", None)]);
+        assert!(v.iter().any(|r| r.contains("fragmented ping")), "{v:?}");
+    }
+}

@@ -1,0 +1,29 @@
+//! # flatline
+//!
+//! A chaos-testing relay for WebSocket. It sits between a real client and a
+//! real server, forwards bytes unchanged, observes WebSocket frames on the
+//! side, injects network faults on a timeline (silent partitions, delays,
+//! dropped pongs, lost FINs, resets, refused reconnects…) and judges the
+//! client's heartbeat and reconnection from one event log.
+//!
+//! # Layout
+//!
+//! - [`events`]: the event log, the single record every other part reads.
+//! - [`frame`]: the incremental WebSocket frame scanner (never re-encodes).
+//! - [`relay`]: listener, handshake pass-through, the two pipes per connection.
+//! - [`scenario`]: the YAML model, parsing and validation with file positions.
+//! - [`faults`]: one module per fault kind, all behind one trait.
+//! - [`timeline`]: the controller that starts and stops faults.
+//! - [`expect`]: one module per expectation kind, judged from the log.
+//! - [`report`]: terminal, JSON, JUnit, HTML and the snapshot transcript.
+//! - [`peers`]: the reference demo server and demo client.
+#![warn(missing_docs)]
+
+pub mod events;
+pub mod frame;
+pub mod relay;
+pub mod scenario;
+pub mod expect;
+pub mod faults;
+pub mod peers;
+pub mod report;

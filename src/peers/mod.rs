@@ -1,0 +1,1 @@
+//! The reference peers: the demo server and the careful demo client.

@@ -1,0 +1,1 @@
+//! The relay: listener, handshake pass-through and the two pipes per connection.
