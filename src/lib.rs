@@ -21,6 +21,7 @@
 
 pub mod events;
 pub mod frame;
+pub mod matcher;
 pub mod relay;
 pub mod scenario;
 pub mod expect;
