@@ -24,6 +24,7 @@ pub mod frame;
 pub mod matcher;
 pub mod relay;
 pub mod scenario;
+pub mod timeline;
 pub mod expect;
 pub mod faults;
 pub mod peers;

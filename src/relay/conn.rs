@@ -267,9 +267,16 @@ impl Pipe {
         self.enqueue(Unit::Data(bytes.to_vec(), 0), log);
     }
 
-    /// Flush deferred injections if at a frame boundary.
+    /// Flush deferred injections if the stream is between frames.
     fn flush_deferred(&mut self, log: &EventLog) {
-        if !(self.scanner.at_boundary() && matches!(self.gate, Gate::Open)) {
+        if self.scanner.at_boundary() {
+            self.flush_deferred_at_boundary(log);
+        }
+    }
+
+    /// Flush deferred injections; the caller knows the stream is between frames.
+    fn flush_deferred_at_boundary(&mut self, log: &EventLog) {
+        if !matches!(self.gate, Gate::Open) {
             return;
         }
         while let Some(d) = self.deferred.pop_front() {
@@ -346,7 +353,7 @@ impl Pipe {
                 Scan::Start(p) => {
                     self.pass(&chunk[cursor..p], dst, log);
                     cursor = p;
-                    self.flush_deferred(log);
+                    self.flush_deferred_at_boundary(log);
                     if frame_mode {
                         self.gate = Gate::Pending(Vec::new());
                     }
@@ -427,12 +434,8 @@ impl Pipe {
                         len: info.len,
                     },
                 );
-                // The frame may end in this very chunk; End resets the gate.
-                self.gate = if self.scanner.at_boundary() {
-                    Gate::Open
-                } else {
-                    Gate::Dropping
-                };
+                // The frame's `End` (maybe in this very chunk) reopens the gate.
+                self.gate = Gate::Dropping;
             }
             FrameAction::Corrupt => {
                 let h = header_len(&buf);
