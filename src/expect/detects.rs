@@ -64,11 +64,10 @@ fn ending_name(e: Ending) -> &'static str {
 impl Detects {
     /// Connections affected by the reference and open at it.
     fn affected(&self, events: &[Event], at: At) -> (Vec<u32>, bool) {
-        let before = |i: usize| !at.is_after(i);
         let candidates: Vec<u32> = match self.after.fault() {
             Some(name) => {
                 let mut v = Vec::new();
-                for (i, e) in events.iter().enumerate().take_while(|(i, _)| before(*i)) {
+                for e in &events[..at.pos.min(events.len())] {
                     match &e.kind {
                         EventKind::FaultStart { fault, conns } if fault == name => {
                             v.extend_from_slice(conns)
@@ -76,7 +75,6 @@ impl Detects {
                         EventKind::FaultJoin { fault } if fault == name => v.extend(e.conn),
                         _ => {}
                     }
-                    let _ = i;
                 }
                 v.sort_unstable();
                 v.dedup();
@@ -89,7 +87,7 @@ impl Detects {
             .into_iter()
             .filter(|&n| {
                 let mut opened = false;
-                for (i, e) in events.iter().enumerate().take_while(|(i, _)| before(*i)) {
+                for e in &events[..at.pos.min(events.len())] {
                     if e.conn != Some(n) {
                         continue;
                     }
@@ -99,7 +97,6 @@ impl Detects {
                         _ if give_up(e, self.side).is_some() => return false,
                         _ => {}
                     }
-                    let _ = i;
                 }
                 opened
             })
@@ -116,7 +113,7 @@ impl Detects {
         now: Duration,
         finished: bool,
     ) -> Fate {
-        for (i, e) in events.iter().enumerate().skip(at.pos) {
+        for e in events.iter().skip(at.pos) {
             if e.conn != Some(n) {
                 continue;
             }
@@ -126,7 +123,6 @@ impl Detects {
             if let EventKind::Closed { how } = e.kind {
                 return Fate::ClosedOther(e.t, how);
             }
-            let _ = i;
         }
         if now > deadline || finished {
             Fate::Missed
@@ -230,17 +226,16 @@ impl Expectation for Detects {
         if !missed.is_empty() {
             let sent = ev
                 .iter()
-                .enumerate()
                 .skip(at.pos)
-                .filter(|(_, e)| {
+                .filter(|e| {
                     e.conn.is_some_and(|c| missed.contains(&c))
                         && matches!(&e.kind, EventKind::Frame(f) if f.dir == side.sending())
                 })
                 .count();
-            let (noun, verb) = if missed.len() == 1 {
-                ("connection", "stayed")
+            let noun = if missed.len() == 1 {
+                "connection"
             } else {
-                ("connections", "stayed")
+                "connections"
             };
             let on = if missed.len() == 1 {
                 "on it"
@@ -252,7 +247,7 @@ impl Expectation for Detects {
                 (
                     missed[0],
                     format!(
-                        "{noun} {} {verb} open: no close frame, FIN or RST from the {side} within {limit} after {what} (t={}); the {side} sent {} {on} after t={}",
+                        "{noun} {} stayed open: no close frame, FIN or RST from the {side} within {limit} after {what} (t={}); the {side} sent {} {on} after t={}",
                         conn_list(&missed),
                         secs(at.t),
                         super::common::plural(sent, "frame"),

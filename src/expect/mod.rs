@@ -207,3 +207,82 @@ pub fn judge_all(
     };
     exps.iter().map(|(_, e)| e.judge(&ctx)).collect()
 }
+
+#[cfg(test)]
+mod tests {
+    use super::testlog::Log;
+    use super::*;
+    use crate::events::Side::*;
+
+    fn scenario(expect: &str) -> Scenario {
+        let yaml = format!(
+            "name: t\ndescription: d\nduration: 40s\nfaults:\n  - {{name: outage, kind: partition, at: open#1 + 3s, duration: 15s}}\nexpect:\n{expect}"
+        );
+        serde_yaml::from_str(&yaml).expect("scenario yaml")
+    }
+
+    #[test]
+    fn build_names_and_judge_all() {
+        let s = scenario(
+            "  - {name: notices, kind: detects, after: outage, within: 12s}\n  - {kind: reconnects, after: outage.end, within: 10s}\n",
+        );
+        let exps = build(&s).unwrap();
+        let names: Vec<&str> = exps.iter().map(|(n, _)| n.as_str()).collect();
+        assert_eq!(names, ["notices", "reconnects-2"]);
+        let log = Log::new()
+            .connect(1, 0.1)
+            .fault_start("outage", &[1], 3.1)
+            .close_frame(1, 9.0, Client, Some(1000))
+            .events();
+        let v = judge_all(&exps, &log, Duration::from_secs(9), false);
+        let first = v[0].as_ref().expect("detects decided");
+        assert!(first.passed);
+        assert_eq!(
+            (first.name.as_str(), first.kind.as_str()),
+            ("notices", "detects")
+        );
+        assert!(v[1].is_none());
+        let v = judge_all(&exps, &log, Duration::from_secs(40), true);
+        assert!(v.iter().all(Option::is_some), "finished forces a decision");
+        let second = v[1].as_ref().unwrap();
+        assert!(!second.passed);
+        assert_eq!(second.name, "reconnects-2");
+    }
+
+    #[test]
+    fn bad_regex_names_the_expectation() {
+        let s = scenario("  - {kind: sends, after: open#1, within: 1s, match: {regex: '['}}\n");
+        let err = build(&s).err().expect("invalid regex");
+        assert!(
+            err.starts_with("expectation `sends-1`: invalid regex `[`"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn every_kind_decides_when_finished() {
+        let s = scenario(
+            "  - {kind: detects, after: outage, within: 12s}
+  - {kind: reconnects, after: outage.end, within: 10s}
+  - {kind: no_reconnect, after: close#1, for: 5s}
+  - {kind: stays_connected, during: outage}
+  - {kind: heartbeat, match: {opcode: ping}, every: 5s}
+  - {kind: backoff, during: outage}
+  - {kind: sends, match: {}, after: open#1, within: 5s}
+  - {kind: closes_with, code: 1000}
+",
+        );
+        let exps = build(&s).unwrap();
+        let empty: Vec<Event> = Vec::new();
+        for (name, e) in &exps {
+            let ctx = JudgeCtx {
+                events: &empty,
+                now: Duration::from_secs(40),
+                finished: true,
+            };
+            let v = e.judge(&ctx).unwrap_or_else(|| panic!("{name} undecided"));
+            assert!(!v.passed, "{name} passed on an empty log: {}", v.detail);
+            assert!(!v.detail.is_empty());
+        }
+    }
+}
