@@ -2,7 +2,7 @@
 //! the log, judging windows, and wording verdicts.
 
 use super::refs::{self, At};
-use super::Verdict;
+use super::{JudgeCtx, Verdict};
 use crate::events::{Event, EventKind, Opcode, Side};
 use crate::scenario::{Dur, Reference};
 use std::time::Duration;
@@ -66,6 +66,20 @@ pub(crate) fn stopping(events: &[Event]) -> Option<(usize, Duration)> {
         .iter()
         .position(|e| matches!(e.kind, EventKind::Stopping))
         .map(|i| (i, events[i].t))
+}
+
+/// The context as seen up to `Stopping`: what peers do while flatline stops
+/// them is not judged, and once `Stopping` is logged the verdict is due (the
+/// clock is taken as the moment of `Stopping`).
+pub(crate) fn before_stopping<'a>(ctx: &JudgeCtx<'a>) -> JudgeCtx<'a> {
+    match stopping(ctx.events) {
+        Some((i, t)) => JudgeCtx {
+            events: &ctx.events[..i],
+            now: t,
+            finished: true,
+        },
+        None => *ctx,
+    }
 }
 
 /// Index of the first event of connection `n` satisfying `pred`.

@@ -134,6 +134,7 @@ impl Detects {
 
 impl Expectation for Detects {
     fn judge(&self, ctx: &JudgeCtx<'_>) -> Option<Verdict> {
+        let ctx = &super::common::before_stopping(ctx);
         let ev = ctx.events;
         let side = self.side;
         let what = refs::describe(&self.after);
@@ -432,6 +433,22 @@ mod tests {
         assert!(!v.passed);
         assert!(
             v.detail.starts_with("connection #1 was closed at t=5.00 s"),
+            "{}",
+            v.detail
+        );
+    }
+
+    #[test]
+    fn closing_while_being_stopped_is_not_detection() {
+        let e = build(YAML);
+        let log = base()
+            .stopping(6.0)
+            .close_frame(1, 6.1, Client, Some(1001))
+            .events();
+        let v = judge(&*e, &log, 6.1, false).expect("decided at Stopping");
+        assert!(!v.passed);
+        assert!(
+            v.detail.starts_with("connection #1 stayed open"),
             "{}",
             v.detail
         );

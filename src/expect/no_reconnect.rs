@@ -32,6 +32,7 @@ impl NoReconnect {
 
 impl Expectation for NoReconnect {
     fn judge(&self, ctx: &JudgeCtx<'_>) -> Option<Verdict> {
+        let ctx = &super::common::before_stopping(ctx);
         let ev = ctx.events;
         let what = refs::describe(&self.after);
         let window = Dur(self.for_);

@@ -37,6 +37,7 @@ impl Reconnects {
 
 impl Expectation for Reconnects {
     fn judge(&self, ctx: &JudgeCtx<'_>) -> Option<Verdict> {
+        let ctx = &super::common::before_stopping(ctx);
         let ev = ctx.events;
         let what = refs::describe(&self.after);
         let limit = Dur(self.within);

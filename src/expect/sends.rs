@@ -47,6 +47,7 @@ impl Sends {
 
 impl Expectation for Sends {
     fn judge(&self, ctx: &JudgeCtx<'_>) -> Option<Verdict> {
+        let ctx = &super::common::before_stopping(ctx);
         let ev = ctx.events;
         let from = self.from;
         let what = refs::describe(&self.after);
