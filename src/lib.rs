@@ -20,10 +20,10 @@
 #![warn(missing_docs)]
 
 pub mod events;
+pub mod frame;
+pub mod relay;
+pub mod scenario;
 pub mod expect;
 pub mod faults;
-pub mod frame;
 pub mod peers;
-pub mod relay;
 pub mod report;
-pub mod scenario;

@@ -82,11 +82,7 @@ fn parse_bytes(t: &str) -> Result<u64, String> {
         "KB" | "kB" => 1000.0,
         "MB" => 1e6,
         "GB" => 1e9,
-        u => {
-            return Err(format!(
-                "unknown size unit `{u}` in `{t}` (use B, KiB, MiB, GiB)"
-            ))
-        }
+        u => return Err(format!("unknown size unit `{u}` in `{t}` (use B, KiB, MiB, GiB)")),
     };
     let v = num * mult;
     if !v.is_finite() || v < 0.0 || v > 1e15 {
@@ -240,9 +236,7 @@ impl FromStr for Reference {
     fn from_str(s: &str) -> Result<Self, Self::Err> {
         let t = s.trim();
         if t.is_empty() {
-            return Err(
-                "empty reference; expected e.g. `start`, `open#1 + 3s` or `outage.end`".into(),
-            );
+            return Err("empty reference; expected e.g. `start`, `open#1 + 3s` or `outage.end`".into());
         }
         let (head, offset) = match t.split_once('+') {
             Some((h, d)) => (h.trim(), d.trim().parse::<Dur>()?.0),
@@ -251,9 +245,7 @@ impl FromStr for Reference {
         // A bare duration means start + duration.
         if head.starts_with(|c: char| c.is_ascii_digit()) {
             if offset != Duration::ZERO {
-                return Err(format!(
-                    "`{t}`: expected `REF + DURATION`, e.g. `open#1 + 3s`"
-                ));
+                return Err(format!("`{t}`: expected `REF + DURATION`, e.g. `open#1 + 3s`"));
             }
             let d = head.parse::<Dur>()?;
             return Ok(Reference {
@@ -365,14 +357,8 @@ mod tests {
 
     #[test]
     fn durations() {
-        assert_eq!(
-            "250ms".parse::<Dur>().unwrap().0,
-            Duration::from_millis(250)
-        );
-        assert_eq!(
-            "1.5s".parse::<Dur>().unwrap().0,
-            Duration::from_millis(1500)
-        );
+        assert_eq!("250ms".parse::<Dur>().unwrap().0, Duration::from_millis(250));
+        assert_eq!("1.5s".parse::<Dur>().unwrap().0, Duration::from_millis(1500));
         assert_eq!("2m".parse::<Dur>().unwrap().0, Duration::from_secs(120));
         assert!("3".parse::<Dur>().is_err());
         assert!("3x".parse::<Dur>().is_err());
