@@ -30,3 +30,4 @@ pub mod expect;
 pub mod faults;
 pub mod peers;
 pub mod report;
+pub mod run;
