@@ -296,7 +296,7 @@ impl Cx<'_> {
                 line,
                 column,
                 &format!("the document expands to more than {MAX_NODES} values"),
-                Some("too many aliases (`*name`)? a scenario file is small"),
+                Some("expected a small file; do aliases (`*name`) expand too much?"),
             );
         }
         if raw.contains("recursion limit exceeded") {
@@ -359,6 +359,7 @@ impl Cx<'_> {
             .and_then(|l| l.chars().nth(column.saturating_sub(1)));
         if let Some(k) = problem.strip_prefix("duplicate entry with key ") {
             let k = k.trim_matches('"');
+            let (line, column) = second_key(self.src, line, column, k).unwrap_or((line, column));
             return mk(
                 line,
                 column,
@@ -366,11 +367,38 @@ impl Cx<'_> {
                 Some("expected each field once"),
             );
         }
-        let (message, hint): (String, Option<&str>) = match problem {
-            p if p.contains("control characters are not allowed") => (
-                "the file contains control characters".into(),
+        if problem.contains("control characters are not allowed") {
+            let (line, column) = first_control_char(self.src).unwrap_or((line, column));
+            return mk(
+                line,
+                column,
+                "the file contains control characters",
                 Some("expected a YAML scenario; is it a binary file?"),
-            ),
+            );
+        }
+        // libyaml says what it was parsing and where that started.
+        let context = raw.find(", while ").map(|i| {
+            let c = &raw[i + 2..];
+            let (what, pos) = c.split_once(" at line ").unwrap_or((c, ""));
+            (what.to_string(), pos.replace(" column ", ":"))
+        });
+        if problem.contains("did not find expected ',' or ']'")
+            || problem.contains("did not find expected ',' or '}'")
+        {
+            let (open, close) = if problem.contains(']') { ('[', ']') } else { ('{', '}') };
+            let opened = context
+                .as_ref()
+                .and_then(|(_, pos)| pos.split_once(':'))
+                .map(|(l, c)| format!(" (opened at line {l}, column {c})"))
+                .unwrap_or_default();
+            return mk(
+                line,
+                column,
+                &format!("unclosed `{open}`{opened}: expected `,` or `{close}`"),
+                Some("quote values that contain `,`, `[`, `]`, `{` or `}`"),
+            );
+        }
+        let (message, hint): (String, Option<&str>) = match problem {
             p if p.contains("found character that cannot start any token") => (
                 match char_here {
                     Some(c) => format!("unexpected character `{}`", c.escape_debug()),
@@ -398,7 +426,16 @@ impl Cx<'_> {
                 "alias to an unknown anchor".into(),
                 Some("expected `&name` defined before `*name`"),
             ),
-            p => (format!("invalid YAML: {p}"), None),
+            p => match &context {
+                Some((what, pos)) if !pos.is_empty() => (
+                    format!(
+                        "invalid YAML: {p}, {what} that starts at line {}",
+                        pos.replace(':', ", column ")
+                    ),
+                    None,
+                ),
+                _ => (format!("invalid YAML: {p}"), None),
+            },
         };
         mk(line, column, &message, hint)
     }
@@ -724,7 +761,13 @@ impl Cx<'_> {
                 if name == "match" {
                     return Err(self.match_error(&path.key("match"), v, pe));
                 }
-                return Err(self.value_error(&path.key(&name), v, &pe));
+                let cands = variants::<T>(|bogus| {
+                    let mut m = Mapping::new();
+                    m.insert("kind".into(), kind.into());
+                    m.insert(k.clone(), bogus);
+                    Value::Mapping(m)
+                });
+                return Err(self.value_error_with(&path.key(&name), v, &pe, &cands));
             }
         }
         if let Some(field) = is_missing_field(&e) {
@@ -760,7 +803,10 @@ impl Cx<'_> {
     }
 
     fn field<T: DeserializeOwned>(&self, path: &YPath, v: &Value) -> Result<T, ScenarioError> {
-        serde_yaml::from_value::<T>(v.clone()).map_err(|e| self.value_error(path, v, &e))
+        serde_yaml::from_value::<T>(v.clone()).map_err(|e| {
+            let cands = variants::<T>(|bogus| bogus);
+            self.value_error_with(path, v, &e, &cands)
+        })
     }
 
     fn opt_field<T: DeserializeOwned>(
@@ -776,14 +822,50 @@ impl Cx<'_> {
 
     /// Rewrites serde's message for the value at `path` into a readable one.
     fn value_error(&self, path: &YPath, v: &Value, e: &serde_yaml::Error) -> ScenarioError {
+        self.value_error_with(path, v, e, &[])
+    }
+
+    /// As `value_error`, knowing the valid names when the value is a name.
+    fn value_error_with(
+        &self,
+        path: &YPath,
+        v: &Value,
+        e: &serde_yaml::Error,
+        cands: &[String],
+    ) -> ScenarioError {
         let field = match path.0.last() {
             Some(Seg::Key(k)) => k.as_str(),
             _ => "",
         };
         let raw = e.to_string();
         let raw = raw.split(" at line ").next().unwrap_or(&raw);
-        let (message, hint) = rewrite(raw, field, v);
+        let (message, hint) = if !cands.is_empty() && raw.contains("expected string or map") {
+            let c: Vec<&str> = cands.iter().map(String::as_str).collect();
+            (format!("expected {}, found {}", one_of(&c), describe(v)), None)
+        } else {
+            rewrite(raw, field, v)
+        };
         self.err(path, false, format!("{path}: {message}"), hint)
+    }
+}
+
+/// The variant names serde lists when given a name that is not one.
+fn variants<T: DeserializeOwned>(wrap: impl Fn(Value) -> Value) -> Vec<String> {
+    let bogus = Value::String("\u{1}".into());
+    match serde_yaml::from_value::<T>(wrap(bogus)) {
+        Err(e) => {
+            let m = e.to_string();
+            match m.split_once("unknown variant `\u{1}`, expected ") {
+                Some((_, tail)) => tail
+                    .split('`')
+                    .skip(1)
+                    .step_by(2)
+                    .map(str::to_string)
+                    .collect(),
+                None => Vec::new(),
+            }
+        }
+        Ok(_) => Vec::new(),
     }
 }
 
@@ -831,6 +913,29 @@ fn rewrite(raw: &str, field: &str, v: &Value) -> (String, Option<String>) {
         let cands: Vec<&str> = tail.split('`').skip(1).step_by(2).collect();
         return (format!("unknown field `{word}`"), Some(hint_for(word, &cands)));
     }
+    split_hint(raw)
+}
+
+/// Our value parsers put their hint inline (`…; write e.g. `3s``); move it
+/// after the position.
+fn split_hint(raw: &str) -> (String, Option<String>) {
+    if let Some(i) = raw.rfind("; ") {
+        return (raw[..i].to_string(), Some(raw[i + 2..].to_string()));
+    }
+    if let Some(i) = raw.rfind(", expected ") {
+        return (raw[..i].to_string(), Some(raw[i + 2..].to_string()));
+    }
+    if let Some(i) = raw.rfind(", e.g. ") {
+        return (raw[..i].to_string(), Some(raw[i + 2..].to_string()));
+    }
+    if raw.ends_with(')') {
+        if let Some(i) = raw.rfind(" (") {
+            return (
+                raw[..i].to_string(),
+                Some(raw[i + 2..raw.len() - 1].to_string()),
+            );
+        }
+    }
     (raw.to_string(), None)
 }
 
@@ -867,6 +972,48 @@ fn found_desc(unexp: &str, v: &Value) -> String {
         "unit value" => "an empty value".into(),
         _ => describe(v),
     }
+}
+
+/// Where `key` appears the second time in the block mapping starting at
+/// (`line`, `column`).
+fn second_key(src: &str, line: usize, column: usize, key: &str) -> Option<(usize, usize)> {
+    let indent = column.checked_sub(1)?;
+    let mut seen = 0;
+    for (i, l) in src.lines().enumerate().skip(line.checked_sub(1)?) {
+        let chars: Vec<char> = l.chars().collect();
+        let lead = chars.iter().take_while(|c| **c == ' ').count();
+        let content = l.trim();
+        if content.is_empty() || content.starts_with('#') {
+            continue;
+        }
+        if i + 1 > line && lead < indent {
+            break;
+        }
+        let head: String = chars.iter().take(indent).collect();
+        let rest: String = chars.iter().skip(indent).collect();
+        let bare = rest.strip_prefix(key);
+        if head.chars().all(|c| c == ' ' || c == '-')
+            && bare.is_some_and(|r| r.trim_start().starts_with(':'))
+        {
+            seen += 1;
+            if seen == 2 {
+                return Some((i + 1, column));
+            }
+        }
+    }
+    None
+}
+
+/// The 1-based position of the first control character, if any.
+fn first_control_char(src: &str) -> Option<(usize, usize)> {
+    for (i, line) in src.split('\n').enumerate() {
+        for (j, c) in line.chars().enumerate() {
+            if c.is_control() && c != '\t' && c != '\r' {
+                return Some((i + 1, j + 1));
+            }
+        }
+    }
+    None
 }
 
 // ---- the node counter (alias bombs) ----------------------------------------

@@ -205,8 +205,8 @@ pub(crate) fn validate(s: &Scenario, cx: &Cx<'_>) -> Res<Vec<String>> {
                     warnings.push(cx.warn(
                         &p.key("jitter"),
                         format!(
-                            "warning: faults[{i}].jitter {jitter} is larger than the latency {latency}; delays are never negative, so it is cut to 0..{}",
-                            Dur(latency.0 * 2)
+                            "faults[{i}].jitter {jitter} is larger than the latency {latency}; delays are never negative, so it is cut to 0..{}",
+                            Dur(latency.0 + jitter.0)
                         ),
                     ));
                 }
@@ -376,7 +376,7 @@ pub(crate) fn validate(s: &Scenario, cx: &Cx<'_>) -> Res<Vec<String>> {
             warnings.push(cx.warn(
                 &fpath(i).key("at"),
                 format!(
-                    "warning: faults[{i}] (`{}`) starts at {} at the earliest, but the run lasts {}; it never starts",
+                    "faults[{i}] (`{}`) starts at {} at the earliest, but the run lasts {}; it never starts",
                     names[i],
                     Dur(start),
                     s.duration
@@ -387,7 +387,7 @@ pub(crate) fn validate(s: &Scenario, cx: &Cx<'_>) -> Res<Vec<String>> {
                 warnings.push(cx.warn(
                     &fpath(i).key("duration"),
                     format!(
-                        "warning: faults[{i}] (`{}`) lasts until {} at the earliest, beyond the run's duration of {}",
+                        "faults[{i}] (`{}`) lasts until {} at the earliest, beyond the run's duration of {}",
                         names[i],
                         Dur(start + d.0),
                         s.duration
@@ -404,7 +404,7 @@ pub(crate) fn validate(s: &Scenario, cx: &Cx<'_>) -> Res<Vec<String>> {
                     warnings.push(cx.warn(
                         &path,
                         format!(
-                            "warning: {path} refers to `{n}.end`, but `{n}` has no `duration` and lasts until the run ends"
+                            "{path} refers to `{n}.end`, but `{n}` has no `duration` and lasts until the run ends"
                         ),
                     ));
                 }
