@@ -20,6 +20,7 @@
 //! - [`peers`]: the reference demo server and demo client.
 #![warn(missing_docs)]
 
+pub mod cli;
 pub mod events;
 pub mod frame;
 pub mod matcher;

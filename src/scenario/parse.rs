@@ -105,6 +105,7 @@ const TOP_KEYS: &[&str] = &[
     "upstream",
     "extensions",
     "resolution",
+    "demo_client",
     "faults",
     "expect",
 ];
@@ -487,6 +488,9 @@ impl Cx<'_> {
                 .opt_field(&top.key("extensions"), map.get("extensions"))?
                 .unwrap_or(Extensions::Strip),
             resolution: self.opt_field::<Dur>(&top.key("resolution"), map.get("resolution"))?,
+            demo_client: self
+                .opt_field(&top.key("demo_client"), map.get("demo_client"))?
+                .unwrap_or_default(),
             faults: Vec::new(),
             expect: Vec::new(),
         };
