@@ -408,9 +408,14 @@ async fn against_the_demo_server_the_link_stays_up_until_the_intentional_close()
     let (_shutdown, task, lines) = spawn_client(o);
     let exit = timeout(BOUND, task).await.unwrap().unwrap().unwrap();
     assert_eq!(exit, ClientExit::IntentionalClose);
-    let lines = lines.lock().unwrap();
-    assert!(!lines.iter().any(|l| l.contains("declared dead")), "{lines:#?}");
-    assert!(lines.iter().any(|l| l.contains("server answered the close (code 1000")));
+    let lines = lines.lock().unwrap().clone();
+    assert!(
+        !lines.iter().any(|l| l.contains("declared dead")),
+        "{lines:#?}"
+    );
+    assert!(lines
+        .iter()
+        .any(|l| l.contains("server answered the close (code 1000")));
     demo.stop().await.unwrap();
 }
 
@@ -449,7 +454,10 @@ async fn backoff_spaces_attempts_and_no_backoff_storms() {
 
     // 20ms doubling: at most 0, 20, 60, 140, 300 ms (+ jitter only delays).
     assert!(careful <= 6, "careful client made {careful} attempts");
-    assert!(storm > 20, "the --no-backoff client made only {storm} attempts");
+    assert!(
+        storm > 20,
+        "the --no-backoff client made only {storm} attempts"
+    );
 }
 
 async fn answer_503(mut stream: TcpStream, retry_after: &str) {

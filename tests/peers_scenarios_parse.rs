@@ -22,8 +22,8 @@ fn library() -> BTreeMap<String, (PathBuf, Scenario)> {
             continue;
         }
         let text = std::fs::read_to_string(&path).unwrap();
-        let scenario: Scenario = serde_yaml::from_str(&text)
-            .unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+        let scenario: Scenario =
+            serde_yaml::from_str(&text).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
         let stem = path.file_stem().unwrap().to_str().unwrap().to_owned();
         out.insert(stem, (path, scenario));
     }
@@ -48,7 +48,12 @@ fn matrix() -> Vec<Row> {
             continue;
         }
         let cols: Vec<&str> = line.split('|').map(str::trim).collect();
-        assert_eq!(cols.len(), 3, "scenario_matrix.txt:{}: three columns", i + 1);
+        assert_eq!(
+            cols.len(),
+            3,
+            "scenario_matrix.txt:{}: three columns",
+            i + 1
+        );
         rows.push(Row {
             line: i + 1,
             scenario: cols[0].to_owned(),
@@ -91,24 +96,41 @@ fn every_scenario_parses_and_is_self_consistent() {
             "{}: the description says what it simulates and what a good client does",
             path.display()
         );
-        assert!(!sc.expect.is_empty(), "{}: has expectations", path.display());
-        assert!(sc.upstream.is_none(), "{}: runs against the demo server", path.display());
+        assert!(
+            !sc.expect.is_empty(),
+            "{}: has expectations",
+            path.display()
+        );
+        assert!(
+            sc.upstream.is_none(),
+            "{}: runs against the demo server",
+            path.display()
+        );
 
         let faults: BTreeSet<String> = (0..sc.faults.len()).map(|i| sc.fault_name(i)).collect();
-        assert_eq!(faults.len(), sc.faults.len(), "{}: fault names unique", path.display());
+        assert_eq!(
+            faults.len(),
+            sc.faults.len(),
+            "{}: fault names unique",
+            path.display()
+        );
         for f in &sc.faults {
             if let Some(at) = &f.at {
                 check_reference(path, "a fault's `at`", at, &faults);
             }
-            assert_eq!(
-                f.duration.is_some() && f.kind.is_instant(),
-                false,
+            assert!(
+                !(f.duration.is_some() && f.kind.is_instant()),
                 "{}: instant faults take no duration",
                 path.display()
             );
         }
         let names: BTreeSet<String> = (0..sc.expect.len()).map(|i| sc.expect_name(i)).collect();
-        assert_eq!(names.len(), sc.expect.len(), "{}: expectation names unique", path.display());
+        assert_eq!(
+            names.len(),
+            sc.expect.len(),
+            "{}: expectation names unique",
+            path.display()
+        );
         for e in &sc.expect {
             use flatline::scenario::ExpectKind::*;
             let (refs, during): (Vec<&Reference>, Option<&String>) = match &e.kind {
@@ -126,7 +148,11 @@ fn every_scenario_parses_and_is_self_consistent() {
                 check_reference(path, "an expectation's `after`", r, &faults);
             }
             if let Some(d) = during {
-                assert!(faults.contains(d), "{}: `during: {d}` is no fault", path.display());
+                assert!(
+                    faults.contains(d),
+                    "{}: `during: {d}` is no fault",
+                    path.display()
+                );
             }
         }
         DemoClientOpts::from_args(&sc.demo_client)
@@ -144,26 +170,45 @@ fn every_scenario_has_a_broken_variant_in_the_matrix() {
         let (_, sc) = lib
             .get(&row.scenario)
             .unwrap_or_else(|| panic!("{at}: no scenarios/{}.yaml", row.scenario));
-        assert!(!row.args.is_empty(), "{at}: a broken variant needs arguments");
-        assert!(!row.failing.is_empty(), "{at}: name the expectations that fail");
+        assert!(
+            !row.args.is_empty(),
+            "{at}: a broken variant needs arguments"
+        );
+        assert!(
+            !row.failing.is_empty(),
+            "{at}: name the expectations that fail"
+        );
         let names: BTreeSet<String> = (0..sc.expect.len()).map(|i| sc.expect_name(i)).collect();
         for f in &row.failing {
-            assert!(names.contains(f), "{at}: `{}` has no expectation `{f}`", row.scenario);
+            assert!(
+                names.contains(f),
+                "{at}: `{}` has no expectation `{f}`",
+                row.scenario
+            );
         }
         let all: Vec<String> = sc.demo_client.iter().chain(&row.args).cloned().collect();
         let broken = DemoClientOpts::from_args(&all).unwrap_or_else(|e| panic!("{at}: {e}"));
         let good = DemoClientOpts::from_args(&sc.demo_client).unwrap();
-        assert_ne!(broken, good, "{at}: the variant must differ from the good client");
+        assert_ne!(
+            broken, good,
+            "{at}: the variant must differ from the good client"
+        );
         covered.insert(row.scenario.clone());
     }
     let missing: Vec<&String> = lib.keys().filter(|k| !covered.contains(*k)).collect();
-    assert!(missing.is_empty(), "scenarios without a broken variant: {missing:?}");
+    assert!(
+        missing.is_empty(),
+        "scenarios without a broken variant: {missing:?}"
+    );
 }
 
 #[test]
 fn readme_lists_every_scenario() {
     let readme = std::fs::read_to_string(root().join("scenarios/README.md")).unwrap();
     for name in library().keys() {
-        assert!(readme.contains(&format!("`{name}`")), "README misses `{name}`");
+        assert!(
+            readme.contains(&format!("`{name}`")),
+            "README misses `{name}`"
+        );
     }
 }
