@@ -68,6 +68,17 @@ fn matrix() -> Vec<Row> {
     rows
 }
 
+fn check_match(at: &Path, m: &flatline::scenario::Match) {
+    if let Some(re) = &m.regex {
+        if let Err(e) = regex::Regex::new(re) {
+            panic!("{}: bad regex `{re}`: {e}", at.display());
+        }
+    }
+    for alt in m.any.iter().flatten() {
+        check_match(at, alt);
+    }
+}
+
 fn check_reference(at: &Path, what: &str, r: &Reference, faults: &BTreeSet<String>) {
     if let RefBase::FaultStart(name) | RefBase::FaultEnd(name) = &r.base {
         assert!(
@@ -115,6 +126,10 @@ fn every_scenario_parses_and_is_self_consistent() {
             path.display()
         );
         for f in &sc.faults {
+            use flatline::scenario::FaultKind;
+            if let FaultKind::Drop { matches, .. } | FaultKind::Corrupt { matches, .. } = &f.kind {
+                check_match(path, matches);
+            }
             if let Some(at) = &f.at {
                 check_reference(path, "a fault's `at`", at, &faults);
             }
@@ -137,11 +152,17 @@ fn every_scenario_parses_and_is_self_consistent() {
                 Detects { after, .. } | Reconnects { after, .. } | NoReconnect { after, .. } => {
                     (vec![after], None)
                 }
-                Sends { after, .. } => (vec![after], None),
+                Sends { after, matches, .. } => {
+                    check_match(path, matches);
+                    (vec![after], None)
+                }
                 StaysConnected { during, after, .. } | Backoff { during, after, .. } => {
                     (after.iter().collect(), during.as_ref())
                 }
-                Heartbeat { after, .. } => (after.iter().collect(), None),
+                Heartbeat { after, matches, .. } => {
+                    check_match(path, matches);
+                    (after.iter().collect(), None)
+                }
                 ClosesWith { .. } => (vec![], None),
             };
             for r in refs {
