@@ -175,7 +175,7 @@ async fn survives_bad_peers() {
         .write_all(&[0x81, 0x02, b'h', b'i'])
         .await
         .unwrap();
-    let _ = timeout(BOUND, async { while let Some(Ok(_)) = ws.next().await {} })
+    timeout(BOUND, async { while let Some(Ok(_)) = ws.next().await {} })
         .await
         .expect("the server ends the bad connection");
 
