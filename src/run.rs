@@ -258,6 +258,20 @@ pub async fn run(
     let exps = expect::build(scenario).map_err(RunError::Setup)?;
     let timeline = Timeline::new(scenario).map_err(RunError::Setup)?;
     let upstream_url = opts.upstream.clone().or_else(|| scenario.upstream.clone());
+    // The demo client's arguments are checked before anything starts.
+    let demo_args: Vec<String> = scenario
+        .demo_client
+        .iter()
+        .chain(opts.demo_args.iter())
+        .cloned()
+        .collect();
+    let demo_opts = if opts.demo {
+        Some(DemoClientOpts::from_args(&demo_args).map_err(|e| {
+            RunError::Setup(format!("demo client arguments {demo_args:?}: {e}"))
+        })?)
+    } else {
+        None
+    };
 
     // The upstream: a server command, an external server, or the demo server.
     let mut server_proc = match &opts.server_cmd {
@@ -330,12 +344,8 @@ pub async fn run(
                 return Err(e);
             }
         }
-    } else if opts.demo {
-        let mut args: Vec<String> = vec!["demo-client".into(), url.clone()];
-        args.extend(scenario.demo_client.iter().cloned());
-        args.extend(opts.demo_args.iter().cloned());
-        let copts = DemoClientOpts::from_args(&args)
-            .map_err(|e| RunError::Setup(format!("demo client arguments {:?}: {e}", &args[2..])))?;
+    } else if let Some(mut copts) = demo_opts {
+        copts.url = Some(url.clone());
         let stop = CancellationToken::new();
         let tail = Arc::new(Mutex::new(VecDeque::new()));
         let t = tail.clone();
@@ -350,7 +360,7 @@ pub async fn run(
             stop,
             task,
             tail,
-            args: args[2..].join(" "),
+            args: demo_args.join(" "),
         }
     } else {
         ClientSide::Nobody
