@@ -45,9 +45,12 @@ fn report_html_escapes() {
     assert!(page.contains("&lt;b&gt;bold&lt;/b&gt; &amp; co"));
 }
 
-#[test]
-fn report_html_many_frames_stay_small() {
+/// The silent-drop run plus 40k frames on #1, with the detection failed.
+fn dense_failing_report() -> flatline::report::Report {
     let mut r = silent_drop_report(&Variation::default());
+    r.expectations[0].passed = false;
+    r.expectations[0].detail = "client did not give up #1 within 12s".into();
+    r.passed = false;
     let base = r.events.clone();
     let mut events: Vec<Event> = Vec::new();
     // 40k frames on #1 before the outage: one every 75 microseconds.
@@ -81,11 +84,19 @@ fn report_html_many_frames_stay_small() {
     all.extend(events);
     all.sort_by_key(|e| e.t);
     r.events = all;
-    let page = html(&r, None);
+    r
+}
+
+#[test]
+fn report_html_many_frames_stay_small() {
+    let page = html(&dense_failing_report(), None);
     let svg_start = page.find("<svg").expect("svg");
     let svg_end = page.find("</svg>").expect("svg end");
     let svg_len = svg_end - svg_start;
     assert!(svg_len < 200_000, "SVG is {svg_len} bytes");
+    // The folded event list is capped too (the JSON report has every event).
+    assert!(page.len() < 2_000_000, "page is {} bytes", page.len());
+    assert!(page.contains("more events in the JSON report"));
 }
 
 /// Render the page with headless Chromium when it is installed, and keep the
@@ -99,35 +110,43 @@ fn report_html_renders_in_chromium() {
     }
     let dir = std::path::PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("report_html");
     std::fs::create_dir_all(&dir).expect("mkdir");
-    let page = dir.join("silent-drop.html");
-    let png = dir.join("silent-drop.png");
-    let _ = std::fs::remove_file(&png);
-    std::fs::write(
-        &page,
-        html(&silent_drop_report(&Variation::default()), None),
-    )
-    .expect("write html");
-    let profile = dir.join("profile");
-    let status = std::process::Command::new(chromium)
-        .args([
-            "--headless",
-            "--no-sandbox",
-            "--disable-gpu",
-            "--no-first-run",
-            "--disable-background-networking",
-            "--disable-component-update",
-            "--disable-sync",
-        ])
-        .arg(format!("--user-data-dir={}", profile.display()))
-        .arg(format!("--screenshot={}", png.display()))
-        .arg("--window-size=1400,900")
-        .arg(format!("file://{}", page.display()))
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
-        .status()
-        .expect("chromium runs");
-    assert!(status.success(), "chromium failed: {status}");
-    let meta = std::fs::metadata(&png).expect("screenshot written");
-    assert!(meta.len() > 10_000, "screenshot is suspiciously small");
-    eprintln!("screenshot: {}", png.display());
+    let pages = [
+        (
+            "silent-drop",
+            html(&silent_drop_report(&Variation::default()), None),
+        ),
+        ("dense-failing", html(&dense_failing_report(), None)),
+    ];
+    for (name, content) in pages {
+        let page = dir.join(format!("{name}.html"));
+        let png = dir.join(format!("{name}.png"));
+        let _ = std::fs::remove_file(&png);
+        std::fs::write(&page, content).expect("write html");
+        let profile = dir.join(format!("profile-{name}"));
+        let status = std::process::Command::new(chromium)
+            .args([
+                "--headless",
+                "--no-sandbox",
+                "--disable-gpu",
+                "--no-first-run",
+                "--disable-background-networking",
+                "--disable-component-update",
+                "--disable-sync",
+            ])
+            .arg(format!("--user-data-dir={}", profile.display()))
+            .arg(format!("--screenshot={}", png.display()))
+            .arg("--window-size=1400,900")
+            .arg(format!("file://{}", page.display()))
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .status()
+            .expect("chromium runs");
+        assert!(status.success(), "chromium failed on {name}: {status}");
+        let meta = std::fs::metadata(&png).expect("screenshot written");
+        assert!(
+            meta.len() > 10_000,
+            "screenshot of {name} is suspiciously small"
+        );
+        eprintln!("screenshot: {}", png.display());
+    }
 }

@@ -23,7 +23,7 @@ fn base() -> Report {
 #[test]
 fn report_json_snapshot() {
     let json = base().to_json();
-    snap!({ insta::assert_snapshot!("report_json", json) });
+    snap!(insta::assert_snapshot!("report_json", json));
 }
 
 #[test]
@@ -123,7 +123,7 @@ fn report_transcript_shows_behaviour_changes() {
     let (ta, tb) = (a.transcript().to_text(), b.transcript().to_text());
     assert_ne!(ta, tb);
     let d = diff(&ta, &tb);
-    snap!({ insta::assert_snapshot!("report_transcript_diff", d) });
+    snap!(insta::assert_snapshot!("report_transcript_diff", d));
 }
 
 #[test]
@@ -142,7 +142,7 @@ fn report_terminal_output() {
         .filter(|e| matches!(e.kind, EventKind::Frame(_)))
         .count();
     assert!(out.lines().count() < frames, "{out}");
-    snap!({ insta::assert_snapshot!("report_terminal", out) });
+    snap!(insta::assert_snapshot!("report_terminal", out));
 }
 
 #[test]
@@ -153,7 +153,7 @@ fn report_verdict_table() {
     let coloured = verdict_table(&reports, true);
     assert!(coloured.contains("\x1b[32mPASS"));
     assert!(coloured.contains("\x1b[31mFAIL"));
-    snap!({ insta::assert_snapshot!("report_verdict_table", plain) });
+    snap!(insta::assert_snapshot!("report_verdict_table", plain));
 }
 
 #[test]
@@ -203,5 +203,30 @@ fn report_junit() {
         .text()
         .unwrap_or("")
         .starts_with("odd <chars> & 'quotes'"));
-    snap!({ insta::assert_snapshot!("report_junit", junit(&[base()])) });
+    snap!(insta::assert_snapshot!("report_junit", junit(&[base()])));
+}
+
+#[test]
+fn report_transcript_resolution_sources() {
+    let mut r = base();
+    assert!(r.transcript().times.contains("rounded to 100ms"));
+    // The scenario's `resolution` is used when set...
+    if let Some(sc) = r.scenario_spec.as_mut() {
+        sc.resolution = Some(flatline::scenario::Dur(std::time::Duration::from_secs(1)));
+    }
+    let t = r.transcript().to_text();
+    assert!(t.contains("rounded to 1s"), "{t}");
+    assert!(
+        t.lines()
+            .any(|l| l.trim_start().starts_with("3s ") && l.contains("fault outage starts")),
+        "{t}"
+    );
+    // ...`0s` means ordering only...
+    if let Some(sc) = r.scenario_spec.as_mut() {
+        sc.resolution = Some(flatline::scenario::Dur(std::time::Duration::ZERO));
+    }
+    assert_eq!(r.transcript().times, "ordering only");
+    // ...and the run settings override both.
+    r.settings.resolution = Some(std::time::Duration::from_millis(10));
+    assert!(r.transcript().times.contains("rounded to 10ms"));
 }

@@ -25,7 +25,7 @@ const LEFT: f64 = 70.0;
 const PLOT_W: f64 = 1100.0;
 const RIGHT: f64 = 40.0;
 /// Events listed in the folded table at most.
-const MAX_EVENT_ROWS: usize = 20_000;
+const MAX_EVENT_ROWS: usize = 5_000;
 
 const FAULT_COLOURS: [&str; 6] = [
     "#e8a33d", "#9b6fd1", "#4aa3c7", "#d1675b", "#6bb36b", "#c7b04a",
