@@ -108,6 +108,10 @@ struct Pipe {
     held_logged: bool,
     /// Bytes thrown away because the destination was closed.
     lost_bytes: u64,
+    /// A write failed for good: the destination reset (set once, taken by the loop).
+    dst_broken: bool,
+    /// The source's RST was read (or stood for a failed socket).
+    src_reset: bool,
     last_release: Option<Instant>,
 }
 
@@ -141,6 +145,8 @@ impl Pipe {
             dst_done: false,
             held_logged: false,
             lost_bytes: 0,
+            dst_broken: false,
+            src_reset: false,
             last_release: None,
         }
     }
@@ -257,9 +263,12 @@ impl Pipe {
         }
         if !self.intercepts() {
             if let Some(dst) = dst {
-                let n = write_some(dst, bytes);
-                if n < bytes.len() {
-                    self.enqueue(Unit::Data(bytes[n..].to_vec(), 0), log);
+                match write_some(dst, bytes) {
+                    Ok(n) if n < bytes.len() => {
+                        self.enqueue(Unit::Data(bytes[n..].to_vec(), 0), log)
+                    }
+                    Ok(_) => {}
+                    Err(e) => self.write_failed(bytes.len() as u64, &e, log),
                 }
                 return;
             }
@@ -458,6 +467,7 @@ impl Pipe {
     /// The source ended (FIN or RST).
     fn on_src_end(&mut self, rst: bool, log: &EventLog) {
         self.src_done = true;
+        self.src_reset |= rst;
         let from = self.dir.from_side();
         self.log(
             log,
@@ -483,7 +493,7 @@ impl Pipe {
     }
 
     /// Write what is due. Returns effects (FIN/RST to deliver, limit cuts).
-    fn flush(&mut self, dst: Option<&TcpStream>, _log: &EventLog) -> Vec<Effect> {
+    fn flush(&mut self, dst: Option<&TcpStream>, log: &EventLog) -> Vec<Effect> {
         let mut effects = Vec::new();
         let Some(dst) = dst else { return effects };
         loop {
@@ -517,7 +527,13 @@ impl Pipe {
                             max = max.min(b as usize);
                         }
                     }
-                    let n = write_some(dst, &buf[*off..*off + max]);
+                    let n = match write_some(dst, &buf[*off..*off + max]) {
+                        Ok(n) => n,
+                        Err(e) => {
+                            self.write_failed(0, &e, log);
+                            break;
+                        }
+                    };
                     *off += n;
                     self.queued_bytes -= n;
                     for (name, st) in self.stages.iter_mut() {
@@ -569,6 +585,32 @@ impl Pipe {
         effects
     }
 
+    /// Writing failed for good: the destination is gone. What could not be
+    /// delivered is logged, never silently lost.
+    fn write_failed(&mut self, unsent: u64, e: &io::Error, log: &EventLog) {
+        let queued: u64 = self
+            .queue
+            .iter()
+            .map(|o| match &o.unit {
+                Unit::Data(b, off) => (b.len() - off) as u64,
+                _ => 0,
+            })
+            .sum();
+        self.queue.clear();
+        self.deferred.clear();
+        self.queued_bytes = 0;
+        self.dst_done = true;
+        self.dst_broken = true;
+        self.log(
+            log,
+            EventKind::WriteFailed {
+                to: self.dir.to_side(),
+                bytes: unsent + queued,
+                error: e.to_string(),
+            },
+        );
+    }
+
     /// Drop everything queued (the destination is gone); log it.
     fn discard(&mut self, fault: &str, log: &EventLog) {
         let bytes: u64 = self
@@ -601,17 +643,20 @@ impl Pipe {
     }
 }
 
-/// Write as much as the socket takes now, without waiting.
-fn write_some(dst: &TcpStream, bytes: &[u8]) -> usize {
+/// Write as much as the socket takes now, without waiting. `Err` means the
+/// destination is broken (reset by its peer, or gone): nothing more can be
+/// delivered to it.
+fn write_some(dst: &TcpStream, bytes: &[u8]) -> io::Result<usize> {
     let mut n = 0;
     while n < bytes.len() {
         match dst.try_write(&bytes[n..]) {
-            Ok(0) => break,
+            Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
             Ok(k) => n += k,
-            Err(_) => break, // WouldBlock, or an error surfaced by the next read
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+            Err(e) => return Err(e),
         }
     }
-    n
+    Ok(n)
 }
 
 fn log_scan(log: &EventLog, conn: u32, dir: Direction, s: Scan) {
@@ -705,6 +750,17 @@ pub async fn run(c: Conn, mut cmds: mpsc::UnboundedReceiver<ConnCmd>, stop: Canc
             let dst_i = d.to_side_index();
             let effects = pipes[d.index()].flush(sockets[dst_i].as_ref(), &log);
             apply(&mut pipes, &mut sockets, d, effects, &log, &mut reset_seen);
+            // A destination that refused a write reset the connection: its
+            // RST travels the other way like any RST it sends (and is held
+            // where that direction is held).
+            if std::mem::take(&mut pipes[d.index()].dst_broken) {
+                let back = &mut pipes[1 - d.index()];
+                if !back.src_reset {
+                    reset_seen = true;
+                    back.src_done = false;
+                    back.on_src_end(true, &log);
+                }
+            }
         }
         if pipes.iter().all(|p| p.finished()) {
             break;
@@ -782,6 +838,11 @@ fn on_readable(
     let src_i = dir.from_side_index();
     let dst_i = dir.to_side_index();
     if r.is_err() {
+        // The socket itself failed: treat it as a reset by its peer.
+        *reset_seen = true;
+        if !pipes[dir.index()].src_done {
+            pipes[dir.index()].on_src_end(true, log);
+        }
         return;
     }
     let effects = SCRATCH.with(|scratch| {
