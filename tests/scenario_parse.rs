@@ -100,7 +100,10 @@ fn positions_point_at_the_offending_node() {
 
 #[test]
 fn ten_megabytes_are_refused_before_parsing() {
-    let big = format!("name: big\ndescription: x\nduration: 1s\n#{}\n", "x".repeat(10 << 20));
+    let big = format!(
+        "name: big\ndescription: x\nduration: 1s\n#{}\n",
+        "x".repeat(10 << 20)
+    );
     let e = parse_str(&big, "big.yaml").expect_err("too large");
     assert!(matches!(e, ScenarioError::TooLarge { .. }));
     snap("too_large", &e.to_string());
@@ -121,7 +124,9 @@ fn ten_megabytes_are_refused_before_parsing() {
 fn missing_file_names_it() {
     let e = load_err("tests/fixtures/nope.yaml");
     assert!(matches!(e, ScenarioError::Io { .. }));
-    assert!(e.to_string().starts_with("cannot read tests/fixtures/nope.yaml: "));
+    assert!(e
+        .to_string()
+        .starts_with("cannot read tests/fixtures/nope.yaml: "));
 }
 
 #[test]
@@ -136,7 +141,9 @@ fn deep_nesting_is_an_error() {
         assert_one_line(&e);
         assert!(e.to_string().contains("nested too deeply"), "{e}");
     }
-    let block: String = (0..300).map(|i| format!("{}k{i}:\n", " ".repeat(i))).collect();
+    let block: String = (0..300)
+        .map(|i| format!("{}k{i}:\n", " ".repeat(i)))
+        .collect();
     let e = parse_str(&block, "deep-block.yaml").expect_err("too deep");
     assert!(e.to_string().contains("nested too deeply"), "{e}");
     snap("deep_nesting", &e.to_string());
@@ -149,7 +156,10 @@ fn alias_bomb_within_the_size_limit_is_refused() {
     let mut src = String::from("name: bad\ndescription: x\nduration: 1s\npad: [");
     src.push_str(&"1, ".repeat(200_000));
     src.push_str("1]\na: &a [x, x, x, x, x, x, x, x, x, x]\n");
-    for (prev, cur) in ["a", "b", "c", "d", "e", "f", "g", "h"].windows(2).map(|w| (w[0], w[1])) {
+    for (prev, cur) in ["a", "b", "c", "d", "e", "f", "g", "h"]
+        .windows(2)
+        .map(|w| (w[0], w[1]))
+    {
         let items = vec![format!("*{prev}"); 10].join(", ");
         src.push_str(&format!("{cur}: &{cur} [{items}]\n"));
     }
@@ -238,7 +248,10 @@ expect:
 fn random_inputs_never_panic() {
     assert!(parse_str(VALID, "fuzz.yaml").is_ok());
     let mut rng = ChaCha8Rng::seed_from_u64(0x5ce_a210);
-    let alphabet: Vec<char> = " \t\n:-[]{}#&*!|>'\",.?%@`0123456789abcdefgkmnoprstuxyz_#+\u{0}\u{7f}é".chars().collect();
+    let alphabet: Vec<char> =
+        " \t\n:-[]{}#&*!|>'\",.?%@`0123456789abcdefgkmnoprstuxyz_#+\u{0}\u{7f}é"
+            .chars()
+            .collect();
     let mut ok = 0;
     for round in 0..3000 {
         let src: String = if round % 3 == 0 {

@@ -385,7 +385,11 @@ impl Cx<'_> {
         if problem.contains("did not find expected ',' or ']'")
             || problem.contains("did not find expected ',' or '}'")
         {
-            let (open, close) = if problem.contains(']') { ('[', ']') } else { ('{', '}') };
+            let (open, close) = if problem.contains(']') {
+                ('[', ']')
+            } else {
+                ('{', '}')
+            };
             let opened = context
                 .as_ref()
                 .and_then(|(_, pos)| pos.split_once(':'))
@@ -458,7 +462,10 @@ impl Cx<'_> {
                 return Err(self.err(
                     &top,
                     false,
-                    format!("expected a scenario mapping (`name: ...`), found {}", describe(other)),
+                    format!(
+                        "expected a scenario mapping (`name: ...`), found {}",
+                        describe(other)
+                    ),
                     None,
                 ))
             }
@@ -481,7 +488,9 @@ impl Cx<'_> {
             name: self.field(&top.key("name"), get("name"))?,
             description: self.field(&top.key("description"), get("description"))?,
             duration: self.field(&top.key("duration"), get("duration"))?,
-            seed: self.opt_field(&top.key("seed"), map.get("seed"))?.unwrap_or(0),
+            seed: self
+                .opt_field(&top.key("seed"), map.get("seed"))?
+                .unwrap_or(0),
             upstream: self.opt_field(&top.key("upstream"), map.get("upstream"))?,
             extensions: self
                 .opt_field(&top.key("extensions"), map.get("extensions"))?
@@ -513,7 +522,10 @@ impl Cx<'_> {
             other => Err(self.err(
                 path,
                 false,
-                format!("{path}: expected a list of {what} (`- kind: ...`), found {}", describe(other)),
+                format!(
+                    "{path}: expected a list of {what} (`- kind: ...`), found {}",
+                    describe(other)
+                ),
                 None,
             )),
         }
@@ -597,11 +609,21 @@ impl Cx<'_> {
             return Err(self.err(
                 path,
                 false,
-                format!("{path}: expected a fault (`kind: partition`, ...), found {}", describe(v)),
+                format!(
+                    "{path}: expected a fault (`kind: partition`, ...), found {}",
+                    describe(v)
+                ),
                 None,
             ));
         };
-        let kind = self.kind(map, path, FaultKind::KINDS, "fault", ExpectKind::KINDS, "expect")?;
+        let kind = self.kind(
+            map,
+            path,
+            FaultKind::KINDS,
+            "fault",
+            ExpectKind::KINDS,
+            "expect",
+        )?;
         let params = fault_params(kind);
         let instant = matches!(kind, "half_close" | "reset" | "close");
         for k in map.keys() {
@@ -611,7 +633,9 @@ impl Cx<'_> {
                 return Err(self.err(
                     &at,
                     true,
-                    format!("{path}: `duration` makes no sense for a `{kind}` fault, which acts once"),
+                    format!(
+                        "{path}: `duration` makes no sense for a `{kind}` fault, which acts once"
+                    ),
                     Some("remove it (`half_close`, `reset` and `close` are instant)".into()),
                 ));
             }
@@ -664,7 +688,10 @@ impl Cx<'_> {
             return Err(self.err(
                 path,
                 false,
-                format!("{path}: expected an expectation (`kind: detects`, ...), found {}", describe(v)),
+                format!(
+                    "{path}: expected an expectation (`kind: detects`, ...), found {}",
+                    describe(v)
+                ),
                 None,
             ));
         };
@@ -689,11 +716,12 @@ impl Cx<'_> {
                 } else {
                     format!("{path}: unknown field `{name}` in a `{kind}` expectation")
                 };
-                let hint = if elsewhere && crate::scenario::error::suggest(&name, &allowed).is_none() {
-                    format!("`{kind}` takes {}", one_of(&allowed))
-                } else {
-                    hint_for(&name, &allowed)
-                };
+                let hint =
+                    if elsewhere && crate::scenario::error::suggest(&name, &allowed).is_none() {
+                        format!("`{kind}` takes {}", one_of(&allowed))
+                    } else {
+                        hint_for(&name, &allowed)
+                    };
                 return Err(self.err(&path.key(&name), true, message, Some(hint)));
             }
         }
@@ -722,7 +750,10 @@ impl Cx<'_> {
                 return Err(self.err(
                     &ap,
                     false,
-                    format!("{ap}: expected a list of match conditions, found {}", describe(any)),
+                    format!(
+                        "{ap}: expected a list of match conditions, found {}",
+                        describe(any)
+                    ),
                     Some("e.g. `any: [{opcode: ping}, {text: ping}]`".into()),
                 ));
             };
@@ -841,7 +872,10 @@ impl Cx<'_> {
         let raw = raw.split(" at line ").next().unwrap_or(&raw);
         let (message, hint) = if !cands.is_empty() && raw.contains("expected string or map") {
             let c: Vec<&str> = cands.iter().map(String::as_str).collect();
-            (format!("expected {}, found {}", one_of(&c), describe(v)), None)
+            (
+                format!("expected {}, found {}", one_of(&c), describe(v)),
+                None,
+            )
         } else {
             rewrite(raw, field, v)
         };
@@ -877,7 +911,11 @@ fn rewrite(raw: &str, field: &str, v: &Value) -> (String, Option<String>) {
     {
         let (unexp, exp) = rest.split_once(", expected ").unwrap_or((rest, ""));
         return (
-            format!("expected {}, found {}", expected_desc(exp), found_desc(unexp, v)),
+            format!(
+                "expected {}, found {}",
+                expected_desc(exp),
+                found_desc(unexp, v)
+            ),
             None,
         );
     }
@@ -902,8 +940,9 @@ fn rewrite(raw: &str, field: &str, v: &Value) -> (String, Option<String>) {
             _ => ("a different value", &[]),
         };
         let hint = match v {
-            Value::String(s) => crate::scenario::error::suggest(s, cands)
-                .map(|c| format!("did you mean `{c}`?")),
+            Value::String(s) => {
+                crate::scenario::error::suggest(s, cands).map(|c| format!("did you mean `{c}`?"))
+            }
             _ => None,
         };
         return (format!("expected {what}, found {}", describe(v)), hint);
@@ -911,7 +950,10 @@ fn rewrite(raw: &str, field: &str, v: &Value) -> (String, Option<String>) {
     if let Some(rest) = raw.strip_prefix("unknown field `") {
         let (word, tail) = rest.split_once('`').unwrap_or((rest, ""));
         let cands: Vec<&str> = tail.split('`').skip(1).step_by(2).collect();
-        return (format!("unknown field `{word}`"), Some(hint_for(word, &cands)));
+        return (
+            format!("unknown field `{word}`"),
+            Some(hint_for(word, &cands)),
+        );
     }
     split_hint(raw)
 }

@@ -4,9 +4,7 @@
 
 use super::error::{hint_for, suggest, ScenarioError};
 use super::locate::YPath;
-use super::model::{
-    Connections, ExpectKind, Extensions, FaultKind, Match, RefuseHow, Scenario,
-};
+use super::model::{Connections, ExpectKind, Extensions, FaultKind, Match, RefuseHow, Scenario};
 use super::parse::Cx;
 use super::values::{Dur, RefBase, Reference};
 use std::collections::HashMap;
@@ -66,7 +64,11 @@ pub(crate) fn validate(s: &Scenario, cx: &Cx<'_>) -> Res<Vec<String>> {
                 Some("expected a unique `name` for each fault".into()),
             ));
         }
-        if n == "start" || !n.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_') {
+        if n == "start"
+            || !n
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+        {
             return Err(cx.err(
                 &name_path(fpath(i), true),
                 false,
@@ -182,7 +184,9 @@ pub(crate) fn validate(s: &Scenario, cx: &Cx<'_>) -> Res<Vec<String>> {
                 }
                 for (hk, hv) in headers {
                     let bad_name = hk.is_empty()
-                        || !hk.bytes().all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b));
+                        || !hk
+                            .bytes()
+                            .all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b));
                     let bad_value = hv.bytes().any(|b| b == b'\r' || b == b'\n' || b == 0);
                     if bad_name || bad_value {
                         return Err(cx.err(
@@ -191,7 +195,11 @@ pub(crate) fn validate(s: &Scenario, cx: &Cx<'_>) -> Res<Vec<String>> {
                             format!(
                                 "faults[{i}].headers: `{}` is not a valid HTTP header {}",
                                 hk.escape_debug(),
-                                if bad_name { "name" } else { "value (line breaks)" }
+                                if bad_name {
+                                    "name"
+                                } else {
+                                    "value (line breaks)"
+                                }
                             ),
                             Some("expected e.g. `Retry-After: \"1\"`".into()),
                         ));
@@ -200,16 +208,14 @@ pub(crate) fn validate(s: &Scenario, cx: &Cx<'_>) -> Res<Vec<String>> {
             }
             FaultKind::Delay {
                 latency, jitter, ..
-            } => {
-                if jitter > latency {
-                    warnings.push(cx.warn(
+            } if jitter > latency => {
+                warnings.push(cx.warn(
                         &p.key("jitter"),
                         format!(
-                            "faults[{i}].jitter {jitter} is larger than the latency {latency}; delays are never negative, so it is cut to 0..{}",
+                            "faults[{i}].jitter {jitter} is above the latency {latency}, so delays range 0..{}",
                             Dur(latency.0 + jitter.0)
                         ),
                     ));
-                }
             }
             _ => {}
         }
@@ -509,7 +515,8 @@ fn check_ref(cx: &Cx<'_>, path: &YPath, r: &Reference, names: &[&str]) -> Res<()
     let hint = match suggest(n, &cands) {
         Some(c) => format!("did you mean `{c}`?"),
         None if names.is_empty() => {
-            "this scenario has no faults; expected `start`, `accept#N`, `open#N` or `close#N`".into()
+            "this scenario has no faults; expected `start`, `accept#N`, `open#N` or `close#N`"
+                .into()
         }
         None => hint_for(n, names),
     };
