@@ -1128,3 +1128,64 @@ impl<'de> Visitor<'de> for Counter<'_> {
         Ok(())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn probe<T: DeserializeOwned>(kind: &str, key: &str) -> String {
+        let mut m = Mapping::new();
+        m.insert("kind".into(), kind.into());
+        m.insert(key.into(), Value::String("\u{1}".into()));
+        match serde_yaml::from_value::<T>(Value::Mapping(m)) {
+            Ok(_) => String::new(),
+            Err(e) => e.to_string(),
+        }
+    }
+
+    /// The field tables above agree with the model: every listed field is
+    /// known to serde for its kind.
+    #[test]
+    fn field_tables_match_the_model() {
+        for kind in FaultKind::KINDS {
+            assert!(!fault_params(kind).is_empty(), "{kind}");
+            for key in fault_params(kind).iter().chain(FAULT_COMMON) {
+                let e = probe::<FaultSpec>(kind, key);
+                assert!(!e.contains("unknown field"), "{kind}.{key}: {e}");
+            }
+        }
+        for kind in ExpectKind::KINDS {
+            for key in expect_params(kind).iter().chain(EXPECT_COMMON) {
+                let e = probe::<ExpectSpec>(kind, key);
+                assert!(!e.contains("unknown field"), "{kind}.{key}: {e}");
+            }
+        }
+        for key in MATCH_KEYS {
+            let mut m = Mapping::new();
+            m.insert((*key).into(), Value::String("\u{1}".into()));
+            let e = serde_yaml::from_value::<Match>(Value::Mapping(m))
+                .map(|_| ())
+                .err();
+            assert!(!format!("{e:?}").contains("unknown field"), "{key}");
+        }
+    }
+
+    #[test]
+    fn long_chains_of_faults_are_fine() {
+        let mut src = String::from("name: chain\ndescription: x\nduration: 1h\nfaults:\n");
+        src.push_str("  - {name: f0, kind: delay, latency: 1ms, duration: 1ms}\n");
+        for i in 1..8_000 {
+            src.push_str(&format!(
+                "  - {{name: f{i}, kind: delay, latency: 1ms, at: f{}.end, duration: 1ms}}\n",
+                i - 1
+            ));
+        }
+        let l = parse_str(&src, "chain.yaml").expect("valid");
+        assert_eq!(l.scenario.faults.len(), 8_000);
+        assert!(l.warnings.is_empty());
+        // Close the chain into a cycle: refused, at the lowest fault in it.
+        let cyc = src.replacen("duration: 1ms}", "at: f7999, duration: 1ms}", 1);
+        let e = parse_str(&cyc, "chain.yaml").expect_err("cycle");
+        assert_eq!(e.path(), Some("faults[0].at"), "{e}");
+    }
+}
