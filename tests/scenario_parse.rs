@@ -62,6 +62,8 @@ fn contract_example_has_its_values() {
     let l = load_ok(Path::new("tests/fixtures/good/contract-example.yaml"));
     let s = &l.scenario;
     assert_eq!(s.name, "silent-drop");
+    assert_eq!(s.upstream.as_deref(), Some("ws://127.0.0.1:9001/feed"));
+    assert_eq!(s.duration.0, std::time::Duration::from_secs(40));
     assert_eq!(s.seed, 7);
     assert_eq!(s.faults.len(), 1);
     assert!(matches!(s.faults[0].kind, FaultKind::Partition { .. }));
@@ -141,6 +143,9 @@ fn deep_nesting_is_an_error() {
         assert_one_line(&e);
         assert!(e.to_string().contains("nested too deeply"), "{e}");
     }
+    // A megabyte of brackets: no stack overflow in the YAML parser either.
+    let e = parse_str(&"[".repeat(1_000_000), "brackets.yaml").expect_err("too deep");
+    assert_one_line(&e);
     let block: String = (0..300)
         .map(|i| format!("{}k{i}:\n", " ".repeat(i)))
         .collect();
@@ -165,7 +170,7 @@ fn alias_bomb_within_the_size_limit_is_refused() {
     }
     assert!((src.len() as u64) < MAX_FILE_BYTES);
     let e = parse_str(&src, "bomb.yaml").expect_err("bomb");
-    assert!(e.to_string().contains("expands to more than"), "{e}");
+    assert!(e.to_string().contains("holds more than"), "{e}");
 }
 
 #[test]
@@ -174,6 +179,20 @@ fn warnings_for_faults_beyond_the_run() {
     let l = parse_str(src, "w.yaml").expect("valid");
     assert_eq!(l.warnings.len(), 3, "{:?}", l.warnings);
     snap("warnings_beyond_the_run", &l.warnings.join("\n"));
+}
+
+#[test]
+fn merge_keys_share_settings() {
+    let l = load_ok(Path::new("tests/fixtures/good/merge-keys.yaml"));
+    let second = &l.scenario.faults[1];
+    assert_eq!(second.name.as_deref(), Some("second-blip"));
+    assert_eq!(second.duration, l.scenario.faults[0].duration);
+    match &second.kind {
+        FaultKind::Partition { direction, .. } => {
+            assert_eq!(*direction, flatline::scenario::Directions::ToClient)
+        }
+        other => panic!("{other:?}"),
+    }
 }
 
 #[test]

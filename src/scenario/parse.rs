@@ -269,6 +269,17 @@ impl Cx<'_> {
                 Some("expected a mapping with `name`, `description` and `duration`".into()),
             ));
         }
+        // libyaml spends time proportional to the flow depth on every token:
+        // refuse deep `[`/`{` nesting before it sees them.
+        if let Some((line, column)) = too_deep_flow(self.src) {
+            return Err(self.err_at(
+                line,
+                column,
+                String::new(),
+                format!("the document is nested too deeply (more than {MAX_FLOW_DEPTH} `[`/`{{` levels)"),
+                None,
+            ));
+        }
         // Count nodes with aliases expanded first, so that an alias bomb is
         // refused before anything big is built.
         let count = Cell::new(0usize);
@@ -276,7 +287,31 @@ impl Cx<'_> {
         if let Err(e) = (Counter { count: &count }).deserialize(de) {
             return Err(self.syntax_error(e));
         }
-        serde_yaml::from_str::<Value>(self.src).map_err(|e| self.syntax_error(e))
+        let mut v: Value = serde_yaml::from_str(self.src).map_err(|e| self.syntax_error(e))?;
+        // `<<: *anchor` merge keys, so faults can share settings.
+        v.apply_merge().map_err(|e| {
+            let line = self
+                .src
+                .lines()
+                .position(|l| l.contains("<<"))
+                .map_or(1, |i| i + 1);
+            let column = self
+                .src
+                .lines()
+                .nth(line - 1)
+                .and_then(|l| l.find("<<"))
+                .map_or(1, |c| c + 1);
+            let raw = e.to_string();
+            let what = raw.split(" at line ").next().unwrap_or(&raw).to_string();
+            self.err_at(
+                line,
+                column,
+                String::new(),
+                format!("bad `<<` merge: {what}"),
+                Some("expected `<<: *anchor` naming a mapping, or a list of them".into()),
+            )
+        })?;
+        Ok(v)
     }
 
     fn syntax_error(&self, e: serde_yaml::Error) -> ScenarioError {
@@ -295,8 +330,8 @@ impl Cx<'_> {
             return mk(
                 line,
                 column,
-                &format!("the document expands to more than {MAX_NODES} values"),
-                Some("expected a small file; do aliases (`*name`) expand too much?"),
+                &format!("the document holds more than {MAX_NODES} values"),
+                Some("expected a small file (an alias `*name` counts its values each time it is used)"),
             );
         }
         if raw.contains("recursion limit exceeded") {
@@ -1041,6 +1076,69 @@ fn second_key(src: &str, line: usize, column: usize, key: &str) -> Option<(usize
             if seen == 2 {
                 return Some((i + 1, column));
             }
+        }
+    }
+    None
+}
+
+/// Deepest `[`/`{` nesting accepted.
+const MAX_FLOW_DEPTH: usize = 64;
+
+/// Where `[`/`{` nesting first goes beyond [`MAX_FLOW_DEPTH`], if it does.
+/// A light scan: quotes count only where a quoted scalar can start, and
+/// comments are skipped; brackets inside plain text may count, which only
+/// matters for text with dozens of unclosed brackets.
+fn too_deep_flow(src: &str) -> Option<(usize, usize)> {
+    let (mut line, mut col) = (1usize, 0usize);
+    let mut depth = 0usize;
+    let mut quote: Option<char> = None;
+    let mut escaped = false;
+    let mut comment = false;
+    let mut prev = '\n'; // previous non-space character ('\n' at line start)
+    let mut after_space = true;
+    for c in src.chars() {
+        col += 1;
+        if c == '\n' {
+            line += 1;
+            col = 0;
+            comment = false;
+            if quote.is_none() {
+                prev = '\n';
+            }
+            after_space = true;
+            continue;
+        }
+        if comment {
+            continue;
+        }
+        if let Some(q) = quote {
+            if escaped {
+                escaped = false;
+            } else if q == '"' && c == '\\' {
+                escaped = true;
+            } else if c == q {
+                quote = None;
+                prev = c;
+            }
+            continue;
+        }
+        match c {
+            '#' if after_space => comment = true,
+            '\'' | '"' if matches!(prev, '\n' | ':' | '-' | '[' | '{' | ',' | '?') => {
+                quote = Some(c)
+            }
+            '[' | '{' => {
+                depth += 1;
+                if depth > MAX_FLOW_DEPTH {
+                    return Some((line, col));
+                }
+            }
+            ']' | '}' => depth = depth.saturating_sub(1),
+            _ => {}
+        }
+        after_space = c == ' ' || c == '\t';
+        if !after_space {
+            prev = c;
         }
     }
     None
