@@ -447,7 +447,7 @@ impl Cx<'_> {
             ),
             p if p.contains("mapping values are not allowed in this context") => (
                 "unexpected `:`".into(),
-                Some("quote values that contain `: `, or check the indentation"),
+                Some("check the indentation, or quote values that contain `: `"),
             ),
             p if p.contains("did not find expected key") => (
                 "bad indentation or a line that is not `key: value`".into(),
