@@ -62,6 +62,8 @@ fn contract_example_has_its_values() {
     let l = load_ok(Path::new("tests/fixtures/good/contract-example.yaml"));
     let s = &l.scenario;
     assert_eq!(s.name, "silent-drop");
+    assert_eq!(s.upstream.as_deref(), Some("ws://127.0.0.1:9001/feed"));
+    assert_eq!(s.duration.0, std::time::Duration::from_secs(40));
     assert_eq!(s.seed, 7);
     assert_eq!(s.faults.len(), 1);
     assert!(matches!(s.faults[0].kind, FaultKind::Partition { .. }));
@@ -100,7 +102,10 @@ fn positions_point_at_the_offending_node() {
 
 #[test]
 fn ten_megabytes_are_refused_before_parsing() {
-    let big = format!("name: big\ndescription: x\nduration: 1s\n#{}\n", "x".repeat(10 << 20));
+    let big = format!(
+        "name: big\ndescription: x\nduration: 1s\n#{}\n",
+        "x".repeat(10 << 20)
+    );
     let e = parse_str(&big, "big.yaml").expect_err("too large");
     assert!(matches!(e, ScenarioError::TooLarge { .. }));
     snap("too_large", &e.to_string());
@@ -121,7 +126,9 @@ fn ten_megabytes_are_refused_before_parsing() {
 fn missing_file_names_it() {
     let e = load_err("tests/fixtures/nope.yaml");
     assert!(matches!(e, ScenarioError::Io { .. }));
-    assert!(e.to_string().starts_with("cannot read tests/fixtures/nope.yaml: "));
+    assert!(e
+        .to_string()
+        .starts_with("cannot read tests/fixtures/nope.yaml: "));
 }
 
 #[test]
@@ -136,7 +143,12 @@ fn deep_nesting_is_an_error() {
         assert_one_line(&e);
         assert!(e.to_string().contains("nested too deeply"), "{e}");
     }
-    let block: String = (0..300).map(|i| format!("{}k{i}:\n", " ".repeat(i))).collect();
+    // A megabyte of brackets: no stack overflow in the YAML parser either.
+    let e = parse_str(&"[".repeat(1_000_000), "brackets.yaml").expect_err("too deep");
+    assert_one_line(&e);
+    let block: String = (0..300)
+        .map(|i| format!("{}k{i}:\n", " ".repeat(i)))
+        .collect();
     let e = parse_str(&block, "deep-block.yaml").expect_err("too deep");
     assert!(e.to_string().contains("nested too deeply"), "{e}");
     snap("deep_nesting", &e.to_string());
@@ -149,13 +161,16 @@ fn alias_bomb_within_the_size_limit_is_refused() {
     let mut src = String::from("name: bad\ndescription: x\nduration: 1s\npad: [");
     src.push_str(&"1, ".repeat(200_000));
     src.push_str("1]\na: &a [x, x, x, x, x, x, x, x, x, x]\n");
-    for (prev, cur) in ["a", "b", "c", "d", "e", "f", "g", "h"].windows(2).map(|w| (w[0], w[1])) {
+    for (prev, cur) in ["a", "b", "c", "d", "e", "f", "g", "h"]
+        .windows(2)
+        .map(|w| (w[0], w[1]))
+    {
         let items = vec![format!("*{prev}"); 10].join(", ");
         src.push_str(&format!("{cur}: &{cur} [{items}]\n"));
     }
     assert!((src.len() as u64) < MAX_FILE_BYTES);
     let e = parse_str(&src, "bomb.yaml").expect_err("bomb");
-    assert!(e.to_string().contains("expands to more than"), "{e}");
+    assert!(e.to_string().contains("holds more than"), "{e}");
 }
 
 #[test]
@@ -164,6 +179,20 @@ fn warnings_for_faults_beyond_the_run() {
     let l = parse_str(src, "w.yaml").expect("valid");
     assert_eq!(l.warnings.len(), 3, "{:?}", l.warnings);
     snap("warnings_beyond_the_run", &l.warnings.join("\n"));
+}
+
+#[test]
+fn merge_keys_share_settings() {
+    let l = load_ok(Path::new("tests/fixtures/good/merge-keys.yaml"));
+    let second = &l.scenario.faults[1];
+    assert_eq!(second.name.as_deref(), Some("second-blip"));
+    assert_eq!(second.duration, l.scenario.faults[0].duration);
+    match &second.kind {
+        FaultKind::Partition { direction, .. } => {
+            assert_eq!(*direction, flatline::scenario::Directions::ToClient)
+        }
+        other => panic!("{other:?}"),
+    }
 }
 
 #[test]
@@ -238,7 +267,10 @@ expect:
 fn random_inputs_never_panic() {
     assert!(parse_str(VALID, "fuzz.yaml").is_ok());
     let mut rng = ChaCha8Rng::seed_from_u64(0x5ce_a210);
-    let alphabet: Vec<char> = " \t\n:-[]{}#&*!|>'\",.?%@`0123456789abcdefgkmnoprstuxyz_#+\u{0}\u{7f}é".chars().collect();
+    let alphabet: Vec<char> =
+        " \t\n:-[]{}#&*!|>'\",.?%@`0123456789abcdefgkmnoprstuxyz_#+\u{0}\u{7f}é"
+            .chars()
+            .collect();
     let mut ok = 0;
     for round in 0..3000 {
         let src: String = if round % 3 == 0 {

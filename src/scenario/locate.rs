@@ -77,9 +77,7 @@ fn locate_exact(src: &str, path: &[Seg], at_key: bool) -> Option<(usize, usize)>
     }
     let de = serde_yaml::Deserializer::from_str(src);
     match (Locate { path, at_key }).deserialize(de) {
-        Err(e) if e.to_string().contains(SENTINEL) => {
-            e.location().map(|l| (l.line(), l.column()))
-        }
+        Err(e) if e.to_string().contains(SENTINEL) => e.location().map(|l| (l.line(), l.column())),
         _ => None,
     }
 }
@@ -241,12 +239,13 @@ mod tests {
 
     #[test]
     fn finds_values_and_keys() {
-        let src = "name: x\nfaults:\n  - kind: partition\n    at: 3s\n  - kind: delay\n    latency: 2s\n";
+        let src =
+            "name: x\nfaults:\n  - kind: partition\n    at: 3s\n  - kind: delay\n    latency: 2s\n";
         let p = YPath::root().key("faults").index(1).key("latency");
         assert_eq!(locate(src, &p, false), (6, 14));
         assert_eq!(locate(src, &p, true), (6, 5));
         let missing = YPath::root().key("faults").index(1).key("nope");
-        assert_eq!(locate(src, &missing, false), (5, 7));
+        assert_eq!(locate(src, &missing, false), (5, 5));
         assert_eq!(p.to_string(), "faults[1].latency");
     }
 }

@@ -270,6 +270,17 @@ impl Cx<'_> {
                 Some("expected a mapping with `name`, `description` and `duration`".into()),
             ));
         }
+        // libyaml spends time proportional to the flow depth on every token:
+        // refuse deep `[`/`{` nesting before it sees them.
+        if let Some((line, column)) = too_deep_flow(self.src) {
+            return Err(self.err_at(
+                line,
+                column,
+                String::new(),
+                format!("the document is nested too deeply (more than {MAX_FLOW_DEPTH} `[`/`{{` levels)"),
+                None,
+            ));
+        }
         // Count nodes with aliases expanded first, so that an alias bomb is
         // refused before anything big is built.
         let count = Cell::new(0usize);
@@ -277,7 +288,31 @@ impl Cx<'_> {
         if let Err(e) = (Counter { count: &count }).deserialize(de) {
             return Err(self.syntax_error(e));
         }
-        serde_yaml::from_str::<Value>(self.src).map_err(|e| self.syntax_error(e))
+        let mut v: Value = serde_yaml::from_str(self.src).map_err(|e| self.syntax_error(e))?;
+        // `<<: *anchor` merge keys, so faults can share settings.
+        v.apply_merge().map_err(|e| {
+            let line = self
+                .src
+                .lines()
+                .position(|l| l.contains("<<"))
+                .map_or(1, |i| i + 1);
+            let column = self
+                .src
+                .lines()
+                .nth(line - 1)
+                .and_then(|l| l.find("<<"))
+                .map_or(1, |c| c + 1);
+            let raw = e.to_string();
+            let what = raw.split(" at line ").next().unwrap_or(&raw).to_string();
+            self.err_at(
+                line,
+                column,
+                String::new(),
+                format!("bad `<<` merge: {what}"),
+                Some("expected `<<: *anchor` naming a mapping, or a list of them".into()),
+            )
+        })?;
+        Ok(v)
     }
 
     fn syntax_error(&self, e: serde_yaml::Error) -> ScenarioError {
@@ -296,8 +331,8 @@ impl Cx<'_> {
             return mk(
                 line,
                 column,
-                &format!("the document expands to more than {MAX_NODES} values"),
-                Some("expected a small file; do aliases (`*name`) expand too much?"),
+                &format!("the document holds more than {MAX_NODES} values"),
+                Some("expected a small file (an alias `*name` counts its values each time it is used)"),
             );
         }
         if raw.contains("recursion limit exceeded") {
@@ -386,7 +421,11 @@ impl Cx<'_> {
         if problem.contains("did not find expected ',' or ']'")
             || problem.contains("did not find expected ',' or '}'")
         {
-            let (open, close) = if problem.contains(']') { ('[', ']') } else { ('{', '}') };
+            let (open, close) = if problem.contains(']') {
+                ('[', ']')
+            } else {
+                ('{', '}')
+            };
             let opened = context
                 .as_ref()
                 .and_then(|(_, pos)| pos.split_once(':'))
@@ -409,7 +448,7 @@ impl Cx<'_> {
             ),
             p if p.contains("mapping values are not allowed in this context") => (
                 "unexpected `:`".into(),
-                Some("quote values that contain `: `, or check the indentation"),
+                Some("check the indentation, or quote values that contain `: `"),
             ),
             p if p.contains("did not find expected key") => (
                 "bad indentation or a line that is not `key: value`".into(),
@@ -459,7 +498,10 @@ impl Cx<'_> {
                 return Err(self.err(
                     &top,
                     false,
-                    format!("expected a scenario mapping (`name: ...`), found {}", describe(other)),
+                    format!(
+                        "expected a scenario mapping (`name: ...`), found {}",
+                        describe(other)
+                    ),
                     None,
                 ))
             }
@@ -482,7 +524,9 @@ impl Cx<'_> {
             name: self.field(&top.key("name"), get("name"))?,
             description: self.field(&top.key("description"), get("description"))?,
             duration: self.field(&top.key("duration"), get("duration"))?,
-            seed: self.opt_field(&top.key("seed"), map.get("seed"))?.unwrap_or(0),
+            seed: self
+                .opt_field(&top.key("seed"), map.get("seed"))?
+                .unwrap_or(0),
             upstream: self.opt_field(&top.key("upstream"), map.get("upstream"))?,
             extensions: self
                 .opt_field(&top.key("extensions"), map.get("extensions"))?
@@ -517,7 +561,10 @@ impl Cx<'_> {
             other => Err(self.err(
                 path,
                 false,
-                format!("{path}: expected a list of {what} (`- kind: ...`), found {}", describe(other)),
+                format!(
+                    "{path}: expected a list of {what} (`- kind: ...`), found {}",
+                    describe(other)
+                ),
                 None,
             )),
         }
@@ -601,11 +648,21 @@ impl Cx<'_> {
             return Err(self.err(
                 path,
                 false,
-                format!("{path}: expected a fault (`kind: partition`, ...), found {}", describe(v)),
+                format!(
+                    "{path}: expected a fault (`kind: partition`, ...), found {}",
+                    describe(v)
+                ),
                 None,
             ));
         };
-        let kind = self.kind(map, path, FaultKind::KINDS, "fault", ExpectKind::KINDS, "expect")?;
+        let kind = self.kind(
+            map,
+            path,
+            FaultKind::KINDS,
+            "fault",
+            ExpectKind::KINDS,
+            "expect",
+        )?;
         let params = fault_params(kind);
         let instant = matches!(kind, "half_close" | "reset" | "close");
         for k in map.keys() {
@@ -615,7 +672,9 @@ impl Cx<'_> {
                 return Err(self.err(
                     &at,
                     true,
-                    format!("{path}: `duration` makes no sense for a `{kind}` fault, which acts once"),
+                    format!(
+                        "{path}: `duration` makes no sense for a `{kind}` fault, which acts once"
+                    ),
                     Some("remove it (`half_close`, `reset` and `close` are instant)".into()),
                 ));
             }
@@ -668,7 +727,10 @@ impl Cx<'_> {
             return Err(self.err(
                 path,
                 false,
-                format!("{path}: expected an expectation (`kind: detects`, ...), found {}", describe(v)),
+                format!(
+                    "{path}: expected an expectation (`kind: detects`, ...), found {}",
+                    describe(v)
+                ),
                 None,
             ));
         };
@@ -693,11 +755,12 @@ impl Cx<'_> {
                 } else {
                     format!("{path}: unknown field `{name}` in a `{kind}` expectation")
                 };
-                let hint = if elsewhere && crate::scenario::error::suggest(&name, &allowed).is_none() {
-                    format!("`{kind}` takes {}", one_of(&allowed))
-                } else {
-                    hint_for(&name, &allowed)
-                };
+                let hint =
+                    if elsewhere && crate::scenario::error::suggest(&name, &allowed).is_none() {
+                        format!("`{kind}` takes {}", one_of(&allowed))
+                    } else {
+                        hint_for(&name, &allowed)
+                    };
                 return Err(self.err(&path.key(&name), true, message, Some(hint)));
             }
         }
@@ -726,7 +789,10 @@ impl Cx<'_> {
                 return Err(self.err(
                     &ap,
                     false,
-                    format!("{ap}: expected a list of match conditions, found {}", describe(any)),
+                    format!(
+                        "{ap}: expected a list of match conditions, found {}",
+                        describe(any)
+                    ),
                     Some("e.g. `any: [{opcode: ping}, {text: ping}]`".into()),
                 ));
             };
@@ -845,7 +911,10 @@ impl Cx<'_> {
         let raw = raw.split(" at line ").next().unwrap_or(&raw);
         let (message, hint) = if !cands.is_empty() && raw.contains("expected string or map") {
             let c: Vec<&str> = cands.iter().map(String::as_str).collect();
-            (format!("expected {}, found {}", one_of(&c), describe(v)), None)
+            (
+                format!("expected {}, found {}", one_of(&c), describe(v)),
+                None,
+            )
         } else {
             rewrite(raw, field, v)
         };
@@ -881,7 +950,11 @@ fn rewrite(raw: &str, field: &str, v: &Value) -> (String, Option<String>) {
     {
         let (unexp, exp) = rest.split_once(", expected ").unwrap_or((rest, ""));
         return (
-            format!("expected {}, found {}", expected_desc(exp), found_desc(unexp, v)),
+            format!(
+                "expected {}, found {}",
+                expected_desc(exp),
+                found_desc(unexp, v)
+            ),
             None,
         );
     }
@@ -906,8 +979,9 @@ fn rewrite(raw: &str, field: &str, v: &Value) -> (String, Option<String>) {
             _ => ("a different value", &[]),
         };
         let hint = match v {
-            Value::String(s) => crate::scenario::error::suggest(s, cands)
-                .map(|c| format!("did you mean `{c}`?")),
+            Value::String(s) => {
+                crate::scenario::error::suggest(s, cands).map(|c| format!("did you mean `{c}`?"))
+            }
             _ => None,
         };
         return (format!("expected {what}, found {}", describe(v)), hint);
@@ -915,7 +989,10 @@ fn rewrite(raw: &str, field: &str, v: &Value) -> (String, Option<String>) {
     if let Some(rest) = raw.strip_prefix("unknown field `") {
         let (word, tail) = rest.split_once('`').unwrap_or((rest, ""));
         let cands: Vec<&str> = tail.split('`').skip(1).step_by(2).collect();
-        return (format!("unknown field `{word}`"), Some(hint_for(word, &cands)));
+        return (
+            format!("unknown field `{word}`"),
+            Some(hint_for(word, &cands)),
+        );
     }
     split_hint(raw)
 }
@@ -1008,6 +1085,69 @@ fn second_key(src: &str, line: usize, column: usize, key: &str) -> Option<(usize
     None
 }
 
+/// Deepest `[`/`{` nesting accepted.
+const MAX_FLOW_DEPTH: usize = 64;
+
+/// Where `[`/`{` nesting first goes beyond [`MAX_FLOW_DEPTH`], if it does.
+/// A light scan: quotes count only where a quoted scalar can start, and
+/// comments are skipped; brackets inside plain text may count, which only
+/// matters for text with dozens of unclosed brackets.
+fn too_deep_flow(src: &str) -> Option<(usize, usize)> {
+    let (mut line, mut col) = (1usize, 0usize);
+    let mut depth = 0usize;
+    let mut quote: Option<char> = None;
+    let mut escaped = false;
+    let mut comment = false;
+    let mut prev = '\n'; // previous non-space character ('\n' at line start)
+    let mut after_space = true;
+    for c in src.chars() {
+        col += 1;
+        if c == '\n' {
+            line += 1;
+            col = 0;
+            comment = false;
+            if quote.is_none() {
+                prev = '\n';
+            }
+            after_space = true;
+            continue;
+        }
+        if comment {
+            continue;
+        }
+        if let Some(q) = quote {
+            if escaped {
+                escaped = false;
+            } else if q == '"' && c == '\\' {
+                escaped = true;
+            } else if c == q {
+                quote = None;
+                prev = c;
+            }
+            continue;
+        }
+        match c {
+            '#' if after_space => comment = true,
+            '\'' | '"' if matches!(prev, '\n' | ':' | '-' | '[' | '{' | ',' | '?') => {
+                quote = Some(c)
+            }
+            '[' | '{' => {
+                depth += 1;
+                if depth > MAX_FLOW_DEPTH {
+                    return Some((line, col));
+                }
+            }
+            ']' | '}' => depth = depth.saturating_sub(1),
+            _ => {}
+        }
+        after_space = c == ' ' || c == '\t';
+        if !after_space {
+            prev = c;
+        }
+    }
+    None
+}
+
 /// The 1-based position of the first control character, if any.
 fn first_control_char(src: &str) -> Option<(usize, usize)> {
     for (i, line) in src.split('\n').enumerate() {
@@ -1088,5 +1228,66 @@ impl<'de> Visitor<'de> for Counter<'_> {
             map.next_value_seed(self)?;
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn probe<T: DeserializeOwned>(kind: &str, key: &str) -> String {
+        let mut m = Mapping::new();
+        m.insert("kind".into(), kind.into());
+        m.insert(key.into(), Value::String("\u{1}".into()));
+        match serde_yaml::from_value::<T>(Value::Mapping(m)) {
+            Ok(_) => String::new(),
+            Err(e) => e.to_string(),
+        }
+    }
+
+    /// The field tables above agree with the model: every listed field is
+    /// known to serde for its kind.
+    #[test]
+    fn field_tables_match_the_model() {
+        for kind in FaultKind::KINDS {
+            assert!(!fault_params(kind).is_empty(), "{kind}");
+            for key in fault_params(kind).iter().chain(FAULT_COMMON) {
+                let e = probe::<FaultSpec>(kind, key);
+                assert!(!e.contains("unknown field"), "{kind}.{key}: {e}");
+            }
+        }
+        for kind in ExpectKind::KINDS {
+            for key in expect_params(kind).iter().chain(EXPECT_COMMON) {
+                let e = probe::<ExpectSpec>(kind, key);
+                assert!(!e.contains("unknown field"), "{kind}.{key}: {e}");
+            }
+        }
+        for key in MATCH_KEYS {
+            let mut m = Mapping::new();
+            m.insert((*key).into(), Value::String("\u{1}".into()));
+            let e = serde_yaml::from_value::<Match>(Value::Mapping(m))
+                .map(|_| ())
+                .err();
+            assert!(!format!("{e:?}").contains("unknown field"), "{key}");
+        }
+    }
+
+    #[test]
+    fn long_chains_of_faults_are_fine() {
+        let mut src = String::from("name: chain\ndescription: x\nduration: 1h\nfaults:\n");
+        src.push_str("  - {name: f0, kind: delay, latency: 1ms, duration: 1ms}\n");
+        for i in 1..8_000 {
+            src.push_str(&format!(
+                "  - {{name: f{i}, kind: delay, latency: 1ms, at: f{}.end, duration: 1ms}}\n",
+                i - 1
+            ));
+        }
+        let l = parse_str(&src, "chain.yaml").expect("valid");
+        assert_eq!(l.scenario.faults.len(), 8_000);
+        assert!(l.warnings.is_empty());
+        // Close the chain into a cycle: refused, at the lowest fault in it.
+        let cyc = src.replacen("duration: 1ms}", "at: f7999, duration: 1ms}", 1);
+        let e = parse_str(&cyc, "chain.yaml").expect_err("cycle");
+        assert_eq!(e.path(), Some("faults[0].at"), "{e}");
     }
 }

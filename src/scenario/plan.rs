@@ -3,7 +3,7 @@
 
 use super::model::{ConnWhich, Connections, ExpectSpec, Extensions, FaultSpec, Scenario};
 use super::parse::{expect_params, fault_params};
-use super::values::Dur;
+use super::values::{Dur, Reference};
 use serde_json::Value;
 use std::fmt::Write;
 use std::time::Duration;
@@ -94,11 +94,11 @@ fn flow(v: &Value) -> String {
         Value::Number(n) => n.to_string(),
         Value::String(s) => {
             let plain = !s.is_empty()
-                && s.chars().all(|c| {
-                    c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.' | '#' | '+' | '/' | ' ')
-                })
-                && !s.starts_with(' ')
-                && !s.ends_with(' ');
+                && s.chars()
+                    .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.' | '#' | '/'))
+                && s.parse::<f64>().is_err()
+                && !matches!(s.as_str(), "true" | "false" | "null" | "~")
+                || (s.contains(" + ") && s.parse::<Reference>().is_ok());
             if plain {
                 s.clone()
             } else {
@@ -110,7 +110,10 @@ fn flow(v: &Value) -> String {
             let mut keys: Vec<&String> = m.keys().collect();
             keys.sort_by_key(|k| {
                 (
-                    MATCH_ORDER.iter().position(|o| o == k).unwrap_or(usize::MAX),
+                    MATCH_ORDER
+                        .iter()
+                        .position(|o| o == k)
+                        .unwrap_or(usize::MAX),
                     (*k).clone(),
                 )
             });

@@ -4,9 +4,7 @@
 
 use super::error::{hint_for, suggest, ScenarioError};
 use super::locate::YPath;
-use super::model::{
-    Connections, ExpectKind, Extensions, FaultKind, Match, RefuseHow, Scenario,
-};
+use super::model::{Connections, ExpectKind, Extensions, FaultKind, Match, RefuseHow, Scenario};
 use super::parse::Cx;
 use super::values::{Dur, RefBase, Reference};
 use std::collections::HashMap;
@@ -57,8 +55,9 @@ pub(crate) fn validate(s: &Scenario, cx: &Cx<'_>) -> Res<Vec<String>> {
     let fpath = |i: usize| top.key("faults").index(i);
     let epath = |i: usize| top.key("expect").index(i);
     let name_path = |p: YPath, named: bool| if named { p.key("name") } else { p };
+    let mut seen: HashMap<&str, usize> = HashMap::new();
     for (i, n) in fault_names.iter().enumerate() {
-        if let Some(j) = fault_names[..i].iter().position(|m| m == n) {
+        if let Some(&j) = seen.get(n.as_str()) {
             return Err(cx.err(
                 &name_path(fpath(i), s.faults[i].name.is_some()),
                 false,
@@ -66,7 +65,11 @@ pub(crate) fn validate(s: &Scenario, cx: &Cx<'_>) -> Res<Vec<String>> {
                 Some("expected a unique `name` for each fault".into()),
             ));
         }
-        if n == "start" || !n.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_') {
+        if n == "start"
+            || !n
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+        {
             return Err(cx.err(
                 &name_path(fpath(i), true),
                 false,
@@ -74,10 +77,12 @@ pub(crate) fn validate(s: &Scenario, cx: &Cx<'_>) -> Res<Vec<String>> {
                 Some("expected letters, digits, `-` and `_` (and not `start`)".into()),
             ));
         }
+        seen.insert(n, i);
     }
     let expect_names: Vec<String> = (0..s.expect.len()).map(|i| s.expect_name(i)).collect();
+    let mut seen: HashMap<&str, usize> = HashMap::new();
     for (i, n) in expect_names.iter().enumerate() {
-        if let Some(j) = expect_names[..i].iter().position(|m| m == n) {
+        if let Some(&j) = seen.get(n.as_str()) {
             return Err(cx.err(
                 &name_path(epath(i), s.expect[i].name.is_some()),
                 false,
@@ -85,16 +90,21 @@ pub(crate) fn validate(s: &Scenario, cx: &Cx<'_>) -> Res<Vec<String>> {
                 Some("expected a unique `name` for each expectation".into()),
             ));
         }
+        seen.insert(n, i);
     }
     let names: Vec<&str> = fault_names.iter().map(String::as_str).collect();
     let index_of: HashMap<&str, usize> = names.iter().enumerate().map(|(i, n)| (*n, i)).collect();
     let keep = s.extensions == Extensions::Keep;
+    let known = Known {
+        list: names.clone(),
+        index: index_of.clone(),
+    };
 
     // Faults.
     for (i, f) in s.faults.iter().enumerate() {
         let p = fpath(i);
         if let Some(at) = &f.at {
-            check_ref(cx, &p.key("at"), at, &names)?;
+            check_ref(cx, &p.key("at"), at, &known)?;
         }
         check_connections(cx, &p.key("connections"), &f.connections)?;
         match &f.kind {
@@ -182,7 +192,9 @@ pub(crate) fn validate(s: &Scenario, cx: &Cx<'_>) -> Res<Vec<String>> {
                 }
                 for (hk, hv) in headers {
                     let bad_name = hk.is_empty()
-                        || !hk.bytes().all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b));
+                        || !hk
+                            .bytes()
+                            .all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b));
                     let bad_value = hv.bytes().any(|b| b == b'\r' || b == b'\n' || b == 0);
                     if bad_name || bad_value {
                         return Err(cx.err(
@@ -191,7 +203,11 @@ pub(crate) fn validate(s: &Scenario, cx: &Cx<'_>) -> Res<Vec<String>> {
                             format!(
                                 "faults[{i}].headers: `{}` is not a valid HTTP header {}",
                                 hk.escape_debug(),
-                                if bad_name { "name" } else { "value (line breaks)" }
+                                if bad_name {
+                                    "name"
+                                } else {
+                                    "value (line breaks)"
+                                }
                             ),
                             Some("expected e.g. `Retry-After: \"1\"`".into()),
                         ));
@@ -200,16 +216,14 @@ pub(crate) fn validate(s: &Scenario, cx: &Cx<'_>) -> Res<Vec<String>> {
             }
             FaultKind::Delay {
                 latency, jitter, ..
-            } => {
-                if jitter > latency {
-                    warnings.push(cx.warn(
+            } if jitter > latency => {
+                warnings.push(cx.warn(
                         &p.key("jitter"),
                         format!(
-                            "faults[{i}].jitter {jitter} is larger than the latency {latency}; delays are never negative, so it is cut to 0..{}",
+                            "faults[{i}].jitter {jitter} is above the latency {latency}, so delays range 0..{}",
                             Dur(latency.0 + jitter.0)
                         ),
                     ));
-                }
             }
             _ => {}
         }
@@ -223,42 +237,35 @@ pub(crate) fn validate(s: &Scenario, cx: &Cx<'_>) -> Res<Vec<String>> {
             .and_then(|r| r.fault())
             .and_then(|n| index_of.get(n).copied())
     };
+    // Each fault waits for at most one other: walk each chain once,
+    // colouring faults as on the current chain (1) or known acyclic (2).
+    let mut state = vec![0u8; s.faults.len()];
     for start in 0..s.faults.len() {
-        let mut chain = vec![start];
-        let mut cur = start;
-        while let Some(next) = target(cur) {
-            if let Some(pos) = chain.iter().position(|c| *c == next) {
-                let cycle = &chain[pos..];
-                let first = cycle[0];
-                if first != start {
-                    break; // reported from its own start
+        let mut chain = Vec::new();
+        let mut cur = Some(start);
+        while let Some(c) = cur {
+            match state[c] {
+                0 => {
+                    state[c] = 1;
+                    chain.push(c);
+                    cur = target(c);
                 }
-                let at = |k: usize| s.faults[k].at.clone().unwrap_or_else(Reference::start);
-                let message = if cycle.len() == 1 {
-                    format!(
-                        "faults[{first}].at: fault `{}` starts relative to itself (`at: {}`)",
-                        names[first],
-                        at(first)
-                    )
-                } else {
-                    let links: Vec<String> = cycle
+                1 => {
+                    let pos = chain.iter().position(|k| *k == c).unwrap_or(0);
+                    let mut cycle = chain[pos..].to_vec();
+                    let lowest = cycle
                         .iter()
-                        .map(|k| format!("`{}` at `{}`", names[*k], at(*k)))
-                        .collect();
-                    format!(
-                        "faults[{first}].at: faults wait for each other in a cycle ({}), so none of them starts",
-                        links.join(", ")
-                    )
-                };
-                return Err(cx.err(
-                    &fpath(first).key("at"),
-                    false,
-                    message,
-                    Some("expected `start`, a time, a connection event (`open#1 + 3s`) or an earlier fault".into()),
-                ));
+                        .enumerate()
+                        .min_by_key(|(_, k)| **k)
+                        .map_or(0, |(p, _)| p);
+                    cycle.rotate_left(lowest);
+                    return Err(cycle_error(cx, s, &names, &cycle));
+                }
+                _ => break,
             }
-            chain.push(next);
-            cur = next;
+        }
+        for c in chain {
+            state[c] = 2;
         }
     }
 
@@ -266,7 +273,7 @@ pub(crate) fn validate(s: &Scenario, cx: &Cx<'_>) -> Res<Vec<String>> {
     for (i, e) in s.expect.iter().enumerate() {
         let p = epath(i);
         let kind = e.kind.name();
-        let after_ref = |r: &Reference| check_ref(cx, &p.key("after"), r, &names);
+        let after_ref = |r: &Reference| check_ref(cx, &p.key("after"), r, &known);
         let positive = |field: &str, d: &Dur| -> Res<()> {
             if d.0.is_zero() {
                 return Err(cx.err(
@@ -297,7 +304,7 @@ pub(crate) fn validate(s: &Scenario, cx: &Cx<'_>) -> Res<Vec<String>> {
                 for_,
                 ..
             } => {
-                window(cx, &p, kind, during, after, for_, true, &names)?;
+                window(cx, &p, kind, during, after, for_, true, &known)?;
             }
             ExpectKind::Backoff {
                 during,
@@ -307,7 +314,7 @@ pub(crate) fn validate(s: &Scenario, cx: &Cx<'_>) -> Res<Vec<String>> {
                 max_gap,
                 ..
             } => {
-                window(cx, &p, kind, during, after, for_, false, &names)?;
+                window(cx, &p, kind, during, after, for_, false, &known)?;
                 if let (Some(lo), Some(hi)) = (min_gap, max_gap) {
                     if lo > hi {
                         return Err(cx.err(
@@ -328,7 +335,7 @@ pub(crate) fn validate(s: &Scenario, cx: &Cx<'_>) -> Res<Vec<String>> {
             } => {
                 positive("every", every)?;
                 check_match(cx, &p.key("match"), matches, keep)?;
-                window(cx, &p, kind, &None, after, for_, false, &names)?;
+                window(cx, &p, kind, &None, after, for_, false, &known)?;
             }
             ExpectKind::Sends {
                 matches,
@@ -367,9 +374,9 @@ pub(crate) fn validate(s: &Scenario, cx: &Cx<'_>) -> Res<Vec<String>> {
 
     // Warnings from the earliest possible times.
     let run = s.duration.0;
-    let mut memo: HashMap<usize, Option<Duration>> = HashMap::new();
+    let starts = earliest_all(s, &index_of);
     for (i, f) in s.faults.iter().enumerate() {
-        let Some(start) = earliest(s, &index_of, i, &mut memo, 0) else {
+        let Some(start) = starts[i] else {
             continue;
         };
         if start >= run {
@@ -434,46 +441,78 @@ pub(crate) fn validate(s: &Scenario, cx: &Cx<'_>) -> Res<Vec<String>> {
     Ok(warnings)
 }
 
-/// The earliest time fault `i` can start, `None` when it may never.
-fn earliest(
-    s: &Scenario,
-    index_of: &HashMap<&str, usize>,
-    i: usize,
-    memo: &mut HashMap<usize, Option<Duration>>,
-    depth: usize,
-) -> Option<Duration> {
-    if let Some(v) = memo.get(&i) {
-        return *v;
-    }
-    if depth > s.faults.len() {
-        return None;
-    }
-    let at = s.faults[i].at.clone().unwrap_or_else(Reference::start);
-    let base = match &at.base {
-        RefBase::Start | RefBase::Accept(_) | RefBase::Open(_) | RefBase::Close(_) => {
-            Some(Duration::ZERO)
+fn cycle_error(cx: &Cx<'_>, s: &Scenario, names: &[&str], cycle: &[usize]) -> ScenarioError {
+    let first = cycle[0];
+    let at = |k: usize| s.faults[k].at.clone().unwrap_or_else(Reference::start);
+    let message = if cycle.len() == 1 {
+        format!(
+            "faults[{first}].at: fault `{}` starts relative to itself (`at: {}`)",
+            names[first],
+            at(first)
+        )
+    } else {
+        let mut links: Vec<String> = cycle
+            .iter()
+            .take(4)
+            .map(|k| format!("`{}` at `{}`", names[*k], at(*k)))
+            .collect();
+        if cycle.len() > 4 {
+            links.push(format!("… {} faults in all", cycle.len()));
         }
-        RefBase::FaultStart(n) => {
-            let j = *index_of.get(n.as_str())?;
-            earliest(s, index_of, j, memo, depth + 1)
-        }
-        RefBase::FaultEnd(n) => {
-            let j = *index_of.get(n.as_str())?;
-            let f = &s.faults[j];
-            let len = if f.kind.is_instant() {
-                Some(Duration::ZERO)
-            } else {
-                f.duration.map(|d| d.0)
-            };
-            match (earliest(s, index_of, j, memo, depth + 1), len) {
-                (Some(a), Some(b)) => Some(a + b),
-                _ => None,
-            }
-        }
+        format!(
+            "faults[{first}].at: faults wait for each other in a cycle ({}), so none of them starts",
+            links.join(", ")
+        )
     };
-    let v = base.map(|b| b + at.offset);
-    memo.insert(i, v);
-    v
+    cx.err(
+        &YPath::root().key("faults").index(first).key("at"),
+        false,
+        message,
+        Some(
+            "expected `start`, a time, a connection event (`open#1 + 3s`) or an earlier fault"
+                .into(),
+        ),
+    )
+}
+
+/// The earliest time each fault can start, `None` when it may never.
+/// Iterative: a chain of thousands of faults must not overflow the stack.
+fn earliest_all(s: &Scenario, index_of: &HashMap<&str, usize>) -> Vec<Option<Duration>> {
+    let n = s.faults.len();
+    let at = |i: usize| s.faults[i].at.clone().unwrap_or_else(Reference::start);
+    let dep = |i: usize| at(i).fault().and_then(|name| index_of.get(name).copied());
+    let mut memo: Vec<Option<Option<Duration>>> = vec![None; n];
+    for i in 0..n {
+        let mut chain = Vec::new();
+        let mut cur = Some(i);
+        while let Some(c) = cur {
+            if memo[c].is_some() || chain.len() > n {
+                break;
+            }
+            chain.push(c);
+            cur = dep(c);
+        }
+        for &c in chain.iter().rev() {
+            let r = at(c);
+            let base = match &r.base {
+                RefBase::Start | RefBase::Accept(_) | RefBase::Open(_) | RefBase::Close(_) => {
+                    Some(Duration::ZERO)
+                }
+                RefBase::FaultStart(_) => dep(c).and_then(|j| memo[j].flatten()),
+                RefBase::FaultEnd(_) => dep(c).and_then(|j| {
+                    let f = &s.faults[j];
+                    let len = if f.kind.is_instant() {
+                        Some(Duration::ZERO)
+                    } else {
+                        f.duration.map(|d| d.0)
+                    };
+                    Some(memo[j].flatten()? + len?)
+                }),
+            };
+            memo[c] = Some(base.map(|b| b + r.offset));
+        }
+    }
+    memo.into_iter().map(Option::flatten).collect()
 }
 
 const CLOSE_CODES_HINT: &str = "expected 1000-1003, 1007-1014 or 3000-4999 (RFC 6455 §7.4)";
@@ -499,17 +538,25 @@ fn example_for(field: &str) -> Option<String> {
     }
 }
 
-fn check_ref(cx: &Cx<'_>, path: &YPath, r: &Reference, names: &[&str]) -> Res<()> {
+/// The effective fault names, for look-ups and suggestions.
+struct Known<'a> {
+    list: Vec<&'a str>,
+    index: HashMap<&'a str, usize>,
+}
+
+fn check_ref(cx: &Cx<'_>, path: &YPath, r: &Reference, known: &Known<'_>) -> Res<()> {
+    let names = &known.list;
     let Some(n) = r.fault() else { return Ok(()) };
-    if names.contains(&n) {
+    if known.index.contains_key(n) {
         return Ok(());
     }
-    let mut cands: Vec<&str> = names.to_vec();
+    let mut cands: Vec<&str> = names.clone();
     cands.push("start");
     let hint = match suggest(n, &cands) {
         Some(c) => format!("did you mean `{c}`?"),
         None if names.is_empty() => {
-            "this scenario has no faults; expected `start`, `accept#N`, `open#N` or `close#N`".into()
+            "this scenario has no faults; expected `start`, `accept#N`, `open#N` or `close#N`"
+                .into()
         }
         None => hint_for(n, names),
     };
@@ -552,10 +599,11 @@ fn window(
     after: &Option<Reference>,
     for_: &Option<Dur>,
     required: bool,
-    names: &[&str],
+    known: &Known<'_>,
 ) -> Res<()> {
     if let Some(d) = during {
-        if !names.contains(&d.as_str()) {
+        let names = &known.list;
+        if !known.index.contains_key(d.as_str()) {
             let hint = if names.is_empty() {
                 "this scenario has no faults".to_string()
             } else {
@@ -580,7 +628,7 @@ fn window(
         return Ok(());
     }
     if let Some(a) = after {
-        check_ref(cx, &p.key("after"), a, names)?;
+        check_ref(cx, &p.key("after"), a, known)?;
     }
     match (after, for_) {
         (None, Some(_)) => Err(cx.err(

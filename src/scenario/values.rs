@@ -37,7 +37,7 @@ impl FromStr for Dur {
                 ))
             }
         };
-        if !secs.is_finite() || secs < 0.0 || secs > 1e9 {
+        if !secs.is_finite() || !(0.0..=1e9).contains(&secs) {
             return Err(format!("duration `{t}` is out of range"));
         }
         Ok(Dur(Duration::from_secs_f64(secs)))
@@ -49,9 +49,9 @@ impl fmt::Display for Dur {
         let ms = self.0.as_millis();
         if self.0.is_zero() {
             f.write_str("0s")
-        } else if self.0.subsec_nanos() % 1_000_000 != 0 {
+        } else if !self.0.subsec_nanos().is_multiple_of(1_000_000) {
             write!(f, "{}us", self.0.as_micros())
-        } else if ms % 1000 == 0 {
+        } else if ms.is_multiple_of(1000) {
             write!(f, "{}s", ms / 1000)
         } else if ms > 1000 {
             write!(f, "{}s", self.0.as_secs_f64())
@@ -82,10 +82,14 @@ fn parse_bytes(t: &str) -> Result<u64, String> {
         "KB" | "kB" => 1000.0,
         "MB" => 1e6,
         "GB" => 1e9,
-        u => return Err(format!("unknown size unit `{u}` in `{t}` (use B, KiB, MiB, GiB)")),
+        u => {
+            return Err(format!(
+                "unknown size unit `{u}` in `{t}` (use B, KiB, MiB, GiB)"
+            ))
+        }
     };
     let v = num * mult;
-    if !v.is_finite() || v < 0.0 || v > 1e15 {
+    if !v.is_finite() || !(0.0..=1e15).contains(&v) {
         return Err(format!("size `{t}` is out of range"));
     }
     Ok(v.round() as u64)
@@ -101,9 +105,9 @@ impl FromStr for ByteSize {
 impl fmt::Display for ByteSize {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let b = self.0;
-        if b >= 1 << 20 && b % (1 << 20) == 0 {
+        if b >= 1 << 20 && b.is_multiple_of(1 << 20) {
             write!(f, "{}MiB", b >> 20)
-        } else if b >= 1024 && b % 1024 == 0 {
+        } else if b >= 1024 && b.is_multiple_of(1024) {
             write!(f, "{}KiB", b >> 10)
         } else {
             write!(f, "{b}")
@@ -236,7 +240,9 @@ impl FromStr for Reference {
     fn from_str(s: &str) -> Result<Self, Self::Err> {
         let t = s.trim();
         if t.is_empty() {
-            return Err("empty reference; expected e.g. `start`, `open#1 + 3s` or `outage.end`".into());
+            return Err(
+                "empty reference; expected e.g. `start`, `open#1 + 3s` or `outage.end`".into(),
+            );
         }
         let (head, offset) = match t.split_once('+') {
             Some((h, d)) => (h.trim(), d.trim().parse::<Dur>()?.0),
@@ -245,7 +251,9 @@ impl FromStr for Reference {
         // A bare duration means start + duration.
         if head.starts_with(|c: char| c.is_ascii_digit()) {
             if offset != Duration::ZERO {
-                return Err(format!("`{t}` is not a reference; expected `REF + DURATION`, e.g. `open#1 + 3s`"));
+                return Err(format!(
+                    "`{t}` is not a reference; expected `REF + DURATION`, e.g. `open#1 + 3s`"
+                ));
             }
             let d = head.parse::<Dur>()?;
             return Ok(Reference {
@@ -357,8 +365,14 @@ mod tests {
 
     #[test]
     fn durations() {
-        assert_eq!("250ms".parse::<Dur>().unwrap().0, Duration::from_millis(250));
-        assert_eq!("1.5s".parse::<Dur>().unwrap().0, Duration::from_millis(1500));
+        assert_eq!(
+            "250ms".parse::<Dur>().unwrap().0,
+            Duration::from_millis(250)
+        );
+        assert_eq!(
+            "1.5s".parse::<Dur>().unwrap().0,
+            Duration::from_millis(1500)
+        );
         assert_eq!("2m".parse::<Dur>().unwrap().0, Duration::from_secs(120));
         assert!("3".parse::<Dur>().is_err());
         assert!("3x".parse::<Dur>().is_err());
