@@ -297,3 +297,56 @@ async fn relay_does_not_answer_pings() {
     assert_eq!(m, Message::Text("late hello".into()));
     relay.stop().await;
 }
+
+/// A side that half-closed and then resets: the relay's writes toward it
+/// fail. The other side must get the RST (as it would without the relay),
+/// not a relay spinning on a dead socket.
+async fn reset_after_half_close(first: Side) {
+    let (server_l, addr) = listener().await;
+    let relay = relay_to_addr(addr).await;
+    let log = relay.log().clone();
+    let (client, server) = raw_pair(&relay, &server_l).await;
+    let (mut a, mut b) = match first {
+        Side::Client => (client, server),
+        Side::Server => (server, client),
+    };
+    let mask = (first == Side::Server).then_some([1, 2, 3, 4]);
+    a.shutdown().await.unwrap();
+    let (_, r) = read_until_end(&mut b).await;
+    r.unwrap();
+    let f = encode_frame(2, true, &[5; 1000], mask);
+    b.write_all(&f).await.unwrap();
+    assert_eq!(read_exact(&mut a, f.len()).await, f);
+    reset(a);
+    // Keep writing toward the dead side until the relay resets us too.
+    let got_reset = tokio::time::timeout(T, async {
+        loop {
+            // (b already read the FIN, so only its writes can tell.)
+            if let Err(e) = b.write_all(&f).await {
+                return e.kind();
+            }
+        }
+    })
+    .await
+    .expect("the relay never passed the reset on");
+    assert!(
+        matches!(got_reset, std::io::ErrorKind::ConnectionReset | std::io::ErrorKind::BrokenPipe),
+        "{got_reset:?}"
+    );
+    wait_closed(&log, 1).await;
+    assert!(has(&log, 1, |k| *k == EventKind::Rst { from: first }));
+    assert!(has(&log, 1, |k| matches!(k, EventKind::WriteFailed { to, .. } if *to == first)));
+    assert!(has(&log, 1, |k| *k == EventKind::RstSent { to: first.other() }));
+    assert!(has(&log, 1, |k| matches!(k, EventKind::Closed { how: Ending::Reset })));
+    relay.stop().await;
+}
+
+#[tokio::test]
+async fn client_reset_after_half_close_reaches_server() {
+    reset_after_half_close(Side::Client).await;
+}
+
+#[tokio::test]
+async fn server_reset_after_half_close_reaches_client() {
+    reset_after_half_close(Side::Server).await;
+}

@@ -109,6 +109,10 @@ struct Pipe {
     /// Bytes thrown away because the destination was closed.
     lost_bytes: u64,
     last_release: Option<Instant>,
+    /// A write toward the destination failed hard (not `WouldBlock`).
+    write_err: Option<io::Error>,
+    /// The source's RST was read (and logged).
+    src_rst: bool,
 }
 
 /// What a pipe asks the connection to do.
@@ -142,6 +146,8 @@ impl Pipe {
             held_logged: false,
             lost_bytes: 0,
             last_release: None,
+            write_err: None,
+            src_rst: false,
         }
     }
 
@@ -257,7 +263,7 @@ impl Pipe {
         }
         if !self.intercepts() {
             if let Some(dst) = dst {
-                let n = write_some(dst, bytes);
+                let n = write_some(dst, bytes, &mut self.write_err);
                 if n < bytes.len() {
                     self.enqueue(Unit::Data(bytes[n..].to_vec(), 0), log);
                 }
@@ -455,6 +461,7 @@ impl Pipe {
     /// The source ended (FIN or RST).
     fn on_src_end(&mut self, rst: bool, log: &EventLog) {
         self.src_done = true;
+        self.src_rst |= rst;
         let from = self.dir.from_side();
         self.log(
             log,
@@ -514,7 +521,7 @@ impl Pipe {
                             max = max.min(b as usize);
                         }
                     }
-                    let n = write_some(dst, &buf[*off..*off + max]);
+                    let n = write_some(dst, &buf[*off..*off + max], &mut self.write_err);
                     *off += n;
                     self.queued_bytes -= n;
                     for (name, st) in self.stages.iter_mut() {
@@ -598,17 +605,75 @@ impl Pipe {
     }
 }
 
-/// Write as much as the socket takes now, without waiting.
-fn write_some(dst: &TcpStream, bytes: &[u8]) -> usize {
+/// Write as much as the socket takes now, without waiting. A hard error
+/// (not `WouldBlock`) is kept in `err`: the destination is gone, and
+/// waiting for it to become writable again would spin (an errored socket is
+/// always "writable").
+fn write_some(dst: &TcpStream, bytes: &[u8], err: &mut Option<io::Error>) -> usize {
     let mut n = 0;
     while n < bytes.len() {
         match dst.try_write(&bytes[n..]) {
             Ok(0) => break,
             Ok(k) => n += k,
-            Err(_) => break, // WouldBlock, or an error surfaced by the next read
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+            Err(e) => {
+                err.get_or_insert(e);
+                break;
+            }
         }
     }
     n
+}
+
+/// Writing toward `dir`'s destination failed: that side is gone (it reset,
+/// or closed and its kernel answered our data with RST). What was queued
+/// toward it is lost, and the other side gets an RST, as it would from the
+/// dead peer without the relay in between.
+fn dst_failed(
+    dir: Direction,
+    err: io::Error,
+    pipes: &mut [Pipe; 2],
+    sockets: &mut [Option<TcpStream>; 2],
+    log: &EventLog,
+    reset_seen: &mut bool,
+) {
+    let id = pipes[0].conn;
+    let to = dir.to_side();
+    let p = &mut pipes[dir.index()];
+    let bytes = p
+        .queue
+        .iter()
+        .map(|o| match &o.unit {
+            Unit::Data(b, off) => (b.len() - off) as u64,
+            _ => 0,
+        })
+        .sum::<u64>()
+        + p.lost_bytes;
+    p.queue.clear();
+    p.deferred.clear();
+    p.queued_bytes = 0;
+    p.lost_bytes = 0;
+    if matches!(
+        err.kind(),
+        io::ErrorKind::ConnectionReset | io::ErrorKind::BrokenPipe
+    ) && !pipes[to.sending().index()].src_rst
+    {
+        // Not seen by a read yet (that side had sent FIN, or the write came first).
+        pipes[to.sending().index()].src_rst = true;
+        log.emit(Some(id), EventKind::Rst { from: to });
+    }
+    log.emit(
+        Some(id),
+        EventKind::WriteFailed {
+            to,
+            bytes,
+            error: err.to_string(),
+        },
+    );
+    *reset_seen = true;
+    sockets[side_index(to)].take();
+    mark_gone(to, pipes, log, "write failed");
+    reset_toward(to.other(), pipes, sockets, log, "write failed");
 }
 
 fn log_scan(log: &EventLog, conn: u32, dir: Direction, s: Scan) {
@@ -817,6 +882,10 @@ fn apply(
     reset_seen: &mut bool,
 ) {
     let id = pipes[0].conn;
+    if let Some(err) = pipes[dir.index()].write_err.take() {
+        dst_failed(dir, err, pipes, sockets, log, reset_seen);
+        return;
+    }
     for e in effects {
         match e {
             Effect::Status(status) => {

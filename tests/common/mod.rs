@@ -132,7 +132,7 @@ pub fn has(log: &EventLog, n: u32, pred: impl Fn(&EventKind) -> bool) -> bool {
 
 /// Close `s` with RST (SO_LINGER 0).
 pub fn reset(s: TcpStream) {
-    s.set_linger(Some(Duration::ZERO)).unwrap();
+    socket2::SockRef::from(&s).set_linger(Some(Duration::ZERO)).unwrap();
     drop(s);
 }
 
