@@ -128,6 +128,17 @@ fn vm_rss_kib() -> u64 {
         .unwrap_or(0)
 }
 
+/// User + system CPU time of this process, in microseconds.
+fn cpu_us() -> u64 {
+    // SAFETY: getrusage fills a zeroed struct.
+    unsafe {
+        let mut r: libc::rusage = std::mem::zeroed();
+        libc::getrusage(libc::RUSAGE_SELF, &mut r);
+        let us = |t: libc::timeval| t.tv_sec as u64 * 1_000_000 + t.tv_usec as u64;
+        us(r.ru_utime) + us(r.ru_stime)
+    }
+}
+
 fn main() {
     let a = args();
     raise_nofile();
@@ -284,10 +295,12 @@ async fn serve_relay(kind: &str, upstream: &str) -> Res<()> {
         }
     });
     while let Some(cmd) = rx.recv().await {
-        if cmd.trim() == "rss" {
-            println!("RSS {}", vm_rss_kib());
-            std::io::stdout().flush()?;
+        match cmd.trim() {
+            "rss" => println!("RSS {}", vm_rss_kib()),
+            "cpu" => println!("CPU {}", cpu_us()),
+            _ => continue,
         }
+        std::io::stdout().flush()?;
     }
     Ok(())
 }
@@ -320,12 +333,21 @@ impl RelayProc {
         })
     }
 
-    fn rss(&mut self) -> Res<u64> {
-        writeln!(self.stdin, "rss")?;
+    fn ask(&mut self, what: &str) -> Res<u64> {
+        writeln!(self.stdin, "{what}")?;
         self.stdin.flush()?;
         let mut line = String::new();
         self.out.read_line(&mut line)?;
-        Ok(line.trim().strip_prefix("RSS ").ok_or(format!("relay said {line:?}"))?.parse()?)
+        let prefix = format!("{} ", what.to_uppercase());
+        Ok(line.trim().strip_prefix(&prefix).ok_or(format!("relay said {line:?}"))?.parse()?)
+    }
+
+    fn rss(&mut self) -> Res<u64> {
+        self.ask("rss")
+    }
+
+    fn cpu(&mut self) -> Res<u64> {
+        self.ask("cpu")
     }
 }
 
@@ -383,23 +405,48 @@ fn pct(sorted: &[f64], p: f64) -> f64 {
 /// Latency lines: `LAT <path> <size> <p50> <p99>`.
 async fn latency_phase(quick: bool) -> Res<Vec<String>> {
     let echo = echo_server().await?;
-    let fl = RelayProc::spawn("flatline", echo)?;
-    let tk = RelayProc::spawn("tokio", echo)?;
+    let mut fl = RelayProc::spawn("flatline", echo)?;
+    let mut tk = RelayProc::spawn("tokio", echo)?;
     let paths = [("direct", echo), ("flatline", fl.addr), ("tokio", tk.addr)];
     let mut lines = Vec::new();
     for (size, iters) in [(64usize, if quick { 3000 } else { 20000 }), (16 * 1024, if quick { 2000 } else { 10000 })] {
         // Interleave the paths in rounds so drift hits all of them alike.
         let mut all: Vec<Vec<f64>> = vec![Vec::new(); paths.len()];
+        // Relay-process CPU time per round trip (robust to a busy machine).
+        let mut cpu = [0u64; 3];
         let rounds = 4;
         for _ in 0..rounds {
             for (i, (_, addr)) in paths.iter().enumerate() {
+                let proc_ = match i {
+                    1 => Some(&mut fl),
+                    2 => Some(&mut tk),
+                    _ => None,
+                };
+                let c0 = match proc_ {
+                    Some(p) => p.cpu()?,
+                    None => 0,
+                };
                 all[i].extend(round_trips(*addr, size, iters / rounds).await?);
+                let proc_ = match i {
+                    1 => Some(&mut fl),
+                    2 => Some(&mut tk),
+                    _ => None,
+                };
+                if let Some(p) = proc_ {
+                    cpu[i] += p.cpu()? - c0;
+                }
             }
         }
         for (i, (name, _)) in paths.iter().enumerate() {
             let v = &mut all[i];
+            let n = v.len() as f64 * 1.1; // warm-up round trips count for CPU too
             v.sort_by(|a, b| a.total_cmp(b));
-            lines.push(format!("LAT {name} {size} {:.2} {:.2}", pct(v, 0.5), pct(v, 0.99)));
+            lines.push(format!(
+                "LAT {name} {size} {:.2} {:.2} {:.2}",
+                pct(v, 0.5),
+                pct(v, 0.99),
+                cpu[i] as f64 / n
+            ));
         }
     }
     drop((fl, tk));
@@ -505,13 +552,14 @@ fn orchestrate(a: &Args, pinned: bool) -> Res<()> {
     if !out.status.success() {
         return Err("latency phase failed".into());
     }
-    let mut lat: Vec<(String, usize, f64, f64)> = Vec::new();
+    let mut lat: Vec<(String, usize, f64, f64, f64)> = Vec::new();
     for l in String::from_utf8_lossy(&out.stdout).lines() {
         let p: Vec<&str> = l.split_whitespace().collect();
-        if p.len() == 5 && p[0] == "LAT" {
-            lat.push((p[1].to_string(), p[2].parse()?, p[3].parse()?, p[4].parse()?));
+        if p.len() == 6 && p[0] == "LAT" {
+            lat.push((p[1].to_string(), p[2].parse()?, p[3].parse()?, p[4].parse()?, p[5].parse()?));
         }
     }
+    let cpu_of = |name: &str, size: usize| lat.iter().find(|l| l.0 == name && l.1 == size).map(|l| l.4);
     let get = |name: &str, size: usize| lat.iter().find(|l| l.0 == name && l.1 == size).map(|l| (l.2, l.3));
     println!("\nEcho round trip, one connection, pinned to one CPU (us):");
     println!("  {:<8} {:>7} {:>9} {:>9} {:>11} {:>11} {:>10} {:>10}", "size", "path", "p50", "p99", "p50 added", "p99 added", "p50/direct", "p50/tokio");
@@ -559,7 +607,17 @@ fn orchestrate(a: &Args, pinned: bool) -> Res<()> {
         let mut fl = RelayProc::spawn("flatline", echo)?;
         let mut tk = RelayProc::spawn("tokio", echo)?;
         let dur = Duration::from_millis(if a.quick { 700 } else { 2500 });
-        println!("\nThroughput, 64 KiB messages echoed (MB/s of payload, one way):");
+        println!("  relay process CPU per round trip (us, user+sys; robust to other load):");
+    for size in [64usize, 16 * 1024] {
+        if let (Some(t), Some(f)) = (cpu_of("tokio", size), cpu_of("flatline", size)) {
+            println!(
+                "    {:<7} tokio {t:>6.2}   flatline {f:>6.2}   flatline/tokio {:.2}",
+                if size == 64 { "64 B" } else { "16 KiB" },
+                f / t
+            );
+        }
+    }
+    println!("\nThroughput, 64 KiB messages echoed (MB/s of payload, one way):");
         println!("  {:<6} {:>9} {:>9} {:>9} {:>10} {:>10} {:>9}", "conns", "direct", "tokio", "flatline", "fl/direct", "fl/tokio", "tokio/dir");
         for conns in [1usize, 8] {
             // Alternate the paths twice and keep each one's best run.

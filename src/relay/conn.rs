@@ -605,6 +605,28 @@ impl Pipe {
     }
 }
 
+/// `try_read`, and a short read clears the socket's read readiness (as
+/// tokio's own `poll_read` does): the socket is drained, so the next loop
+/// waits for epoll instead of paying a `recv` that returns `EAGAIN`. That
+/// saves one syscall per chunk, which is most of a small frame's cost.
+fn read_drained(src: &TcpStream, buf: &mut [u8]) -> io::Result<usize> {
+    let len = buf.len();
+    let mut got = None;
+    let r = src.try_io(tokio::io::Interest::READABLE, || {
+        let n = src.try_read(buf)?;
+        got = Some(n);
+        if n > 0 && n < len {
+            // Makes try_io clear the readiness it saw; the bytes are in `got`.
+            return Err(io::ErrorKind::WouldBlock.into());
+        }
+        Ok(n)
+    });
+    match (r, got) {
+        (_, Some(n)) => Ok(n),
+        (r, None) => r,
+    }
+}
+
 /// Write as much as the socket takes now, without waiting. A hard error
 /// (not `WouldBlock`) is kept in `err`: the destination is gone, and
 /// waiting for it to become writable again would spin (an errored socket is
@@ -852,7 +874,7 @@ fn on_readable(
             return Vec::new();
         };
         let pipe = &mut pipes[dir.index()];
-        match src.try_read(&mut scratch[..]) {
+        match read_drained(src, &mut scratch[..]) {
             Ok(0) => {
                 pipe.on_src_end(false, log);
                 Vec::new()
