@@ -64,7 +64,9 @@ fn args() -> Args {
             "--phase" => a.phase = it.next(),
             "--serve-relay" => a.serve_relay = it.next(),
             "--upstream" => a.upstream = it.next(),
-            "--memory-conns" => a.memory_conns = it.next().and_then(|v| v.parse().ok()).unwrap_or(5000),
+            "--memory-conns" => {
+                a.memory_conns = it.next().and_then(|v| v.parse().ok()).unwrap_or(5000)
+            }
             _ => {} // `--bench` from cargo, filters: ignored
         }
     }
@@ -89,7 +91,10 @@ fn pin_to(cpu: usize) {
         let mut set: libc::cpu_set_t = std::mem::zeroed();
         libc::CPU_SET(cpu, &mut set);
         if libc::sched_setaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &set) != 0 {
-            eprintln!("warning: cannot pin to CPU {cpu}: {}", std::io::Error::last_os_error());
+            eprintln!(
+                "warning: cannot pin to CPU {cpu}: {}",
+                std::io::Error::last_os_error()
+            );
         }
     }
 }
@@ -259,7 +264,9 @@ async fn tokio_relay(upstream: SocketAddr) -> Res<SocketAddr> {
     tokio::spawn(async move {
         while let Ok((mut c, _)) = l.accept().await {
             tokio::spawn(async move {
-                let Ok(mut s) = TcpStream::connect(upstream).await else { return };
+                let Ok(mut s) = TcpStream::connect(upstream).await else {
+                    return;
+                };
                 let _ = c.set_nodelay(true);
                 let _ = s.set_nodelay(true);
                 let _ = tokio::io::copy_bidirectional(&mut c, &mut s).await;
@@ -275,7 +282,11 @@ async fn serve_relay(kind: &str, upstream: &str) -> Res<()> {
     let mut _keep = None;
     let addr = match kind {
         "flatline" => {
-            let r = Relay::start(RelayConfig::new(&format!("ws://{up}/echo"))?, EventLog::new()).await?;
+            let r = Relay::start(
+                RelayConfig::new(&format!("ws://{up}/echo"))?,
+                EventLog::new(),
+            )
+            .await?;
             let a = r.addr();
             _keep = Some(r);
             a
@@ -324,7 +335,11 @@ impl RelayProc {
         let mut out = BufReader::new(child.stdout.take().ok_or("no stdout")?);
         let mut line = String::new();
         out.read_line(&mut line)?;
-        let addr = line.trim().strip_prefix("ADDR ").ok_or(format!("relay said {line:?}"))?.parse()?;
+        let addr = line
+            .trim()
+            .strip_prefix("ADDR ")
+            .ok_or(format!("relay said {line:?}"))?
+            .parse()?;
         Ok(RelayProc {
             child,
             stdin,
@@ -339,7 +354,11 @@ impl RelayProc {
         let mut line = String::new();
         self.out.read_line(&mut line)?;
         let prefix = format!("{} ", what.to_uppercase());
-        Ok(line.trim().strip_prefix(&prefix).ok_or(format!("relay said {line:?}"))?.parse()?)
+        Ok(line
+            .trim()
+            .strip_prefix(&prefix)
+            .ok_or(format!("relay said {line:?}"))?
+            .parse()?)
     }
 
     fn rss(&mut self) -> Res<u64> {
@@ -409,7 +428,10 @@ async fn latency_phase(quick: bool) -> Res<Vec<String>> {
     let mut tk = RelayProc::spawn("tokio", echo)?;
     let paths = [("direct", echo), ("flatline", fl.addr), ("tokio", tk.addr)];
     let mut lines = Vec::new();
-    for (size, iters) in [(64usize, if quick { 3000 } else { 20000 }), (16 * 1024, if quick { 2000 } else { 10000 })] {
+    for (size, iters) in [
+        (64usize, if quick { 3000 } else { 20000 }),
+        (16 * 1024, if quick { 2000 } else { 10000 }),
+    ] {
         // Interleave the paths in rounds so drift hits all of them alike.
         let mut all: Vec<Vec<f64>> = vec![Vec::new(); paths.len()];
         // Relay-process CPU time per round trip (robust to a busy machine).
@@ -538,7 +560,10 @@ async fn memory(relay: &mut RelayProc, n: usize) -> Res<f64> {
 // ---------------------------------------------------------------- report
 
 fn orchestrate(a: &Args, pinned: bool) -> Res<()> {
-    println!("flatline relay benchmark ({} mode, relays in separate processes)", if pinned { "pinned" } else { "unpinned" });
+    println!(
+        "flatline relay benchmark ({} mode, relays in separate processes)",
+        if pinned { "pinned" } else { "unpinned" }
+    );
     // Latency: pinned, in its own process (current-thread runtimes).
     let mut cmd = Command::new(std::env::current_exe()?);
     cmd.args(["--phase", "latency"]);
@@ -556,15 +581,31 @@ fn orchestrate(a: &Args, pinned: bool) -> Res<()> {
     for l in String::from_utf8_lossy(&out.stdout).lines() {
         let p: Vec<&str> = l.split_whitespace().collect();
         if p.len() == 6 && p[0] == "LAT" {
-            lat.push((p[1].to_string(), p[2].parse()?, p[3].parse()?, p[4].parse()?, p[5].parse()?));
+            lat.push((
+                p[1].to_string(),
+                p[2].parse()?,
+                p[3].parse()?,
+                p[4].parse()?,
+                p[5].parse()?,
+            ));
         }
     }
-    let cpu_of = |name: &str, size: usize| lat.iter().find(|l| l.0 == name && l.1 == size).map(|l| l.4);
-    let get = |name: &str, size: usize| lat.iter().find(|l| l.0 == name && l.1 == size).map(|l| (l.2, l.3));
+    let cpu_of =
+        |name: &str, size: usize| lat.iter().find(|l| l.0 == name && l.1 == size).map(|l| l.4);
+    let get = |name: &str, size: usize| {
+        lat.iter()
+            .find(|l| l.0 == name && l.1 == size)
+            .map(|l| (l.2, l.3))
+    };
     println!("\nEcho round trip, one connection, pinned to one CPU (us):");
-    println!("  {:<8} {:>7} {:>9} {:>9} {:>11} {:>11} {:>10} {:>10}", "size", "path", "p50", "p99", "p50 added", "p99 added", "p50/direct", "p50/tokio");
+    println!(
+        "  {:<8} {:>7} {:>9} {:>9} {:>11} {:>11} {:>10} {:>10}",
+        "size", "path", "p50", "p99", "p50 added", "p99 added", "p50/direct", "p50/tokio"
+    );
     for size in [64usize, 16 * 1024] {
-        let (Some(d), Some(t)) = (get("direct", size), get("tokio", size)) else { continue };
+        let (Some(d), Some(t)) = (get("direct", size), get("tokio", size)) else {
+            continue;
+        };
         for name in ["direct", "tokio", "flatline"] {
             let Some(v) = get(name, size) else { continue };
             println!(

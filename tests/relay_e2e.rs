@@ -8,17 +8,25 @@ use tokio_tungstenite::tungstenite::protocol::frame::coding::{Data, OpCode};
 use tokio_tungstenite::tungstenite::protocol::frame::Frame;
 use tokio_tungstenite::tungstenite::Message;
 
-type Ws = tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
+type Ws =
+    tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
 
 async fn next(ws: &mut Ws) -> Message {
-    tokio::time::timeout(T, ws.next()).await.expect("no message in time").expect("stream ended").expect("ws error")
+    tokio::time::timeout(T, ws.next())
+        .await
+        .expect("no message in time")
+        .expect("stream ended")
+        .expect("ws error")
 }
 
 #[tokio::test]
 async fn tungstenite_end_to_end_with_fragments_and_pings() {
     let relay = relay_to(&format!("ws://{}/chat", ws_echo_server().await)).await;
     let log = relay.log().clone();
-    let (mut ws, resp) = tokio::time::timeout(T, tokio_tungstenite::connect_async(relay.url())).await.unwrap().unwrap();
+    let (mut ws, resp) = tokio::time::timeout(T, tokio_tungstenite::connect_async(relay.url()))
+        .await
+        .unwrap()
+        .unwrap();
     assert_eq!(resp.status(), 101);
     // Plain messages.
     ws.send(Message::Text("hello".into())).await.unwrap();
@@ -47,16 +55,17 @@ async fn tungstenite_end_to_end_with_fragments_and_pings() {
     assert_eq!(next(&mut ws).await, Message::Text("got pong: srv".into()));
     // Close handshake.
     ws.close(None).await.unwrap();
-    loop {
-        match tokio::time::timeout(T, ws.next()).await.unwrap() {
-            Some(Ok(Message::Close(_))) | None => break,
-            Some(Ok(m)) => panic!("unexpected {m:?}"),
-            Some(Err(e)) => panic!("{e}"),
-        }
+    match tokio::time::timeout(T, ws.next()).await.unwrap() {
+        Some(Ok(Message::Close(_))) | None => {}
+        Some(Ok(m)) => panic!("unexpected {m:?}"),
+        Some(Err(e)) => panic!("{e}"),
     }
     drop(ws);
     wait_closed(&log, 1).await;
-    let up: Vec<_> = frames(&log, 1, Direction::ToServer).iter().map(|f| (f.opcode, f.fin)).collect();
+    let up: Vec<_> = frames(&log, 1, Direction::ToServer)
+        .iter()
+        .map(|f| (f.opcode, f.fin))
+        .collect();
     use Opcode::*;
     assert_eq!(
         up,
@@ -73,7 +82,10 @@ async fn tungstenite_end_to_end_with_fragments_and_pings() {
             (Close, true)
         ]
     );
-    let down: Vec<_> = frames(&log, 1, Direction::ToClient).iter().map(|f| (f.opcode, f.fin)).collect();
+    let down: Vec<_> = frames(&log, 1, Direction::ToClient)
+        .iter()
+        .map(|f| (f.opcode, f.fin))
+        .collect();
     assert_eq!(
         down,
         [
@@ -90,7 +102,10 @@ async fn tungstenite_end_to_end_with_fragments_and_pings() {
             (Close, true)
         ]
     );
-    assert!(log.events().iter().all(|e| !matches!(e.kind, EventKind::ProtocolError { .. })));
+    assert!(log
+        .events()
+        .iter()
+        .all(|e| !matches!(e.kind, EventKind::ProtocolError { .. })));
     relay.stop().await;
 }
 
@@ -103,10 +118,15 @@ async fn two_hundred_connections_no_cross_talk() {
     for i in 0..200u32 {
         let url = url.clone();
         tasks.push(tokio::spawn(async move {
-            let (mut ws, _) = tokio::time::timeout(T, tokio_tungstenite::connect_async(url)).await.unwrap().unwrap();
+            let (mut ws, _) = tokio::time::timeout(T, tokio_tungstenite::connect_async(url))
+                .await
+                .unwrap()
+                .unwrap();
             for round in 0..3u32 {
                 let text = format!("connection {i} round {round}");
-                let bin: Vec<u8> = (0..(1000 + i * 37)).map(|k| (k ^ i ^ round) as u8).collect();
+                let bin: Vec<u8> = (0..(1000 + i * 37))
+                    .map(|k| (k ^ i ^ round) as u8)
+                    .collect();
                 ws.send(Message::Text(text.clone())).await.unwrap();
                 ws.send(Message::Binary(bin.clone())).await.unwrap();
                 assert_eq!(next(&mut ws).await, Message::Text(text));
@@ -122,7 +142,11 @@ async fn two_hundred_connections_no_cross_talk() {
     for n in 1..=200 {
         wait_closed(&log, n).await;
     }
-    let opens = log.events().iter().filter(|e| e.kind == EventKind::Open).count();
+    let opens = log
+        .events()
+        .iter()
+        .filter(|e| e.kind == EventKind::Open)
+        .count();
     assert_eq!(opens, 200);
     relay.stop().await;
 }
@@ -139,10 +163,17 @@ async fn stop_closes_connections_and_leaves_no_task() {
     }
     // One more connection stuck before its head is complete.
     let mut half = tokio::net::TcpStream::connect(relay_addr).await.unwrap();
-    tokio::io::AsyncWriteExt::write_all(&mut half, b"GET / HTTP/1.1\r\n").await.unwrap();
-    wait_event(&log, |e| e.conn == Some(4) && matches!(e.kind, EventKind::Accept { .. })).await;
+    tokio::io::AsyncWriteExt::write_all(&mut half, b"GET / HTTP/1.1\r\n")
+        .await
+        .unwrap();
+    wait_event(&log, |e| {
+        e.conn == Some(4) && matches!(e.kind, EventKind::Accept { .. })
+    })
+    .await;
     // `stop` returns only once the task tracker is empty.
-    tokio::time::timeout(T, relay.stop()).await.expect("stop did not finish");
+    tokio::time::timeout(T, relay.stop())
+        .await
+        .expect("stop did not finish");
     for (mut c, mut s) in pairs {
         let (got, r) = read_until_end(&mut c).await;
         assert!(got.is_empty() && r.is_ok(), "client: {r:?}");
@@ -152,7 +183,13 @@ async fn stop_closes_connections_and_leaves_no_task() {
     let (got, r) = read_until_end(&mut half).await;
     assert!(got.is_empty() && r.is_ok(), "half-open client: {r:?}");
     for n in 1..=4 {
-        assert!(has(&log, n, |k| *k == EventKind::Closed { how: Ending::Shutdown }), "conn {n}");
+        assert!(
+            has(&log, n, |k| *k
+                == EventKind::Closed {
+                    how: Ending::Shutdown
+                }),
+            "conn {n}"
+        );
     }
     // The listener is gone too.
     assert!(tokio::net::TcpStream::connect(relay_addr).await.is_err());

@@ -42,7 +42,10 @@ fn mixed_stream(seed: u8, mask: bool) -> (Vec<u8>, Vec<(Opcode, bool, u64)>) {
 }
 
 /// Write `bytes` in uneven pieces.
-async fn write_pieces(mut s: tokio::net::tcp::OwnedWriteHalf, bytes: Vec<u8>) -> tokio::net::tcp::OwnedWriteHalf {
+async fn write_pieces(
+    mut s: tokio::net::tcp::OwnedWriteHalf,
+    bytes: Vec<u8>,
+) -> tokio::net::tcp::OwnedWriteHalf {
     let sizes = [1usize, 3, 7, 100, 4096, 70_000, 1 << 20];
     let (mut at, mut i) = (0, 0);
     while at < bytes.len() {
@@ -54,10 +57,16 @@ async fn write_pieces(mut s: tokio::net::tcp::OwnedWriteHalf, bytes: Vec<u8>) ->
     s
 }
 
-async fn read_n(mut r: tokio::net::tcp::OwnedReadHalf, n: usize) -> (tokio::net::tcp::OwnedReadHalf, Vec<u8>) {
+async fn read_n(
+    mut r: tokio::net::tcp::OwnedReadHalf,
+    n: usize,
+) -> (tokio::net::tcp::OwnedReadHalf, Vec<u8>) {
     use tokio::io::AsyncReadExt;
     let mut v = vec![0; n];
-    tokio::time::timeout(T * 3, r.read_exact(&mut v)).await.expect("read timeout").unwrap();
+    tokio::time::timeout(T * 3, r.read_exact(&mut v))
+        .await
+        .expect("read timeout")
+        .unwrap();
     (r, v)
 }
 
@@ -86,24 +95,45 @@ async fn mixed_stream_both_ways_is_byte_exact() {
     sw.shutdown().await.unwrap();
     let mut rest = Vec::new();
     use tokio::io::AsyncReadExt;
-    tokio::time::timeout(T, cr.read_to_end(&mut rest)).await.unwrap().unwrap();
+    tokio::time::timeout(T, cr.read_to_end(&mut rest))
+        .await
+        .unwrap()
+        .unwrap();
     assert!(rest.is_empty());
     cw.shutdown().await.unwrap();
-    tokio::time::timeout(T, sr.read_to_end(&mut rest)).await.unwrap().unwrap();
+    tokio::time::timeout(T, sr.read_to_end(&mut rest))
+        .await
+        .unwrap()
+        .unwrap();
     assert!(rest.is_empty());
     wait_closed(&log, 1).await;
-    for (dir, want) in [(Direction::ToServer, &c_want), (Direction::ToClient, &s_want)] {
-        let got: Vec<_> = frames(&log, 1, dir).iter().map(|f| (f.opcode, f.fin, f.len)).collect();
+    for (dir, want) in [
+        (Direction::ToServer, &c_want),
+        (Direction::ToClient, &s_want),
+    ] {
+        let got: Vec<_> = frames(&log, 1, dir)
+            .iter()
+            .map(|f| (f.opcode, f.fin, f.len))
+            .collect();
         assert_eq!(&got, want, "{dir:?}");
         let fs = frames(&log, 1, dir);
         assert!(fs.iter().all(|f| f.masked == (dir == Direction::ToServer)));
         assert_eq!(fs[3].preview, "ping in the middle");
         assert_eq!(fs[7].preview, "ed ✓");
         let close = fs.last().unwrap();
-        assert_eq!((close.close_code, close.close_reason.as_deref()), (Some(1000), Some("bye")));
+        assert_eq!(
+            (close.close_code, close.close_reason.as_deref()),
+            (Some(1000), Some("bye"))
+        );
     }
-    assert!(!has(&log, 1, |k| matches!(k, EventKind::ProtocolError { .. })));
-    assert!(has(&log, 1, |k| matches!(k, EventKind::Closed { how: Ending::Fin })));
+    assert!(!has(&log, 1, |k| matches!(
+        k,
+        EventKind::ProtocolError { .. }
+    )));
+    assert!(has(&log, 1, |k| matches!(
+        k,
+        EventKind::Closed { how: Ending::Fin }
+    )));
     relay.stop().await;
 }
 
@@ -150,7 +180,11 @@ async fn split_everywhere(dir: Direction) {
             // these bytes the relay has scanned them as a chunk of their own.
             assert_eq!(read_exact(&mut to, cut).await, frame[..cut]);
             if cut < hl {
-                assert_eq!(frames(&log, 1, dir).len(), count, "frame event before its header was complete (cut {cut})");
+                assert_eq!(
+                    frames(&log, 1, dir).len(),
+                    count,
+                    "frame event before its header was complete (cut {cut})"
+                );
             }
             from.write_all(&frame[cut..]).await.unwrap();
             assert_eq!(read_exact(&mut to, frame.len() - cut).await, frame[cut..]);
@@ -160,7 +194,10 @@ async fn split_everywhere(dir: Direction) {
             assert_eq!(fs[count - 1], want_info, "cut {cut}");
         }
     }
-    assert!(!has(&log, 1, |k| matches!(k, EventKind::ProtocolError { .. })));
+    assert!(!has(&log, 1, |k| matches!(
+        k,
+        EventKind::ProtocolError { .. }
+    )));
     relay.stop().await;
 }
 
@@ -191,7 +228,11 @@ async fn half_close(first: Side) {
     let (got, r) = read_until_end(&mut b).await;
     r.unwrap();
     assert_eq!(got, before, "data before the FIN, then EOF");
-    wait_event(&log, |e| matches!(e.kind, EventKind::FinSent { to } if to == first.other())).await;
+    wait_event(
+        &log,
+        |e| matches!(e.kind, EventKind::FinSent { to } if to == first.other()),
+    )
+    .await;
     // The reverse direction still flows, several times.
     for i in 0..3 {
         let f = encode_frame(2, true, &vec![i; 5000], mask(first.other()));
@@ -205,9 +246,15 @@ async fn half_close(first: Side) {
     assert!(got.is_empty());
     wait_closed(&log, 1).await;
     assert!(has(&log, 1, |k| *k == EventKind::Fin { from: first }));
-    assert!(has(&log, 1, |k| *k == EventKind::Fin { from: first.other() }));
+    assert!(has(&log, 1, |k| *k
+        == EventKind::Fin {
+            from: first.other()
+        }));
     assert!(has(&log, 1, |k| *k == EventKind::FinSent { to: first }));
-    assert!(has(&log, 1, |k| matches!(k, EventKind::Closed { how: Ending::Fin })));
+    assert!(has(&log, 1, |k| matches!(
+        k,
+        EventKind::Closed { how: Ending::Fin }
+    )));
     relay.stop().await;
 }
 
@@ -234,12 +281,21 @@ async fn rst(from: Side) {
     reset(a);
     let (got, r) = read_until_end(&mut b).await;
     assert!(got.is_empty());
-    assert_eq!(r.map_err(|e| e.kind()), Err(std::io::ErrorKind::ConnectionReset));
+    assert_eq!(
+        r.map_err(|e| e.kind()),
+        Err(std::io::ErrorKind::ConnectionReset)
+    );
     wait_closed(&log, 1).await;
     assert!(has(&log, 1, |k| *k == EventKind::Rst { from }));
     assert!(has(&log, 1, |k| *k == EventKind::RstSent { to: from.other() }));
-    assert!(!has(&log, 1, |k| matches!(k, EventKind::Fin { .. } | EventKind::FinSent { .. })));
-    assert!(has(&log, 1, |k| matches!(k, EventKind::Closed { how: Ending::Reset })));
+    assert!(!has(&log, 1, |k| matches!(
+        k,
+        EventKind::Fin { .. } | EventKind::FinSent { .. }
+    )));
+    assert!(has(&log, 1, |k| matches!(
+        k,
+        EventKind::Closed { how: Ending::Reset }
+    )));
     relay.stop().await;
 }
 
@@ -262,7 +318,10 @@ async fn relay_does_not_answer_pings() {
     let log = relay.log().clone();
     let sock = TcpStream::connect(relay.addr()).await.unwrap();
     let written = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
-    let rec = Recorder { inner: sock, written: written.clone() };
+    let rec = Recorder {
+        inner: sock,
+        written: written.clone(),
+    };
     let server = tokio::spawn(async move {
         let (mut s, _) = server_l.accept().await.unwrap();
         let (head, rest) = read_head(&mut s).await;
@@ -275,7 +334,9 @@ async fn relay_does_not_answer_pings() {
         .unwrap();
     let (mut server, _head, rest) = server.await.unwrap();
     assert!(rest.is_empty());
-    ws.send(Message::Ping(b"are you there".to_vec())).await.unwrap();
+    ws.send(Message::Ping(b"are you there".to_vec()))
+        .await
+        .unwrap();
     // The ping reaches the server unchanged…
     let sent = {
         let w = written.lock().unwrap();
@@ -285,7 +346,10 @@ async fn relay_does_not_answer_pings() {
     assert_eq!(sent.len(), 2 + 4 + 13);
     assert_eq!(read_exact(&mut server, sent.len()).await, sent);
     let f = &wait_frames(&log, 1, Direction::ToServer, 1).await[0];
-    assert_eq!((f.opcode, f.preview.as_str()), (Opcode::Ping, "are you there"));
+    assert_eq!(
+        (f.opcode, f.preview.as_str()),
+        (Opcode::Ping, "are you there")
+    );
     // …and nobody answers it: no pong within a generous window.
     let r = tokio::time::timeout(Duration::from_millis(500), ws.next()).await;
     assert!(r.is_err(), "the client got something: {r:?}");
@@ -293,7 +357,11 @@ async fn relay_does_not_answer_pings() {
     // The connection still works after that.
     let f = encode_frame(1, true, b"late hello", None);
     server.write_all(&f).await.unwrap();
-    let m = tokio::time::timeout(T, ws.next()).await.unwrap().unwrap().unwrap();
+    let m = tokio::time::timeout(T, ws.next())
+        .await
+        .unwrap()
+        .unwrap()
+        .unwrap();
     assert_eq!(m, Message::Text("late hello".into()));
     relay.stop().await;
 }
@@ -330,14 +398,24 @@ async fn reset_after_half_close(first: Side) {
     .await
     .expect("the relay never passed the reset on");
     assert!(
-        matches!(got_reset, std::io::ErrorKind::ConnectionReset | std::io::ErrorKind::BrokenPipe),
+        matches!(
+            got_reset,
+            std::io::ErrorKind::ConnectionReset | std::io::ErrorKind::BrokenPipe
+        ),
         "{got_reset:?}"
     );
     wait_closed(&log, 1).await;
     assert!(has(&log, 1, |k| *k == EventKind::Rst { from: first }));
-    assert!(has(&log, 1, |k| matches!(k, EventKind::WriteFailed { to, .. } if *to == first)));
+    assert!(has(
+        &log,
+        1,
+        |k| matches!(k, EventKind::WriteFailed { to, .. } if *to == first)
+    ));
     assert!(has(&log, 1, |k| *k == EventKind::RstSent { to: first.other() }));
-    assert!(has(&log, 1, |k| matches!(k, EventKind::Closed { how: Ending::Reset })));
+    assert!(has(&log, 1, |k| matches!(
+        k,
+        EventKind::Closed { how: Ending::Reset }
+    )));
     relay.stop().await;
 }
 
