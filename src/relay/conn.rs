@@ -775,6 +775,10 @@ pub async fn run(c: Conn, mut cmds: mpsc::UnboundedReceiver<ConnCmd>, stop: Canc
         pipes[dir.index()].stages.push((name, stage));
     }
     let mut reset_seen = false;
+    // Made once: re-creating it every loop turn registers with the token's
+    // lock and waiter list each time a chunk passes.
+    let cancelled = stop.cancelled();
+    tokio::pin!(cancelled);
     // The request head, then whatever the client sent behind it.
     {
         let [client, server] = &sockets;
@@ -799,7 +803,7 @@ pub async fn run(c: Conn, mut cmds: mpsc::UnboundedReceiver<ConnCmd>, stop: Canc
         let timer = [p0.next_timer(), p1.next_timer()].into_iter().flatten().min();
         tokio::select! {
             biased;
-            _ = stop.cancelled() => {
+            _ = &mut cancelled => {
                 shutdown(&mut pipes, &mut sockets, &log);
                 log.emit(Some(id), EventKind::Closed { how: Ending::Shutdown });
                 return;
