@@ -645,8 +645,8 @@ fn orchestrate(a: &Args, pinned: bool) -> Res<()> {
     let rt = runtime(pinned);
     rt.block_on(async {
         let echo = echo_server().await?;
-        let mut fl = RelayProc::spawn("flatline", echo)?;
-        let mut tk = RelayProc::spawn("tokio", echo)?;
+        let fl = RelayProc::spawn("flatline", echo)?;
+        let tk = RelayProc::spawn("tokio", echo)?;
         let dur = Duration::from_millis(if a.quick { 700 } else { 2500 });
         println!("  relay process CPU per round trip (us, user+sys; robust to other load):");
     for size in [64usize, 16 * 1024] {
@@ -683,6 +683,11 @@ fn orchestrate(a: &Args, pinned: bool) -> Res<()> {
         }
         let n = a.memory_conns;
         println!("\nResident memory per idle open connection at {n} connections (relay process VmRSS delta / {n}):");
+        // Fresh relay processes: memory freed by the throughput runs would
+        // otherwise be reused and hide the connections' cost.
+        drop((tk, fl));
+        let mut tk = RelayProc::spawn("tokio", echo)?;
+        let mut fl = RelayProc::spawn("flatline", echo)?;
         let mt = memory(&mut tk, n).await?;
         let mf = memory(&mut fl, n).await?;
         println!("  tokio    {mt:>6.1} KiB");
