@@ -16,8 +16,14 @@ async fn handshake_and_frames_pass_byte_exact() {
     server.write_all(&g).await.unwrap();
     assert_eq!(read_exact(&mut client, g.len()).await, g);
     let log = relay.log().clone();
-    let e = wait_event(&log, |e| matches!(&e.kind, EventKind::Frame(f) if f.dir == Direction::ToServer)).await;
-    let EventKind::Frame(fi) = e.kind else { unreachable!() };
+    let e = wait_event(
+        &log,
+        |e| matches!(&e.kind, EventKind::Frame(f) if f.dir == Direction::ToServer),
+    )
+    .await;
+    let EventKind::Frame(fi) = e.kind else {
+        unreachable!()
+    };
     assert_eq!(fi.opcode, Opcode::Text);
     assert_eq!(fi.preview, "hello");
     assert!(fi.masked);
@@ -25,9 +31,15 @@ async fn handshake_and_frames_pass_byte_exact() {
     drop(client);
     // FIN from the client reaches the server as EOF.
     let mut rest = Vec::new();
-    tokio::time::timeout(T, server.read_to_end(&mut rest)).await.unwrap().unwrap();
+    tokio::time::timeout(T, server.read_to_end(&mut rest))
+        .await
+        .unwrap()
+        .unwrap();
     assert!(rest.is_empty());
-    wait_event(&log, |e| matches!(e.kind, EventKind::Fin { from: Side::Client })).await;
+    wait_event(&log, |e| {
+        matches!(e.kind, EventKind::Fin { from: Side::Client })
+    })
+    .await;
     drop(server);
     wait_closed(&log, 1).await;
     relay.stop().await;

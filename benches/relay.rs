@@ -1,0 +1,706 @@
+//! Relay benchmark: the same WebSocket echo server reached three ways —
+//! directly, through flatline's relay, and through a bare tokio
+//! `copy_bidirectional` relay (8 KiB buffers, tokio's default) — measured in
+//! one run:
+//!
+//! * echo round-trip latency p50/p99 at 64 B and 16 KiB over one connection,
+//!   with client, server and relay pinned to one CPU (each process runs a
+//!   current-thread runtime);
+//! * throughput with 64 KiB messages over 1 and 8 connections;
+//! * resident memory per idle open connection at 5,000 connections
+//!   (VmRSS of the relay process before and after).
+//!
+//! Each relay runs in its own process (this binary re-executed with
+//! `--serve-relay KIND`), flatline's through the library exactly as
+//! `flatline relay` would. Run:
+//!
+//! ```text
+//! cargo bench --bench relay                 # all; latency pinned to CPU 0 by itself
+//! cargo bench --bench relay -- --quick      # fewer iterations
+//! taskset -c 0 cargo bench --bench relay    # everything pinned (throughput too)
+//! ```
+//!
+//! With `taskset` (or any one-CPU affinity) everything runs pinned on
+//! current-thread runtimes; otherwise the latency phase re-executes itself
+//! pinned to CPU 0 (`--pin 0`) and the rest runs unpinned.
+
+use flatline::events::EventLog;
+use flatline::relay::{Relay, RelayConfig};
+use std::io::{BufRead, BufReader, Write};
+use std::net::SocketAddr;
+use std::process::{Child, ChildStdin, Command, Stdio};
+use std::time::{Duration, Instant};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+
+const REQUEST: &[u8] = b"GET /echo HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n";
+const SWITCHING: &[u8] = b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Accept: s3pPLMBiTxaQ9kYGzzhZRbK+xOo=\r\n\r\n";
+
+type Res<T> = Result<T, Box<dyn std::error::Error + Send + Sync>>;
+
+struct Args {
+    quick: bool,
+    pin: Option<usize>,
+    phase: Option<String>,
+    serve_relay: Option<String>,
+    upstream: Option<String>,
+    memory_conns: usize,
+}
+
+fn args() -> Args {
+    let mut a = Args {
+        quick: false,
+        pin: None,
+        phase: None,
+        serve_relay: None,
+        upstream: None,
+        memory_conns: 5000,
+    };
+    let mut it = std::env::args().skip(1);
+    while let Some(s) = it.next() {
+        match s.as_str() {
+            "--quick" => a.quick = true,
+            "--pin" => a.pin = it.next().and_then(|v| v.parse().ok()),
+            "--phase" => a.phase = it.next(),
+            "--serve-relay" => a.serve_relay = it.next(),
+            "--upstream" => a.upstream = it.next(),
+            "--memory-conns" => {
+                a.memory_conns = it.next().and_then(|v| v.parse().ok()).unwrap_or(5000)
+            }
+            _ => {} // `--bench` from cargo, filters: ignored
+        }
+    }
+    a
+}
+
+/// CPUs this process may run on.
+fn cpus_allowed() -> usize {
+    // SAFETY: a zeroed cpu_set_t is valid; the call fills it.
+    unsafe {
+        let mut set: libc::cpu_set_t = std::mem::zeroed();
+        if libc::sched_getaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &mut set) != 0 {
+            return 0;
+        }
+        libc::CPU_COUNT(&set) as usize
+    }
+}
+
+fn pin_to(cpu: usize) {
+    // SAFETY: as above.
+    unsafe {
+        let mut set: libc::cpu_set_t = std::mem::zeroed();
+        libc::CPU_SET(cpu, &mut set);
+        if libc::sched_setaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &set) != 0 {
+            eprintln!(
+                "warning: cannot pin to CPU {cpu}: {}",
+                std::io::Error::last_os_error()
+            );
+        }
+    }
+}
+
+fn raise_nofile() {
+    // SAFETY: plain getrlimit/setrlimit on a local struct.
+    unsafe {
+        let mut r = libc::rlimit {
+            rlim_cur: 0,
+            rlim_max: 0,
+        };
+        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut r) == 0 && r.rlim_cur < r.rlim_max {
+            r.rlim_cur = r.rlim_max;
+            libc::setrlimit(libc::RLIMIT_NOFILE, &r);
+        }
+    }
+}
+
+fn runtime(single: bool) -> tokio::runtime::Runtime {
+    let mut b = if single {
+        tokio::runtime::Builder::new_current_thread()
+    } else {
+        tokio::runtime::Builder::new_multi_thread()
+    };
+    b.enable_all().build().expect("tokio runtime")
+}
+
+fn vm_rss_kib() -> u64 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("VmRSS:"))
+                .and_then(|l| l.split_whitespace().nth(1).and_then(|v| v.parse().ok()))
+        })
+        .unwrap_or(0)
+}
+
+/// User + system CPU time of this process, in microseconds.
+fn cpu_us() -> u64 {
+    // SAFETY: getrusage fills a zeroed struct.
+    unsafe {
+        let mut r: libc::rusage = std::mem::zeroed();
+        libc::getrusage(libc::RUSAGE_SELF, &mut r);
+        let us = |t: libc::timeval| t.tv_sec as u64 * 1_000_000 + t.tv_usec as u64;
+        us(r.ru_utime) + us(r.ru_stime)
+    }
+}
+
+fn main() {
+    let a = args();
+    raise_nofile();
+    if let Some(cpu) = a.pin {
+        pin_to(cpu);
+    }
+    let pinned = cpus_allowed() == 1;
+    if let Some(kind) = &a.serve_relay {
+        let upstream = a.upstream.clone().unwrap_or_default();
+        if let Err(e) = runtime(pinned).block_on(serve_relay(kind, &upstream)) {
+            eprintln!("relay process: {e}");
+            std::process::exit(1);
+        }
+        return;
+    }
+    if a.phase.as_deref() == Some("latency") {
+        match runtime(pinned).block_on(latency_phase(a.quick)) {
+            Ok(lines) => {
+                for l in lines {
+                    println!("{l}");
+                }
+            }
+            Err(e) => {
+                eprintln!("latency phase: {e}");
+                std::process::exit(1);
+            }
+        }
+        return;
+    }
+    if let Err(e) = orchestrate(&a, pinned) {
+        eprintln!("bench failed: {e}");
+        std::process::exit(1);
+    }
+}
+
+// ---------------------------------------------------------------- servers
+
+/// The echo server: answers the upgrade with 101, then echoes every (masked)
+/// frame back as the same frame unmasked, as a WebSocket server would.
+async fn echo_server() -> Res<SocketAddr> {
+    let l = TcpListener::bind("127.0.0.1:0").await?;
+    let addr = l.local_addr()?;
+    tokio::spawn(async move {
+        while let Ok((s, _)) = l.accept().await {
+            tokio::spawn(async move {
+                let _ = echo_conn(s).await;
+            });
+        }
+    });
+    Ok(addr)
+}
+
+async fn read_head(s: &mut TcpStream) -> Res<()> {
+    // Byte at a time is too slow for 5,000 connections; heads here arrive in one piece.
+    let mut buf = Vec::with_capacity(512);
+    let mut chunk = [0u8; 512];
+    loop {
+        let n = s.read(&mut chunk).await?;
+        if n == 0 {
+            return Err("eof in head".into());
+        }
+        buf.extend_from_slice(&chunk[..n]);
+        if buf.windows(4).any(|w| w == b"\r\n\r\n") {
+            if !buf.ends_with(b"\r\n\r\n") {
+                return Err("bytes behind the head (not expected in this bench)".into());
+            }
+            return Ok(());
+        }
+    }
+}
+
+async fn echo_conn(mut s: TcpStream) -> Res<()> {
+    s.set_nodelay(true)?;
+    read_head(&mut s).await?;
+    s.write_all(SWITCHING).await?;
+    let mut buf: Vec<u8> = Vec::new();
+    let mut h = [0u8; 14];
+    loop {
+        if let Err(e) = s.read_exact(&mut h[..2]).await {
+            if e.kind() == std::io::ErrorKind::UnexpectedEof {
+                return Ok(());
+            }
+            return Err(e.into());
+        }
+        let hl = flatline::frame::header_len(&h[..2]);
+        s.read_exact(&mut h[2..hl]).await?;
+        let (len, off) = match h[1] & 0x7f {
+            126 => (u16::from_be_bytes([h[2], h[3]]) as usize, 4),
+            127 => (u64::from_be_bytes(h[2..10].try_into()?) as usize, 10),
+            n => (n as usize, 2),
+        };
+        let masked = h[1] & 0x80 != 0;
+        let mut mask = [0u8; 4];
+        if masked {
+            mask.copy_from_slice(&h[off..off + 4]);
+        }
+        // Reply header (unmasked) then payload, in one write.
+        buf.clear();
+        buf.push(h[0]);
+        buf.push(h[1] & 0x7f);
+        buf.extend_from_slice(&h[2..off]);
+        let start = buf.len();
+        buf.resize(start + len, 0);
+        s.read_exact(&mut buf[start..]).await?;
+        if masked {
+            for (i, b) in buf[start..].iter_mut().enumerate() {
+                *b ^= mask[i & 3];
+            }
+        }
+        s.write_all(&buf).await?;
+    }
+}
+
+/// The yardstick: a bare tokio relay.
+async fn tokio_relay(upstream: SocketAddr) -> Res<SocketAddr> {
+    let l = TcpListener::bind("127.0.0.1:0").await?;
+    let addr = l.local_addr()?;
+    tokio::spawn(async move {
+        while let Ok((mut c, _)) = l.accept().await {
+            tokio::spawn(async move {
+                let Ok(mut s) = TcpStream::connect(upstream).await else {
+                    return;
+                };
+                let _ = c.set_nodelay(true);
+                let _ = s.set_nodelay(true);
+                let _ = tokio::io::copy_bidirectional(&mut c, &mut s).await;
+            });
+        }
+    });
+    Ok(addr)
+}
+
+/// Child process: run one relay, print its address, answer `rss` on stdin.
+async fn serve_relay(kind: &str, upstream: &str) -> Res<()> {
+    let up: SocketAddr = upstream.parse()?;
+    let mut _keep = None;
+    let addr = match kind {
+        "flatline" => {
+            let r = Relay::start(
+                RelayConfig::new(&format!("ws://{up}/echo"))?,
+                EventLog::new(),
+            )
+            .await?;
+            let a = r.addr();
+            _keep = Some(r);
+            a
+        }
+        "tokio" => tokio_relay(up).await?,
+        k => return Err(format!("unknown relay kind {k}").into()),
+    };
+    println!("ADDR {addr}");
+    std::io::stdout().flush()?;
+    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<String>();
+    std::thread::spawn(move || {
+        for line in std::io::stdin().lock().lines() {
+            let Ok(line) = line else { break };
+            if tx.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    while let Some(cmd) = rx.recv().await {
+        match cmd.trim() {
+            "rss" => println!("RSS {}", vm_rss_kib()),
+            "cpu" => println!("CPU {}", cpu_us()),
+            _ => continue,
+        }
+        std::io::stdout().flush()?;
+    }
+    Ok(())
+}
+
+/// A relay process.
+struct RelayProc {
+    child: Child,
+    stdin: ChildStdin,
+    out: BufReader<std::process::ChildStdout>,
+    addr: SocketAddr,
+}
+
+impl RelayProc {
+    fn spawn(kind: &str, upstream: SocketAddr) -> Res<RelayProc> {
+        let mut child = Command::new(std::env::current_exe()?)
+            .args(["--serve-relay", kind, "--upstream", &upstream.to_string()])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .spawn()?;
+        let stdin = child.stdin.take().ok_or("no stdin")?;
+        let mut out = BufReader::new(child.stdout.take().ok_or("no stdout")?);
+        let mut line = String::new();
+        out.read_line(&mut line)?;
+        let addr = line
+            .trim()
+            .strip_prefix("ADDR ")
+            .ok_or(format!("relay said {line:?}"))?
+            .parse()?;
+        Ok(RelayProc {
+            child,
+            stdin,
+            out,
+            addr,
+        })
+    }
+
+    fn ask(&mut self, what: &str) -> Res<u64> {
+        writeln!(self.stdin, "{what}")?;
+        self.stdin.flush()?;
+        let mut line = String::new();
+        self.out.read_line(&mut line)?;
+        let prefix = format!("{} ", what.to_uppercase());
+        Ok(line
+            .trim()
+            .strip_prefix(&prefix)
+            .ok_or(format!("relay said {line:?}"))?
+            .parse()?)
+    }
+
+    fn rss(&mut self) -> Res<u64> {
+        self.ask("rss")
+    }
+
+    fn cpu(&mut self) -> Res<u64> {
+        self.ask("cpu")
+    }
+}
+
+impl Drop for RelayProc {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+// ---------------------------------------------------------------- clients
+
+async fn ws_connect(addr: SocketAddr) -> Res<TcpStream> {
+    let mut s = TcpStream::connect(addr).await?;
+    s.set_nodelay(true)?;
+    s.write_all(REQUEST).await?;
+    read_head(&mut s).await?;
+    Ok(s)
+}
+
+/// A masked binary frame with `len` bytes of payload, and the length of its echo.
+fn client_frame(len: usize) -> (Vec<u8>, usize) {
+    let payload: Vec<u8> = (0..len).map(|i| (i * 31) as u8).collect();
+    let f = flatline::frame::encode_frame(2, true, &payload, Some([0x12, 0x34, 0x56, 0x78]));
+    let echo_len = f.len() - 4;
+    (f, echo_len)
+}
+
+/// Round-trip times in microseconds.
+async fn round_trips(addr: SocketAddr, len: usize, iters: usize) -> Res<Vec<f64>> {
+    let mut s = ws_connect(addr).await?;
+    let (f, echo_len) = client_frame(len);
+    let mut back = vec![0u8; echo_len];
+    let warmup = iters / 10;
+    let mut out = Vec::with_capacity(iters);
+    for i in 0..warmup + iters {
+        let t = Instant::now();
+        s.write_all(&f).await?;
+        s.read_exact(&mut back).await?;
+        if i >= warmup {
+            out.push(t.elapsed().as_secs_f64() * 1e6);
+        }
+    }
+    Ok(out)
+}
+
+fn pct(sorted: &[f64], p: f64) -> f64 {
+    if sorted.is_empty() {
+        return f64::NAN;
+    }
+    let i = ((sorted.len() as f64 - 1.0) * p).round() as usize;
+    sorted[i]
+}
+
+/// Latency lines: `LAT <path> <size> <p50> <p99>`.
+async fn latency_phase(quick: bool) -> Res<Vec<String>> {
+    let echo = echo_server().await?;
+    let mut fl = RelayProc::spawn("flatline", echo)?;
+    let mut tk = RelayProc::spawn("tokio", echo)?;
+    let paths = [("direct", echo), ("flatline", fl.addr), ("tokio", tk.addr)];
+    let mut lines = Vec::new();
+    for (size, iters) in [
+        (64usize, if quick { 3000 } else { 20000 }),
+        (16 * 1024, if quick { 2000 } else { 10000 }),
+    ] {
+        // Interleave the paths in rounds so drift hits all of them alike.
+        let mut all: Vec<Vec<f64>> = vec![Vec::new(); paths.len()];
+        // Relay-process CPU time per round trip (robust to a busy machine).
+        let mut cpu = [0u64; 3];
+        let rounds = 4;
+        for _ in 0..rounds {
+            for (i, (_, addr)) in paths.iter().enumerate() {
+                let proc_ = match i {
+                    1 => Some(&mut fl),
+                    2 => Some(&mut tk),
+                    _ => None,
+                };
+                let c0 = match proc_ {
+                    Some(p) => p.cpu()?,
+                    None => 0,
+                };
+                all[i].extend(round_trips(*addr, size, iters / rounds).await?);
+                let proc_ = match i {
+                    1 => Some(&mut fl),
+                    2 => Some(&mut tk),
+                    _ => None,
+                };
+                if let Some(p) = proc_ {
+                    cpu[i] += p.cpu()? - c0;
+                }
+            }
+        }
+        for (i, (name, _)) in paths.iter().enumerate() {
+            let v = &mut all[i];
+            let n = v.len() as f64 * 1.1; // warm-up round trips count for CPU too
+            v.sort_by(|a, b| a.total_cmp(b));
+            lines.push(format!(
+                "LAT {name} {size} {:.2} {:.2} {:.2}",
+                pct(v, 0.5),
+                pct(v, 0.99),
+                cpu[i] as f64 / n
+            ));
+        }
+    }
+    drop((fl, tk));
+    Ok(lines)
+}
+
+/// MB/s of echoed payload with `conns` connections each streaming 64 KiB messages.
+async fn throughput(addr: SocketAddr, conns: usize, dur: Duration) -> Res<f64> {
+    let (f, echo_len) = client_frame(64 * 1024);
+    let f = std::sync::Arc::new(f);
+    let start = Instant::now();
+    let mut tasks = Vec::new();
+    for _ in 0..conns {
+        let s = ws_connect(addr).await?;
+        let f = f.clone();
+        tasks.push(tokio::spawn(async move {
+            let (mut r, mut w) = s.into_split();
+            let (tx, rx) = tokio::sync::oneshot::channel::<u64>();
+            let writer = tokio::spawn(async move {
+                let mut sent = 0u64;
+                while start.elapsed() < dur {
+                    if w.write_all(&f).await.is_err() {
+                        break;
+                    }
+                    sent += 1;
+                }
+                let _ = tx.send(sent);
+                w
+            });
+            let mut buf = vec![0u8; 256 * 1024];
+            let mut got = 0u64; // bytes echoed back
+            let mut want: Option<u64> = None;
+            let mut rx = rx;
+            while want.is_none_or(|w| got < w) {
+                tokio::select! {
+                    sent = &mut rx, if want.is_none() => {
+                        want = Some(sent.map_err(|_| "writer gone")? * echo_len as u64);
+                    }
+                    n = r.read(&mut buf) => {
+                        let n = n?;
+                        if n == 0 {
+                            return Err::<(u64, Instant), Box<dyn std::error::Error + Send + Sync>>("eof".into());
+                        }
+                        got += n as u64;
+                    }
+                }
+            }
+            let end = Instant::now();
+            let _w = writer.await?;
+            Ok((got, end))
+        }));
+    }
+    let mut total = 0u64;
+    let mut last = start;
+    for t in tasks {
+        let (got, end) = t.await??;
+        total += got;
+        last = last.max(end);
+    }
+    // Payload bytes only (frame headers are 10 of 65,546 bytes).
+    let payload = total as f64 * (64.0 * 1024.0) / echo_len as f64;
+    Ok(payload / last.duration_since(start).as_secs_f64() / 1e6)
+}
+
+/// KiB of relay-process RSS per idle open connection at `n` connections.
+async fn memory(relay: &mut RelayProc, n: usize) -> Res<f64> {
+    // Warm up (per-thread buffers, runtime structures) before the baseline.
+    for _ in 0..8 {
+        drop(ws_connect(relay.addr).await?);
+    }
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let before = relay.rss()?;
+    let mut conns = Vec::with_capacity(n);
+    for _ in 0..n {
+        conns.push(ws_connect(relay.addr).await?);
+    }
+    // One echo on the last one: everything before it is surely set up.
+    let (f, echo_len) = client_frame(64);
+    if let Some(s) = conns.last_mut() {
+        s.write_all(&f).await?;
+        let mut b = vec![0; echo_len];
+        s.read_exact(&mut b).await?;
+    }
+    let after = relay.rss()?;
+    drop(conns);
+    Ok((after.saturating_sub(before)) as f64 / n as f64)
+}
+
+// ---------------------------------------------------------------- report
+
+fn orchestrate(a: &Args, pinned: bool) -> Res<()> {
+    println!(
+        "flatline relay benchmark ({} mode, relays in separate processes)",
+        if pinned { "pinned" } else { "unpinned" }
+    );
+    // Latency: pinned, in its own process (current-thread runtimes).
+    let mut cmd = Command::new(std::env::current_exe()?);
+    cmd.args(["--phase", "latency"]);
+    if a.quick {
+        cmd.arg("--quick");
+    }
+    if !pinned {
+        cmd.args(["--pin", "0"]);
+    }
+    let out = cmd.stderr(Stdio::inherit()).output()?;
+    if !out.status.success() {
+        return Err("latency phase failed".into());
+    }
+    let mut lat: Vec<(String, usize, f64, f64, f64)> = Vec::new();
+    for l in String::from_utf8_lossy(&out.stdout).lines() {
+        let p: Vec<&str> = l.split_whitespace().collect();
+        if p.len() == 6 && p[0] == "LAT" {
+            lat.push((
+                p[1].to_string(),
+                p[2].parse()?,
+                p[3].parse()?,
+                p[4].parse()?,
+                p[5].parse()?,
+            ));
+        }
+    }
+    let cpu_of =
+        |name: &str, size: usize| lat.iter().find(|l| l.0 == name && l.1 == size).map(|l| l.4);
+    let get = |name: &str, size: usize| {
+        lat.iter()
+            .find(|l| l.0 == name && l.1 == size)
+            .map(|l| (l.2, l.3))
+    };
+    println!("\nEcho round trip, one connection, pinned to one CPU (us):");
+    println!(
+        "  {:<8} {:>7} {:>9} {:>9} {:>11} {:>11} {:>10} {:>10}",
+        "size", "path", "p50", "p99", "p50 added", "p99 added", "p50/direct", "p50/tokio"
+    );
+    for size in [64usize, 16 * 1024] {
+        let (Some(d), Some(t)) = (get("direct", size), get("tokio", size)) else {
+            continue;
+        };
+        for name in ["direct", "tokio", "flatline"] {
+            let Some(v) = get(name, size) else { continue };
+            println!(
+                "  {:<8} {:>7} {:>9.1} {:>9.1} {:>+11.1} {:>+11.1} {:>10.2} {:>10.2}",
+                if size == 64 { "64 B" } else { "16 KiB" },
+                name,
+                v.0,
+                v.1,
+                v.0 - d.0,
+                v.1 - d.1,
+                v.0 / d.0,
+                v.0 / t.0
+            );
+        }
+    }
+    if let (Some(f64b), Some(d64), Some(t64), Some(f16), Some(d16), Some(t16)) = (
+        get("flatline", 64),
+        get("direct", 64),
+        get("tokio", 64),
+        get("flatline", 16384),
+        get("direct", 16384),
+        get("tokio", 16384),
+    ) {
+        println!(
+            "  targets: added p50 64 B {:.1} us (<= 10) {}; 16 KiB {:.1} us (<= 16) {}; p99 vs tokio 64 B {:+.1} us, 16 KiB {:+.1} us (<= +5) {}",
+            f64b.0 - d64.0,
+            ok(f64b.0 - d64.0 <= 10.0),
+            f16.0 - d16.0,
+            ok(f16.0 - d16.0 <= 16.0),
+            f64b.1 - t64.1,
+            f16.1 - t16.1,
+            ok(f64b.1 - t64.1 <= 5.0 && f16.1 - t16.1 <= 5.0)
+        );
+    }
+
+    // Throughput and memory: this process, unpinned unless taskset said otherwise.
+    let rt = runtime(pinned);
+    rt.block_on(async {
+        let echo = echo_server().await?;
+        let fl = RelayProc::spawn("flatline", echo)?;
+        let tk = RelayProc::spawn("tokio", echo)?;
+        let dur = Duration::from_millis(if a.quick { 700 } else { 2500 });
+        println!("  relay process CPU per round trip (us, user+sys; robust to other load):");
+    for size in [64usize, 16 * 1024] {
+        if let (Some(t), Some(f)) = (cpu_of("tokio", size), cpu_of("flatline", size)) {
+            println!(
+                "    {:<7} tokio {t:>6.2}   flatline {f:>6.2}   flatline/tokio {:.2}",
+                if size == 64 { "64 B" } else { "16 KiB" },
+                f / t
+            );
+        }
+    }
+    println!("\nThroughput, 64 KiB messages echoed (MB/s of payload, one way):");
+        println!("  {:<6} {:>9} {:>9} {:>9} {:>10} {:>10} {:>9}", "conns", "direct", "tokio", "flatline", "fl/direct", "fl/tokio", "tokio/dir");
+        for conns in [1usize, 8] {
+            // Alternate the paths twice and keep each one's best run.
+            let mut best = [0f64; 3];
+            for _ in 0..2 {
+                for (i, addr) in [echo, tk.addr, fl.addr].into_iter().enumerate() {
+                    best[i] = best[i].max(throughput(addr, conns, dur).await?);
+                }
+            }
+            let [d, t, f] = best;
+            println!(
+                "  {:<6} {:>9.0} {:>9.0} {:>9.0} {:>10.2} {:>10.2} {:>9.2}  target fl/tokio >= 0.95 {}",
+                conns,
+                d,
+                t,
+                f,
+                f / d,
+                f / t,
+                t / d,
+                ok(f / t >= 0.95)
+            );
+        }
+        let n = a.memory_conns;
+        println!("\nResident memory per idle open connection at {n} connections (relay process VmRSS delta / {n}):");
+        // Fresh relay processes: memory freed by the throughput runs would
+        // otherwise be reused and hide the connections' cost.
+        drop((tk, fl));
+        let mut tk = RelayProc::spawn("tokio", echo)?;
+        let mut fl = RelayProc::spawn("flatline", echo)?;
+        let mt = memory(&mut tk, n).await?;
+        let mf = memory(&mut fl, n).await?;
+        println!("  tokio    {mt:>6.1} KiB");
+        println!("  flatline {mf:>6.1} KiB   ratio to tokio {:.2}   target <= 16 KiB {}", mf / mt, ok(mf <= 16.0));
+        Ok::<(), Box<dyn std::error::Error + Send + Sync>>(())
+    })?;
+    Ok(())
+}
+
+fn ok(b: bool) -> &'static str {
+    if b {
+        "ok"
+    } else {
+        "MISSED"
+    }
+}
