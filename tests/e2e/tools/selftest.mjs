@@ -4,7 +4,10 @@
 // client's decision log that a careful client notices and reconnects after
 // SIGCONT, and that a careless one does not notice.
 //
-// Usage: node tools/selftest.mjs [NAME-SUBSTRING]
+// With --restart instead: the server is killed, stays down 4 s, and is
+// started again; every client with reconnection must come back.
+//
+// Usage: node tools/selftest.mjs [--restart] [NAME-SUBSTRING]
 // Prints one line per client and `N passed, M failed`; exits 1 on a failure.
 import { spawn } from 'node:child_process';
 import { mkdtempSync, readFileSync, existsSync } from 'node:fs';
@@ -54,12 +57,12 @@ async function waitFor(pred, ms) {
   return pred();
 }
 
-function stopProc(p) {
+function stopProc(p, sig = 'SIGTERM') {
   return new Promise((resolve) => {
     if (p.exitCode !== null || p.signalCode !== null) { resolve(); return; }
     const t = setTimeout(() => { try { process.kill(-p.pid, 'SIGKILL'); } catch { /* gone */ } }, 3000);
     p.once('exit', () => { clearTimeout(t); resolve(); });
-    try { process.kill(-p.pid, 'SIGCONT'); process.kill(-p.pid, 'SIGTERM'); } catch { resolve(); }
+    try { process.kill(-p.pid, 'SIGCONT'); process.kill(-p.pid, sig); } catch { resolve(); }
   });
 }
 
@@ -69,8 +72,9 @@ async function runCase(c, dir) {
   const clientLog = join(dir, `${c.name}.client.log`);
   const serverCmd = c.server === 'sio' ? ['node', 'clients/sio_server.mjs', String(port)]
     : ['node', 'tools/echo_server.mjs', String(port)];
-  const server = spawn(serverCmd[0], serverCmd.slice(1), { cwd: root, detached: true,
+  const spawnServer = () => spawn(serverCmd[0], serverCmd.slice(1), { cwd: root, detached: true,
     stdio: 'ignore', env: { ...process.env, FLATLINE_CLIENT_LOG: serverLog } });
+  let server = spawnServer();
   const problems = [];
   let client = null;
   try {
@@ -81,6 +85,21 @@ async function runCase(c, dir) {
     if (!await waitFor(() => c.open.test(readLog(clientLog)), c.openTimeoutMs ?? 8000)) throw new Error('client never opened');
     await new Promise((r) => setTimeout(r, 2000)); // a couple of heartbeats while healthy
     const opensBefore = count(readLog(clientLog), c.open);
+    if (mode === 'restart') {
+      // The server process dies (the kernel closes its sockets: FIN, no close
+      // frame), stays down for 4 s (connection refused), then comes back.
+      await stopProc(server, 'SIGKILL');
+      const downAt = Date.now();
+      await new Promise((r) => setTimeout(r, 4000));
+      server = spawnServer();
+      const wantReconnect = c.reconnects !== false;
+      const reopened = await waitFor(() => count(readLog(clientLog), c.open) > opensBefore, wantReconnect ? 15000 : 5000);
+      const ms = Date.now() - downAt;
+      if (wantReconnect && !reopened) problems.push('did not reconnect within 15 s of the restart');
+      if (!wantReconnect && reopened) problems.push('reconnected although reconnection is off');
+      const attempts = count(readLog(clientLog), c.attempt ?? /connecting|reconnect-attempt|connect_error/);
+      return { problems, detail: reopened ? `reopened ${ms} ms after the kill (server down 4000 ms), attempt-ish log lines: ${attempts}` : 'no reconnect', clientLog };
+    }
     process.kill(server.pid, 'SIGSTOP');
     const frozenAt = Date.now();
     const detected = await waitFor(() => c.detect.test(readLog(clientLog)), 7000);
@@ -102,7 +121,9 @@ async function runCase(c, dir) {
   }
 }
 
-const filter = process.argv[2] || '';
+const argv = process.argv.slice(2);
+const mode = argv.includes('--restart') ? 'restart' : 'freeze';
+const filter = argv.filter((x) => !x.startsWith('--'))[0] || '';
 const dir = mkdtempSync(join(tmpdir(), 'flatline-e2e-selftest-'));
 let passed = 0;
 let failed = 0;
