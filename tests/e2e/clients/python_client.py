@@ -63,7 +63,8 @@ class LibraryLog(logging.Handler):
             msg = record.getMessage()
         except Exception:  # a malformed record must not kill the client
             return
-        if msg.startswith(self.NOISY) or msg.startswith("> ") and ":" in msg[:40] or msg.startswith("< ") and ":" in msg[:40] and "CLOSE" not in msg:
+        is_header = msg[:2] in ("> ", "< ") and ":" in msg[:40] and "CLOSE" not in msg
+        if msg.startswith(self.NOISY) or is_header:
             return
         log("lib", f"{record.levelname.lower()}: {msg.splitlines()[0][:200]}")
 
