@@ -366,6 +366,9 @@ pub enum EventKind {
         /// How (`reset`, `close`, `stall`, `http`).
         how: String,
     },
+    /// The run is over and flatline starts stopping the commands and closing
+    /// connections: what peers do from here on is a reaction to being stopped.
+    Stopping,
     /// A free-form note from the relay (run start/end, commands).
     Note {
         /// The text.

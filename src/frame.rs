@@ -295,7 +295,7 @@ fn wants_preview(op: Opcode) -> bool {
 }
 
 /// How long the header is, given its first bytes (2 if fewer than 2 known).
-fn header_len(h: &[u8]) -> usize {
+pub fn header_len(h: &[u8]) -> usize {
     if h.len() < 2 {
         return 2;
     }

@@ -10,6 +10,7 @@
 //!
 //! - [`events`]: the event log, the single record every other part reads.
 //! - [`frame`]: the incremental WebSocket frame scanner (never re-encodes).
+//! - [`matcher`]: `match:` frame filters, compiled once.
 //! - [`relay`]: listener, handshake pass-through, the two pipes per connection.
 //! - [`scenario`]: the YAML model, parsing and validation with file positions.
 //! - [`faults`]: one module per fault kind, all behind one trait.
@@ -19,11 +20,15 @@
 //! - [`peers`]: the reference demo server and demo client.
 #![warn(missing_docs)]
 
+pub mod cli;
 pub mod events;
 pub mod frame;
+pub mod matcher;
 pub mod relay;
 pub mod scenario;
+pub mod timeline;
 pub mod expect;
 pub mod faults;
 pub mod peers;
 pub mod report;
+pub mod run;

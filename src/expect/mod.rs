@@ -4,8 +4,41 @@
 //! [`Expectation::judge`] whenever the log grows (and once more when the run
 //! is over); an expectation returns `None` while later events could still
 //! change its verdict, so the run can end as soon as every verdict is known.
+//!
+//! [`build`] turns a scenario's `expect:` list into boxed expectations,
+//! [`judge_all`] judges them all at once, and [`warnings`] reports what a
+//! peer must never do (reserved close codes, reconnect storms) even when no
+//! expectation asks. [`refs`] resolves references against the log and is
+//! shared with the timeline controller.
+
+mod backoff;
+mod closes_with;
+mod common;
+mod detects;
+mod heartbeat;
+mod no_reconnect;
+mod reconnects;
+pub mod refs;
+mod sends;
+mod stays_connected;
+#[cfg(test)]
+mod testlog;
+mod warnings;
+
+pub use backoff::Backoff;
+pub use closes_with::ClosesWith;
+pub use detects::Detects;
+pub use heartbeat::Heartbeat;
+pub use no_reconnect::NoReconnect;
+pub use reconnects::Reconnects;
+pub use sends::Sends;
+pub use stays_connected::StaysConnected;
+pub use warnings::warnings;
 
 use crate::events::Event;
+use crate::matcher::Matcher;
+use crate::scenario::{ExpectKind, Scenario};
+use common::Span;
 use serde::{Deserialize, Serialize};
 use std::time::Duration;
 
@@ -63,4 +96,193 @@ pub trait Expectation: Send {
     /// The verdict if it is decided, `None` while later events could change it.
     /// Must return `Some` when `ctx.finished`.
     fn judge(&self, ctx: &JudgeCtx<'_>) -> Option<Verdict>;
+}
+
+/// Build one expectation from its kind and parameters; the error names the
+/// expectation and what is wrong (an invalid regex in `match`).
+pub fn build_one(name: &str, kind: &ExpectKind) -> Result<Box<dyn Expectation>, String> {
+    let matcher = |m| Matcher::new(m).map_err(|e| format!("expectation `{name}`: {e}"));
+    Ok(match kind {
+        ExpectKind::Detects {
+            side,
+            after,
+            within,
+        } => Box::new(Detects::new(name, *side, after, *within)),
+        ExpectKind::Reconnects {
+            after,
+            within,
+            attempts,
+        } => Box::new(Reconnects::new(name, after, *within, *attempts)),
+        ExpectKind::NoReconnect { after, for_ } => Box::new(NoReconnect::new(name, after, *for_)),
+        ExpectKind::StaysConnected {
+            side,
+            during,
+            after,
+            for_,
+        } => Box::new(StaysConnected::new(
+            name,
+            *side,
+            Span::new(during, after, for_),
+        )),
+        ExpectKind::Heartbeat {
+            from,
+            matches,
+            every,
+            tolerance,
+            after,
+            for_,
+        } => Box::new(Heartbeat::new(
+            name,
+            *from,
+            matcher(matches)?,
+            *every,
+            *tolerance,
+            Span::new(&None, after, for_),
+        )),
+        ExpectKind::Backoff {
+            during,
+            after,
+            for_,
+            min_gap,
+            max_gap,
+            increasing,
+            max_attempts,
+        } => Box::new(Backoff::new(
+            name,
+            Span::new(during, after, for_),
+            *min_gap,
+            *max_gap,
+            *increasing,
+            *max_attempts,
+        )),
+        ExpectKind::Sends {
+            from,
+            matches,
+            after,
+            within,
+            count,
+        } => Box::new(Sends::new(
+            name,
+            *from,
+            matcher(matches)?,
+            after,
+            *within,
+            *count,
+        )),
+        ExpectKind::ClosesWith {
+            side,
+            code,
+            connections,
+        } => Box::new(ClosesWith::new(name, *side, *code, connections)),
+    })
+}
+
+/// An expectation with its effective name.
+pub type Named = (String, Box<dyn Expectation>);
+
+/// Every expectation of the scenario, with its effective name
+/// ([`Scenario::expect_name`]), in file order.
+pub fn build(s: &Scenario) -> Result<Vec<Named>, String> {
+    (0..s.expect.len())
+        .map(|i| {
+            let name = s.expect_name(i);
+            let e = build_one(&name, &s.expect[i].kind)?;
+            Ok((name, e))
+        })
+        .collect()
+}
+
+/// Judge every expectation against the log at `now`; `None` for those still
+/// undecided (never when `finished`).
+pub fn judge_all(
+    exps: &[Named],
+    events: &[Event],
+    now: Duration,
+    finished: bool,
+) -> Vec<Option<Verdict>> {
+    let ctx = JudgeCtx {
+        events,
+        now,
+        finished,
+    };
+    exps.iter().map(|(_, e)| e.judge(&ctx)).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::testlog::Log;
+    use super::*;
+    use crate::events::Side::*;
+
+    fn scenario(expect: &str) -> Scenario {
+        let yaml = format!(
+            "name: t\ndescription: d\nduration: 40s\nfaults:\n  - {{name: outage, kind: partition, at: open#1 + 3s, duration: 15s}}\nexpect:\n{expect}"
+        );
+        serde_yaml::from_str(&yaml).expect("scenario yaml")
+    }
+
+    #[test]
+    fn build_names_and_judge_all() {
+        let s = scenario(
+            "  - {name: notices, kind: detects, after: outage, within: 12s}\n  - {kind: reconnects, after: outage.end, within: 10s}\n",
+        );
+        let exps = build(&s).unwrap();
+        let names: Vec<&str> = exps.iter().map(|(n, _)| n.as_str()).collect();
+        assert_eq!(names, ["notices", "reconnects-2"]);
+        let log = Log::new()
+            .connect(1, 0.1)
+            .fault_start("outage", &[1], 3.1)
+            .close_frame(1, 9.0, Client, Some(1000))
+            .events();
+        let v = judge_all(&exps, &log, Duration::from_secs(9), false);
+        let first = v[0].as_ref().expect("detects decided");
+        assert!(first.passed);
+        assert_eq!(
+            (first.name.as_str(), first.kind.as_str()),
+            ("notices", "detects")
+        );
+        assert!(v[1].is_none());
+        let v = judge_all(&exps, &log, Duration::from_secs(40), true);
+        assert!(v.iter().all(Option::is_some), "finished forces a decision");
+        let second = v[1].as_ref().unwrap();
+        assert!(!second.passed);
+        assert_eq!(second.name, "reconnects-2");
+    }
+
+    #[test]
+    fn bad_regex_names_the_expectation() {
+        let s = scenario("  - {kind: sends, after: open#1, within: 1s, match: {regex: '['}}\n");
+        let err = build(&s).err().expect("invalid regex");
+        assert!(
+            err.starts_with("expectation `sends-1`: invalid regex `[`"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn every_kind_decides_when_finished() {
+        let s = scenario(
+            "  - {kind: detects, after: outage, within: 12s}
+  - {kind: reconnects, after: outage.end, within: 10s}
+  - {kind: no_reconnect, after: close#1, for: 5s}
+  - {kind: stays_connected, during: outage}
+  - {kind: heartbeat, match: {opcode: ping}, every: 5s}
+  - {kind: backoff, during: outage}
+  - {kind: sends, match: {}, after: open#1, within: 5s}
+  - {kind: closes_with, code: 1000}
+",
+        );
+        let exps = build(&s).unwrap();
+        let empty: Vec<Event> = Vec::new();
+        for (name, e) in &exps {
+            let ctx = JudgeCtx {
+                events: &empty,
+                now: Duration::from_secs(40),
+                finished: true,
+            };
+            let v = e.judge(&ctx).unwrap_or_else(|| panic!("{name} undecided"));
+            assert!(!v.passed, "{name} passed on an empty log: {}", v.detail);
+            assert!(!v.detail.is_empty());
+        }
+    }
 }

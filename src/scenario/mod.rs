@@ -1,7 +1,20 @@
-//! Scenario files: the typed model, value parsing, and validation.
+//! Scenario files: the typed model, value parsing, loading with positions,
+//! validation, and the normalised plan.
+//!
+//! [`load_file`] and [`parse_str`] are the only ways in; `serde_yaml` stays
+//! behind this module. Every error is a [`ScenarioError`] whose message is
+//! one line naming file, line and column.
 
+mod error;
+mod locate;
 pub mod model;
+mod parse;
+mod plan;
+mod validate;
 pub mod values;
 
+pub use error::{ScenarioError, MAX_FILE_BYTES};
 pub use model::*;
+pub use parse::{load_file, parse_str, Loaded};
+pub use plan::plan;
 pub use values::*;

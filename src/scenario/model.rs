@@ -35,6 +35,10 @@ pub struct Scenario {
     /// Expectations judged from the event log.
     #[serde(default)]
     pub expect: Vec<ExpectSpec>,
+    /// Extra arguments for the built-in demo client when the run uses
+    /// `--demo` (e.g. `["--close-after", "3s"]`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub demo_client: Vec<String>,
 }
 
 /// Whether the relay strips `Sec-WebSocket-Extensions` from the upgrade request.

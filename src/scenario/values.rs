@@ -245,7 +245,7 @@ impl FromStr for Reference {
         // A bare duration means start + duration.
         if head.starts_with(|c: char| c.is_ascii_digit()) {
             if offset != Duration::ZERO {
-                return Err(format!("`{t}`: expected `REF + DURATION`, e.g. `open#1 + 3s`"));
+                return Err(format!("`{t}` is not a reference; expected `REF + DURATION`, e.g. `open#1 + 3s`"));
             }
             let d = head.parse::<Dur>()?;
             return Ok(Reference {
@@ -267,7 +267,7 @@ impl FromStr for Reference {
                 Some((n, "end")) => (n, true),
                 Some((_, other)) => {
                     return Err(format!(
-                        "`{head}`: unknown suffix `.{other}`, expected `.start` or `.end`"
+                        "unknown suffix `.{other}` in `{head}`, expected `.start` or `.end`"
                     ))
                 }
                 None => (head, false),

@@ -1,0 +1,664 @@
+//! The `flatline` command line: argument parsing (clap) and the subcommands.
+//! `main.rs` only calls [`main`]; everything here maps library results to
+//! output and exit statuses: 0 every expectation passed, 1 one failed, 2 a
+//! scenario or an argument is invalid, 3 the run could not be carried out.
+
+use crate::events::{Ending, EventKind, EventLog};
+use crate::peers::client::{run_client, DemoClientOpts};
+use crate::peers::server::{serve, DemoServerOpts};
+use crate::relay::{Relay, RelayConfig};
+use crate::report::{self, terminal::LivePrinter, Report};
+use crate::run::{run, RunOptions};
+use crate::scenario::{self, Scenario};
+use clap::{Args, Parser, Subcommand};
+use std::io::{IsTerminal, Write};
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use tokio_util::sync::CancellationToken;
+
+/// Exit statuses.
+pub mod exit {
+    /// Every expectation passed.
+    pub const PASS: i32 = 0;
+    /// An expectation failed (or a snapshot differs).
+    pub const FAIL: i32 = 1;
+    /// A scenario or an argument is invalid.
+    pub const INVALID: i32 = 2;
+    /// The run could not be carried out.
+    pub const CANNOT_RUN: i32 = 3;
+}
+
+const AFTER_HELP: &str = "\
+Examples:
+  flatline run scenarios/silent-drop.yaml --demo
+  flatline run scenarios/ --client-cmd 'node client.js' --junit results.xml
+  flatline check scenarios/
+  flatline relay --listen 127.0.0.1:9000 --upstream ws://127.0.0.1:9001/feed
+
+Exit status: 0 every expectation passed, 1 one failed, 2 a scenario or an
+argument is invalid, 3 the run could not be carried out.";
+
+/// flatline: a chaos-testing relay for WebSocket clients.
+#[derive(Parser, Debug)]
+#[command(name = "flatline", version, about, after_help = AFTER_HELP)]
+pub struct Cli {
+    /// What to do.
+    #[command(subcommand)]
+    pub cmd: Cmd,
+}
+
+/// Subcommands.
+#[derive(Subcommand, Debug)]
+pub enum Cmd {
+    /// Run scenarios (files or directories) and judge the client.
+    #[command(after_help = "Examples:
+  flatline run scenarios/silent-drop.yaml --demo
+  flatline run scenarios/silent-drop.yaml --client-cmd 'python3 client.py' --report out.json
+  flatline run scenarios/ --server-cmd './server --port 9001' --upstream ws://127.0.0.1:9001/ws \\
+      --client-cmd 'node client.js' --junit junit.xml --snapshot snapshots/
+
+The client command gets FLATLINE_URL (the relay's ws:// URL plus the upstream's
+path). With neither --client-cmd nor --demo the URL is printed and flatline
+waits (up to the scenario's duration) for a client to connect.")]
+    Run(RunArgs),
+    /// Validate scenarios and print their normalised plan.
+    Check {
+        /// Scenario files or directories.
+        #[arg(required = true, value_name = "SCENARIO")]
+        scenarios: Vec<PathBuf>,
+    },
+    /// List the scenarios in a directory, one line each.
+    List {
+        /// Directory (default: scenarios).
+        #[arg(default_value = "scenarios", value_name = "DIR")]
+        dir: PathBuf,
+    },
+    /// Run again with a report's recorded scenario, seed and settings, and
+    /// diff the new transcript against the recorded one.
+    Replay {
+        /// A report written by `run --report`.
+        #[arg(value_name = "REPORT.json")]
+        report: PathBuf,
+    },
+    /// The bare transparent relay, no faults, until Ctrl-C or SIGTERM.
+    #[command(after_help = "Example:
+  flatline relay --listen 127.0.0.1:9000 --upstream ws://127.0.0.1:9001/feed --events events.jsonl")]
+    Relay {
+        /// Where to listen.
+        #[arg(long, default_value = "127.0.0.1:0", value_name = "ADDR")]
+        listen: SocketAddr,
+        /// The WebSocket server (ws://host:port/path).
+        #[arg(long, value_name = "URL")]
+        upstream: String,
+        /// Append every event as one JSON line to this file.
+        #[arg(long, value_name = "FILE.jsonl")]
+        events: Option<PathBuf>,
+        /// Keep Sec-WebSocket-Extensions (payload previews become unreadable).
+        #[arg(long)]
+        keep_extensions: bool,
+    },
+    /// The reference demo server (echo, text ping → pong, subscriptions).
+    DemoServer {
+        /// Where to listen.
+        #[arg(long, default_value = "127.0.0.1:9001", value_name = "ADDR")]
+        listen: SocketAddr,
+        /// Server options.
+        #[command(flatten)]
+        opts: DemoServerOpts,
+    },
+    /// The reference demo client (heartbeat, timeout, backoff, resubscribe).
+    DemoClient {
+        /// Client options.
+        #[command(flatten)]
+        opts: DemoClientOpts,
+    },
+}
+
+/// Options of `flatline run`.
+#[derive(Args, Debug, Clone)]
+pub struct RunArgs {
+    /// Scenario files or directories of them.
+    #[arg(required = true, value_name = "SCENARIO")]
+    pub scenarios: Vec<PathBuf>,
+    /// The WebSocket server (overrides the scenario's `upstream`).
+    #[arg(long, value_name = "URL")]
+    pub upstream: Option<String>,
+    /// Where the relay listens.
+    #[arg(long, default_value = "127.0.0.1:0", value_name = "ADDR")]
+    pub listen: SocketAddr,
+    /// Shell command that starts the server (started first; needs --upstream).
+    #[arg(long, value_name = "CMD")]
+    pub server_cmd: Option<String>,
+    /// Shell command that starts the client (gets FLATLINE_URL).
+    #[arg(long, value_name = "CMD")]
+    pub client_cmd: Option<String>,
+    /// Run the built-in demo client.
+    #[arg(long, conflicts_with = "client_cmd")]
+    pub demo: bool,
+    /// Extra argument for the built-in demo client (repeatable), e.g. --demo-arg=--no-heartbeat.
+    #[arg(long = "demo-arg", value_name = "ARG", allow_hyphen_values = true, requires = "demo")]
+    pub demo_args: Vec<String>,
+    /// Override the scenario's seed.
+    #[arg(long, value_name = "N")]
+    pub seed: Option<u64>,
+    /// Write the JSON report (several scenarios: FILE gets `.<scenario>` before `.json`).
+    #[arg(long, value_name = "FILE.json")]
+    pub report: Option<PathBuf>,
+    /// Write JUnit XML (one testsuite per scenario).
+    #[arg(long, value_name = "FILE.xml")]
+    pub junit: Option<PathBuf>,
+    /// Write a self-contained HTML report with a timeline.
+    #[arg(long, value_name = "FILE.html")]
+    pub html: Option<PathBuf>,
+    /// Compare each run's transcript with DIR/<scenario>.transcript (fail on a difference).
+    #[arg(long, value_name = "DIR")]
+    pub snapshot: Option<PathBuf>,
+    /// Write the transcripts into --snapshot DIR instead of comparing.
+    #[arg(long, requires = "snapshot")]
+    pub update_snapshots: bool,
+    /// No live timeline, only the final table.
+    #[arg(long, short)]
+    pub quiet: bool,
+}
+
+/// Entry point: parse arguments, run, return the exit status.
+pub fn main() -> i32 {
+    let cli = match Cli::try_parse() {
+        Ok(c) => c,
+        Err(e) => {
+            let _ = e.print();
+            return if e.use_stderr() { exit::INVALID } else { exit::PASS };
+        }
+    };
+    let rt = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            return exit::CANNOT_RUN;
+        }
+    };
+    rt.block_on(async move {
+        match cli.cmd {
+            Cmd::Run(args) => cmd_run(args).await,
+            Cmd::Check { scenarios } => cmd_check(&scenarios),
+            Cmd::List { dir } => cmd_list(&dir),
+            Cmd::Replay { report } => cmd_replay(&report).await,
+            Cmd::Relay {
+                listen,
+                upstream,
+                events,
+                keep_extensions,
+            } => cmd_relay(listen, &upstream, events, keep_extensions).await,
+            Cmd::DemoServer { listen, opts } => cmd_demo_server(listen, opts).await,
+            Cmd::DemoClient { opts } => cmd_demo_client(opts).await,
+        }
+    })
+}
+
+/// Scenario files named by the arguments: files as given, directories'
+/// `*.yaml`/`*.yml` files sorted by name.
+fn expand(paths: &[PathBuf]) -> Result<Vec<PathBuf>, String> {
+    let mut out = Vec::new();
+    for p in paths {
+        if p.is_dir() {
+            let rd = std::fs::read_dir(p).map_err(|e| format!("cannot read directory {}: {e}", p.display()))?;
+            let mut files: Vec<PathBuf> = rd
+                .filter_map(|e| e.ok().map(|e| e.path()))
+                .filter(|f| f.is_file() && matches!(f.extension().and_then(|x| x.to_str()), Some("yaml" | "yml")))
+                .collect();
+            files.sort();
+            if files.is_empty() {
+                return Err(format!("no scenario files (*.yaml) in {}", p.display()));
+            }
+            out.extend(files);
+        } else if p.exists() {
+            out.push(p.clone());
+        } else {
+            return Err(format!("no such file or directory: {}", p.display()));
+        }
+    }
+    Ok(out)
+}
+
+/// Ctrl-C and SIGTERM cancel the returned token.
+fn interrupt_token() -> CancellationToken {
+    let token = CancellationToken::new();
+    let t = token.clone();
+    tokio::spawn(async move {
+        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).ok();
+        tokio::select! {
+            _ = tokio::signal::ctrl_c() => {}
+            _ = async { match term.as_mut() { Some(s) => { s.recv().await; } None => std::future::pending().await } } => {}
+        }
+        t.cancel();
+    });
+    token
+}
+
+/// Where the report of `scenario` goes when several scenarios share `--report`.
+fn per_scenario(path: &Path, scenario: &str, many: bool) -> PathBuf {
+    if !many {
+        return path.to_path_buf();
+    }
+    let stem = path.file_stem().and_then(|s| s.to_str()).unwrap_or("report");
+    let ext = path.extension().and_then(|s| s.to_str()).unwrap_or("json");
+    path.with_file_name(format!("{stem}.{scenario}.{ext}"))
+}
+
+fn write_file(path: &Path, contents: &str) -> Result<(), String> {
+    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+        std::fs::create_dir_all(dir).map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
+    }
+    std::fs::write(path, contents).map_err(|e| format!("cannot write {}: {e}", path.display()))
+}
+
+/// One scenario's outcome in a multi-scenario call.
+enum Outcome {
+    Ran(Box<Report>),
+    Invalid(String),
+    CannotRun(String),
+}
+
+async fn cmd_run(args: RunArgs) -> i32 {
+    let files = match expand(&args.scenarios) {
+        Ok(f) => f,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return exit::INVALID;
+        }
+    };
+    let interrupt = interrupt_token();
+    let many = files.len() > 1;
+    let color = std::io::stdout().is_terminal();
+    let mut outcomes: Vec<(PathBuf, Outcome)> = Vec::new();
+    let mut snapshot_failed = false;
+    for file in &files {
+        if interrupt.is_cancelled() {
+            break;
+        }
+        let loaded = match scenario::load_file(file) {
+            Ok(l) => l,
+            Err(e) => {
+                eprintln!("error: {e}");
+                outcomes.push((file.clone(), Outcome::Invalid(e.to_string())));
+                continue;
+            }
+        };
+        for w in &loaded.warnings {
+            eprintln!("warning: {w}");
+        }
+        let sc = loaded.scenario;
+        let opts = RunOptions {
+            upstream: args.upstream.clone(),
+            listen: args.listen,
+            seed: args.seed,
+            server_cmd: args.server_cmd.clone(),
+            client_cmd: args.client_cmd.clone(),
+            demo: args.demo,
+            demo_args: args.demo_args.clone(),
+            interrupt: interrupt.clone(),
+        };
+        match run_one(&sc, &opts, args.quiet).await {
+            Ok(report) => {
+                if let Err(e) = write_outputs(&args, &report, &sc, many) {
+                    eprintln!("error: {e}");
+                    outcomes.push((file.clone(), Outcome::CannotRun(e)));
+                    continue;
+                }
+                match check_snapshot(&args, &report) {
+                    Ok(()) => {}
+                    Err(diff) => {
+                        eprintln!("{diff}");
+                        snapshot_failed = true;
+                    }
+                }
+                outcomes.push((file.clone(), Outcome::Ran(Box::new(report))));
+            }
+            Err(e) => {
+                eprintln!("error: {}: {e}", file.display());
+                outcomes.push((file.clone(), Outcome::CannotRun(e.to_string())));
+            }
+        }
+    }
+    let reports: Vec<Report> = outcomes
+        .iter()
+        .filter_map(|(_, o)| match o {
+            Outcome::Ran(r) => Some((**r).clone()),
+            _ => None,
+        })
+        .collect();
+    if let Some(path) = &args.junit {
+        if let Err(e) = write_file(path, &report::junit::junit(&reports)) {
+            eprintln!("error: {e}");
+            return exit::CANNOT_RUN;
+        }
+    }
+    let mut out = std::io::stdout().lock();
+    let _ = writeln!(out, "{}", report::terminal::verdict_table(&reports, color));
+    if many || outcomes.iter().any(|(_, o)| !matches!(o, Outcome::Ran(_))) {
+        let _ = writeln!(out, "summary:");
+        for (file, o) in &outcomes {
+            let (status, what) = match o {
+                Outcome::Ran(r) if r.passed => ("PASS", r.scenario.clone()),
+                Outcome::Ran(r) => ("FAIL", r.scenario.clone()),
+                Outcome::Invalid(e) => ("INVALID", e.clone()),
+                Outcome::CannotRun(e) => ("ERROR", e.clone()),
+            };
+            let _ = writeln!(out, "  {status:<8} {}  {what}", file.display());
+        }
+    }
+    let status = if outcomes.iter().any(|(_, o)| matches!(o, Outcome::CannotRun(_))) || interrupt.is_cancelled() {
+        exit::CANNOT_RUN
+    } else if outcomes.iter().any(|(_, o)| matches!(o, Outcome::Invalid(_))) {
+        exit::INVALID
+    } else if snapshot_failed || reports.iter().any(|r| !r.passed) {
+        exit::FAIL
+    } else {
+        exit::PASS
+    };
+    status
+}
+
+async fn run_one(sc: &Scenario, opts: &RunOptions, quiet: bool) -> Result<Report, crate::run::RunError> {
+    let mut printer = (!quiet).then(|| LivePrinter::stderr(&sc.name, sc.duration.0));
+    let result = run(
+        sc,
+        opts,
+        |url| {
+            if opts.client_cmd.is_none() && !opts.demo {
+                eprintln!("flatline: `{}` listening on {url}: connect your client there", sc.name);
+            } else if !quiet {
+                eprintln!("flatline: `{}` relay at {url}", sc.name);
+            }
+        },
+        |e| {
+            if let Some(p) = printer.as_mut() {
+                p.on_event(e);
+            }
+        },
+    )
+    .await;
+    if let (Some(p), Ok(r)) = (printer.as_mut(), &result) {
+        p.finish(r.duration);
+    }
+    result
+}
+
+fn write_outputs(args: &RunArgs, report: &Report, sc: &Scenario, many: bool) -> Result<(), String> {
+    if let Some(p) = &args.report {
+        write_file(&per_scenario(p, &report.scenario, many), &report.to_json())?;
+    }
+    if let Some(p) = &args.html {
+        write_file(&per_scenario(p, &report.scenario, many), &report::html::html(report, Some(sc)))?;
+    }
+    Ok(())
+}
+
+/// Compare (or update) the stored transcript; `Err` carries the readable diff.
+fn check_snapshot(args: &RunArgs, report: &Report) -> Result<(), String> {
+    let Some(dir) = &args.snapshot else { return Ok(()) };
+    let path = dir.join(format!("{}.transcript", report.scenario));
+    let new = report.transcript().to_text();
+    if args.update_snapshots {
+        return write_file(&path, &new).map(|_| eprintln!("flatline: wrote {}", path.display()));
+    }
+    match std::fs::read_to_string(&path) {
+        Ok(old) if old == new => Ok(()),
+        Ok(old) => Err(format!(
+            "snapshot {} differs (run with --update-snapshots to accept):\n{}",
+            path.display(),
+            report::transcript::diff(&old, &new)
+        )),
+        Err(_) => {
+            write_file(&path, &new)?;
+            eprintln!("flatline: new snapshot {}", path.display());
+            Ok(())
+        }
+    }
+}
+
+fn cmd_check(paths: &[PathBuf]) -> i32 {
+    let files = match expand(paths) {
+        Ok(f) => f,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return exit::INVALID;
+        }
+    };
+    let mut status = exit::PASS;
+    for f in files {
+        match scenario::load_file(&f) {
+            Ok(l) => {
+                for w in &l.warnings {
+                    eprintln!("warning: {w}");
+                }
+                println!("# {}\n{}", f.display(), scenario::plan(&l.scenario));
+            }
+            Err(e) => {
+                eprintln!("error: {e}");
+                status = exit::INVALID;
+            }
+        }
+    }
+    status
+}
+
+fn cmd_list(dir: &Path) -> i32 {
+    let files = match expand(&[dir.to_path_buf()]) {
+        Ok(f) => f,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return exit::INVALID;
+        }
+    };
+    let mut status = exit::PASS;
+    for f in files {
+        match scenario::load_file(&f) {
+            Ok(l) => {
+                let first = l
+                    .scenario
+                    .description
+                    .split_terminator(['.', '\n'])
+                    .next()
+                    .unwrap_or("")
+                    .trim()
+                    .to_string();
+                println!("{:<22} {:>5}  {first}", l.scenario.name, crate::scenario::Dur(l.scenario.duration.0).to_string());
+            }
+            Err(e) => {
+                println!("{:<22} INVALID  {e}", f.file_stem().and_then(|s| s.to_str()).unwrap_or("?"));
+                status = exit::INVALID;
+            }
+        }
+    }
+    status
+}
+
+async fn cmd_replay(path: &Path) -> i32 {
+    let text = match std::fs::read_to_string(path) {
+        Ok(t) => t,
+        Err(e) => {
+            eprintln!("error: cannot read {}: {e}", path.display());
+            return exit::INVALID;
+        }
+    };
+    let old = match Report::from_json(&text) {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("error: {}: {e}", path.display());
+            return exit::INVALID;
+        }
+    };
+    let Some(sc) = old.scenario_spec.clone() else {
+        eprintln!("error: {} records no scenario (written by an older flatline?)", path.display());
+        return exit::INVALID;
+    };
+    let s = &old.settings;
+    let opts = RunOptions {
+        upstream: s.upstream.clone(),
+        listen: s
+            .listen
+            .as_deref()
+            .and_then(|l| l.parse().ok())
+            .unwrap_or_else(|| SocketAddr::from(([127, 0, 0, 1], 0))),
+        seed: Some(old.seed),
+        server_cmd: s.server_cmd.clone(),
+        client_cmd: s.client_cmd.clone(),
+        demo: s.demo,
+        demo_args: Vec::new(),
+        interrupt: interrupt_token(),
+    };
+    let new = match run_one(&sc, &opts, false).await {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return exit::CANNOT_RUN;
+        }
+    };
+    println!("{}", report::terminal::verdict_table(std::slice::from_ref(&new), std::io::stdout().is_terminal()));
+    let (a, b) = (old.transcript().to_text(), new.transcript().to_text());
+    if a == b {
+        println!("transcript identical to {}", path.display());
+        if new.passed {
+            exit::PASS
+        } else {
+            exit::FAIL
+        }
+    } else {
+        println!("transcript differs from {}:\n{}", path.display(), report::transcript::diff(&a, &b));
+        exit::FAIL
+    }
+}
+
+async fn cmd_relay(listen: SocketAddr, upstream: &str, events: Option<PathBuf>, keep_extensions: bool) -> i32 {
+    let mut cfg = match RelayConfig::new(upstream) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return exit::INVALID;
+        }
+    };
+    cfg.listen = listen;
+    cfg.keep_extensions = keep_extensions;
+    let mut sink = match &events {
+        Some(p) => match std::fs::OpenOptions::new().create(true).append(true).open(p) {
+            Ok(f) => Some(std::io::BufWriter::new(f)),
+            Err(e) => {
+                eprintln!("error: cannot open {}: {e}", p.display());
+                return exit::INVALID;
+            }
+        },
+        None => None,
+    };
+    let log = EventLog::new();
+    let mut rx = log.subscribe();
+    let relay = match Relay::start(cfg, log.clone()).await {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return exit::CANNOT_RUN;
+        }
+    };
+    eprintln!("flatline: relaying {} -> {upstream} (Ctrl-C to stop)", relay.url());
+    let interrupt = interrupt_token();
+    let mut last_from = std::collections::HashMap::new();
+    loop {
+        tokio::select! {
+            _ = interrupt.cancelled() => break,
+            ev = rx.recv() => match ev {
+                Ok(e) => {
+                    if let Some(s) = sink.as_mut() {
+                        if let Ok(line) = serde_json::to_string(&e) {
+                            let _ = writeln!(s, "{line}");
+                        }
+                    }
+                    describe(&e, &mut last_from);
+                }
+                Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => {}
+                Err(_) => break,
+            }
+        }
+    }
+    relay.stop().await;
+    if let Some(mut s) = sink {
+        // Events logged while stopping.
+        while let Ok(e) = rx.try_recv() {
+            if let Ok(line) = serde_json::to_string(&e) {
+                let _ = writeln!(s, "{line}");
+            }
+        }
+        let _ = s.flush();
+    }
+    exit::PASS
+}
+
+/// One readable line per connection opened and closed (how, by whom).
+fn describe(e: &crate::events::Event, first_end: &mut std::collections::HashMap<u32, String>) {
+    let t = e.t.as_secs_f64();
+    let Some(n) = e.conn else { return };
+    match &e.kind {
+        EventKind::Open => eprintln!("{t:9.3}s  #{n} open"),
+        EventKind::Rejected { status } => eprintln!("{t:9.3}s  #{n} handshake rejected: HTTP {status}"),
+        EventKind::UpstreamFailed { error } => eprintln!("{t:9.3}s  #{n} upstream unreachable: {error}"),
+        EventKind::BadRequest { reason } => eprintln!("{t:9.3}s  #{n} bad request: {reason}"),
+        EventKind::Frame(f) if f.opcode == crate::events::Opcode::Close => {
+            first_end.entry(n).or_insert_with(|| {
+                format!(
+                    "close frame {} from the {}",
+                    f.close_code.map(|c| c.to_string()).unwrap_or_else(|| "without code".into()),
+                    f.dir.from_side()
+                )
+            });
+        }
+        EventKind::Fin { from } => {
+            first_end.entry(n).or_insert_with(|| format!("FIN from the {from}"));
+        }
+        EventKind::Rst { from } => {
+            first_end.entry(n).or_insert_with(|| format!("RST from the {from}"));
+        }
+        EventKind::Closed { how } => {
+            let by = first_end.remove(&n).unwrap_or_else(|| "no close frame, FIN or RST seen".into());
+            let how = match how {
+                Ending::Fin => "closed",
+                Ending::Reset => "reset",
+                Ending::Shutdown => "closed by flatline",
+                Ending::Failed => "failed",
+            };
+            eprintln!("{t:9.3}s  #{n} {how} ({by})");
+        }
+        _ => {}
+    }
+}
+
+async fn cmd_demo_server(listen: SocketAddr, opts: DemoServerOpts) -> i32 {
+    let listener = match tokio::net::TcpListener::bind(listen).await {
+        Ok(l) => l,
+        Err(e) => {
+            eprintln!("error: cannot listen on {listen}: {e}");
+            return exit::CANNOT_RUN;
+        }
+    };
+    match listener.local_addr() {
+        Ok(a) => eprintln!("flatline demo-server listening on ws://{a}/"),
+        Err(_) => eprintln!("flatline demo-server listening on {listen}"),
+    }
+    let stop = interrupt_token();
+    match serve(listener, opts, stop).await {
+        Ok(()) => exit::PASS,
+        Err(e) => {
+            eprintln!("error: {e}");
+            exit::CANNOT_RUN
+        }
+    }
+}
+
+async fn cmd_demo_client(opts: DemoClientOpts) -> i32 {
+    let stop = interrupt_token();
+    match run_client(opts, stop, |line: &str| eprintln!("{line}")).await {
+        Ok(_) => exit::PASS,
+        Err(e) => {
+            eprintln!("error: {e}");
+            exit::INVALID
+        }
+    }
+}

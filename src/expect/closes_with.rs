@@ -1,0 +1,163 @@
+//! `closes_with`: the close frames `side` sent before `Stopping` (close
+//! frames sent while flatline ends the client do not count) carry `code`, on
+//! the selected connections (`all`, `open` and `new` mean every connection;
+//! a list selects those). Fails early on a wrong code; fails when the side
+//! sent no close frame at all; passes once `Stopping` is logged or the run is
+//! over.
+
+use super::common::{secs, verdict};
+use super::{Expectation, JudgeCtx, Verdict};
+use crate::events::{EventKind, Opcode, Side};
+use crate::scenario::Connections;
+
+const KIND: &str = "closes_with";
+
+/// The `closes_with` expectation.
+#[derive(Debug, Clone)]
+pub struct ClosesWith {
+    name: String,
+    side: Side,
+    code: u16,
+    conns: Option<Vec<u32>>,
+}
+
+impl ClosesWith {
+    /// From the scenario parameters.
+    pub fn new(name: &str, side: Side, code: u16, connections: &Connections) -> ClosesWith {
+        ClosesWith {
+            name: name.to_string(),
+            side,
+            code,
+            conns: match connections {
+                Connections::List(v) => Some(v.clone()),
+                Connections::Which(_) => None,
+            },
+        }
+    }
+}
+
+impl Expectation for ClosesWith {
+    fn judge(&self, ctx: &JudgeCtx<'_>) -> Option<Verdict> {
+        let ev = ctx.events;
+        let side = self.side;
+        let code = self.code;
+        let out = |passed, detail| Some(verdict(&self.name, KIND, passed, None, detail));
+        let mut good: Vec<u32> = Vec::new();
+        let mut stopped = false;
+        for e in ev {
+            if matches!(e.kind, EventKind::Stopping) {
+                stopped = true;
+                break;
+            }
+            let EventKind::Frame(f) = &e.kind else {
+                continue;
+            };
+            if f.opcode != Opcode::Close || f.dir != side.sending() {
+                continue;
+            }
+            let Some(n) = e.conn else { continue };
+            if self.conns.as_ref().is_some_and(|l| !l.contains(&n)) {
+                continue;
+            }
+            if f.close_code == Some(code) {
+                good.push(n);
+                continue;
+            }
+            let got = match f.close_code {
+                Some(c) => format!("code {c}"),
+                None => "no status code".to_string(),
+            };
+            return out(
+                false,
+                format!(
+                    "the {side} closed connection #{n} at t={} with {got}; expected {code}",
+                    secs(e.t)
+                ),
+            );
+        }
+        if !(stopped || ctx.finished) {
+            return None;
+        }
+        if good.is_empty() {
+            let on = match &self.conns {
+                Some(l) => format!(" on connection {}", super::common::conn_list(l)),
+                None => String::new(),
+            };
+            return out(
+                false,
+                format!(
+                    "the {side} sent no close frame{on} before the run ended; expected code {code}"
+                ),
+            );
+        }
+        out(
+            true,
+            format!(
+                "the {side} closed connection {} with code {code}",
+                super::common::conn_list(&good)
+            ),
+        )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::testlog::{build, judge, Log};
+    use crate::events::Side::*;
+
+    #[test]
+    fn passes_when_every_close_carries_the_code() {
+        let e = build("{kind: closes_with, code: 1000}");
+        let log = Log::new()
+            .connect(1, 0.1)
+            .close_frame(1, 2.0, Client, Some(1000))
+            .connect(2, 3.0)
+            .close_frame(2, 4.0, Server, Some(1011))
+            .close_frame(2, 4.1, Client, Some(1000));
+        assert!(
+            judge(&*e, &log.events(), 5.0, false).is_none(),
+            "undecided before Stopping"
+        );
+        let log = Log::new()
+            .connect(1, 0.1)
+            .close_frame(1, 2.0, Client, Some(1000))
+            .stopping(9.0)
+            .close_frame(2, 9.1, Client, Some(1001))
+            .events();
+        let v = judge(&*e, &log, 9.1, false).unwrap();
+        assert!(v.passed, "{}", v.detail);
+        assert_eq!(v.detail, "the client closed connection #1 with code 1000");
+    }
+
+    #[test]
+    fn wrong_or_missing_code_fails_early() {
+        let e = build("{kind: closes_with, code: 1000}");
+        let log = Log::new()
+            .connect(1, 0.1)
+            .close_frame(1, 2.0, Client, None)
+            .events();
+        let v = judge(&*e, &log, 2.0, false).unwrap();
+        assert!(!v.passed);
+        assert_eq!(
+            v.detail,
+            "the client closed connection #1 at t=2.00 s with no status code; expected 1000"
+        );
+    }
+
+    #[test]
+    fn no_close_frame_at_all_fails() {
+        let e = build("{kind: closes_with, code: 1000, connections: [2]}");
+        let log = Log::new()
+            .connect(1, 0.1)
+            .close_frame(1, 1.0, Client, Some(1000))
+            .connect(2, 2.0)
+            .fin(2, 3.0, Client)
+            .events();
+        let v = judge(&*e, &log, 10.0, true).unwrap();
+        assert!(!v.passed);
+        assert_eq!(
+            v.detail,
+            "the client sent no close frame on connection #2 before the run ended; expected code 1000"
+        );
+    }
+}

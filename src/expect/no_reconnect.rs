@@ -1,0 +1,153 @@
+//! `no_reconnect`: no new TCP connection is accepted in `(ref, ref + for]`.
+//! Fails as soon as one is; passes once the window is over. If the run ends
+//! before the window does, the observed part decides, and the detail says so.
+
+use super::common::{secs, verdict};
+use super::refs;
+use super::{Expectation, JudgeCtx, Verdict};
+use crate::events::EventKind;
+use crate::scenario::{Dur, Reference};
+use std::time::Duration;
+
+const KIND: &str = "no_reconnect";
+
+/// The `no_reconnect` expectation.
+#[derive(Debug, Clone)]
+pub struct NoReconnect {
+    name: String,
+    after: Reference,
+    for_: Duration,
+}
+
+impl NoReconnect {
+    /// From the scenario parameters.
+    pub fn new(name: &str, after: &Reference, for_: Dur) -> NoReconnect {
+        NoReconnect {
+            name: name.to_string(),
+            after: after.clone(),
+            for_: for_.0,
+        }
+    }
+}
+
+impl Expectation for NoReconnect {
+    fn judge(&self, ctx: &JudgeCtx<'_>) -> Option<Verdict> {
+        let ctx = &super::common::before_stopping(ctx);
+        let ev = ctx.events;
+        let what = refs::describe(&self.after);
+        let window = Dur(self.for_);
+        let out =
+            |passed, observed, detail| Some(verdict(&self.name, KIND, passed, observed, detail));
+        let Some(at) = refs::locate(&self.after, ev) else {
+            return if ctx.finished {
+                out(
+                    false,
+                    None,
+                    format!(
+                        "{}, so the expectation could not be judged",
+                        refs::never_happened(&self.after)
+                    ),
+                )
+            } else {
+                None
+            };
+        };
+        let end = at.t + self.for_;
+        let first = ev
+            .iter()
+            .enumerate()
+            .skip(at.pos)
+            .find(|(_, e)| e.t <= end && matches!(e.kind, EventKind::Accept { .. }));
+        if let Some((_, e)) = first {
+            let took = e.t.saturating_sub(at.t);
+            return out(
+                false,
+                Some(took),
+                format!(
+                    "connection #{} was accepted at t={}, {} after {what} at t={}; none allowed for {window}",
+                    e.conn.unwrap_or(0),
+                    secs(e.t),
+                    secs(took),
+                    secs(at.t)
+                ),
+            );
+        }
+        if ctx.now > end {
+            return out(
+                true,
+                None,
+                format!(
+                    "no connection was accepted in the {window} after {what} at t={}",
+                    secs(at.t)
+                ),
+            );
+        }
+        if ctx.finished {
+            let seen = ctx.now.saturating_sub(at.t);
+            return out(
+                true,
+                None,
+                format!(
+                    "no connection was accepted in the {} after {what} at t={} (the run ended at t={}, before the {window} were over)",
+                    secs(seen),
+                    secs(at.t),
+                    secs(ctx.now)
+                ),
+            );
+        }
+        None
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::testlog::{build, judge, Log};
+    use crate::events::Side::*;
+
+    fn closed() -> Log {
+        Log::new()
+            .connect(1, 0.1)
+            .close_frame(1, 2.0, Client, Some(1000))
+            .closed(1, 2.0)
+    }
+
+    #[test]
+    fn passes_once_the_window_is_over() {
+        let e = build("{kind: no_reconnect, after: close#1, for: 5s}");
+        let log = closed().events();
+        assert!(judge(&*e, &log, 6.9, false).is_none());
+        let v = judge(&*e, &log, 7.1, false).unwrap();
+        assert!(v.passed, "{}", v.detail);
+        assert_eq!(
+            v.detail,
+            "no connection was accepted in the 5s after connection #1 closed at t=2.00 s"
+        );
+    }
+
+    #[test]
+    fn fails_on_the_first_accept_even_at_the_same_instant() {
+        let e = build("{kind: no_reconnect, after: close#1, for: 5s}");
+        let log = closed().accept(2, 2.0).events();
+        let v = judge(&*e, &log, 2.0, false).unwrap();
+        assert!(!v.passed);
+        assert!(
+            v.detail
+                .starts_with("connection #2 was accepted at t=2.00 s"),
+            "{}",
+            v.detail
+        );
+        // An accept after the window is fine.
+        let log = closed().accept(2, 7.5).events();
+        assert!(judge(&*e, &log, 7.5, false).unwrap().passed);
+    }
+
+    #[test]
+    fn reference_never_happens() {
+        let e = build("{kind: no_reconnect, after: close#1, for: 5s}");
+        let log = Log::new().connect(1, 0.1).events();
+        assert!(judge(&*e, &log, 20.0, false).is_none());
+        let v = judge(&*e, &log, 20.0, true).unwrap();
+        assert!(!v.passed);
+        assert!(v.detail.starts_with("connection #1 never closed"));
+    }
+}

@@ -1,0 +1,17 @@
+//! `refuse`: new connection attempts fail while active (the listener applies
+//! the [`Refusal`]): `refused` stops listening (ECONNREFUSED) and listens
+//! again on the same port at the end; `reset` sends RST after accept; `close`
+//! FIN after accept; `stall` accepts and never answers; `http` answers with a
+//! status (default 503), headers and a short body, then FIN. Open
+//! connections are untouched.
+
+use super::{Fault, Refusal};
+
+/// The fault.
+pub struct Refuse(pub Refusal);
+
+impl Fault for Refuse {
+    fn refusal(&self) -> Option<Refusal> {
+        Some(self.0.clone())
+    }
+}

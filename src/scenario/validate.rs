@@ -1,0 +1,673 @@
+//! Cross-field validation of a typed scenario: names, references and cycles,
+//! parameters that make no sense together, values out of range, and
+//! warnings for things that are allowed but probably not meant.
+
+use super::error::{hint_for, suggest, ScenarioError};
+use super::locate::YPath;
+use super::model::{
+    Connections, ExpectKind, Extensions, FaultKind, Match, RefuseHow, Scenario,
+};
+use super::parse::Cx;
+use super::values::{Dur, RefBase, Reference};
+use std::collections::HashMap;
+use std::time::Duration;
+
+type Res<T> = Result<T, ScenarioError>;
+
+/// Validates `s`; returns the warnings.
+pub(crate) fn validate(s: &Scenario, cx: &Cx<'_>) -> Res<Vec<String>> {
+    let top = YPath::root();
+    let mut warnings = Vec::new();
+
+    if s.name.is_empty()
+        || !s
+            .name
+            .chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
+    {
+        let fixed: String = s
+            .name
+            .to_ascii_lowercase()
+            .chars()
+            .map(|c| if c.is_ascii_alphanumeric() { c } else { '-' })
+            .collect();
+        let hint = if fixed.is_empty() {
+            "expected lower-case letters, digits and `-`".to_string()
+        } else {
+            format!("expected lower-case letters, digits and `-`, e.g. `{fixed}`")
+        };
+        return Err(cx.err(
+            &top.key("name"),
+            false,
+            format!("name: `{}` is not a valid scenario name", s.name),
+            Some(hint),
+        ));
+    }
+    if s.duration.0.is_zero() {
+        return Err(cx.err(
+            &top.key("duration"),
+            false,
+            "duration: the run's duration must be above zero",
+            Some("expected e.g. `duration: 40s`".into()),
+        ));
+    }
+
+    // Names.
+    let fault_names: Vec<String> = (0..s.faults.len()).map(|i| s.fault_name(i)).collect();
+    let fpath = |i: usize| top.key("faults").index(i);
+    let epath = |i: usize| top.key("expect").index(i);
+    let name_path = |p: YPath, named: bool| if named { p.key("name") } else { p };
+    for (i, n) in fault_names.iter().enumerate() {
+        if let Some(j) = fault_names[..i].iter().position(|m| m == n) {
+            return Err(cx.err(
+                &name_path(fpath(i), s.faults[i].name.is_some()),
+                false,
+                format!("faults[{i}]: duplicate fault name `{n}` (faults[{j}] has it too)"),
+                Some("expected a unique `name` for each fault".into()),
+            ));
+        }
+        if n == "start" || !n.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_') {
+            return Err(cx.err(
+                &name_path(fpath(i), true),
+                false,
+                format!("faults[{i}].name: `{n}` cannot be used in references"),
+                Some("expected letters, digits, `-` and `_` (and not `start`)".into()),
+            ));
+        }
+    }
+    let expect_names: Vec<String> = (0..s.expect.len()).map(|i| s.expect_name(i)).collect();
+    for (i, n) in expect_names.iter().enumerate() {
+        if let Some(j) = expect_names[..i].iter().position(|m| m == n) {
+            return Err(cx.err(
+                &name_path(epath(i), s.expect[i].name.is_some()),
+                false,
+                format!("expect[{i}]: duplicate expectation name `{n}` (expect[{j}] has it too)"),
+                Some("expected a unique `name` for each expectation".into()),
+            ));
+        }
+    }
+    let names: Vec<&str> = fault_names.iter().map(String::as_str).collect();
+    let index_of: HashMap<&str, usize> = names.iter().enumerate().map(|(i, n)| (*n, i)).collect();
+    let keep = s.extensions == Extensions::Keep;
+
+    // Faults.
+    for (i, f) in s.faults.iter().enumerate() {
+        let p = fpath(i);
+        if let Some(at) = &f.at {
+            check_ref(cx, &p.key("at"), at, &names)?;
+        }
+        check_connections(cx, &p.key("connections"), &f.connections)?;
+        match &f.kind {
+            FaultKind::Drop {
+                matches,
+                probability,
+                ..
+            }
+            | FaultKind::Corrupt {
+                matches,
+                probability,
+                ..
+            } => {
+                if !(0.0..=1.0).contains(probability) {
+                    return Err(cx.err(
+                        &p.key("probability"),
+                        false,
+                        format!("faults[{i}].probability: {probability} is not a probability"),
+                        Some("expected a number from 0 to 1".into()),
+                    ));
+                }
+                check_match(cx, &p.key("match"), matches, keep)?;
+            }
+            FaultKind::Close { code, reason, .. } => {
+                if let Some(why) = close_code_problem(*code) {
+                    return Err(cx.err(
+                        &p.key("code"),
+                        false,
+                        format!("faults[{i}].code: close code {code} may not be sent: {why}"),
+                        Some(CLOSE_CODES_HINT.into()),
+                    ));
+                }
+                if reason.len() > 123 {
+                    return Err(cx.err(
+                        &p.key("reason"),
+                        false,
+                        format!(
+                            "faults[{i}].reason: the close reason is {} bytes, more than fits in a close frame",
+                            reason.len()
+                        ),
+                        Some("expected at most 123 bytes of UTF-8".into()),
+                    ));
+                }
+            }
+            FaultKind::Refuse {
+                how,
+                status,
+                headers,
+            } => {
+                let how_name = match how {
+                    RefuseHow::Refused => "refused",
+                    RefuseHow::Reset => "reset",
+                    RefuseHow::Close => "close",
+                    RefuseHow::Stall => "stall",
+                    RefuseHow::Http => "http",
+                };
+                if *how != RefuseHow::Http {
+                    let which = if status.is_some() {
+                        Some("status")
+                    } else if !headers.is_empty() {
+                        Some("headers")
+                    } else {
+                        None
+                    };
+                    if let Some(w) = which {
+                        return Err(cx.err(
+                            &p.key(w),
+                            true,
+                            format!(
+                                "faults[{i}].{w} only applies to `how: http`, and this fault has `how: {how_name}`"
+                            ),
+                            Some("set `how: http` or remove it".into()),
+                        ));
+                    }
+                }
+                if let Some(st) = status {
+                    if !(100..=599).contains(st) || (101..200).contains(st) {
+                        return Err(cx.err(
+                            &p.key("status"),
+                            false,
+                            format!("faults[{i}].status: {st} is not an HTTP status that refuses a connection"),
+                            Some("expected 100 or 200-599, e.g. 503".into()),
+                        ));
+                    }
+                }
+                for (hk, hv) in headers {
+                    let bad_name = hk.is_empty()
+                        || !hk.bytes().all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b));
+                    let bad_value = hv.bytes().any(|b| b == b'\r' || b == b'\n' || b == 0);
+                    if bad_name || bad_value {
+                        return Err(cx.err(
+                            &p.key("headers").key(hk),
+                            bad_name,
+                            format!(
+                                "faults[{i}].headers: `{}` is not a valid HTTP header {}",
+                                hk.escape_debug(),
+                                if bad_name { "name" } else { "value (line breaks)" }
+                            ),
+                            Some("expected e.g. `Retry-After: \"1\"`".into()),
+                        ));
+                    }
+                }
+            }
+            FaultKind::Delay {
+                latency, jitter, ..
+            } => {
+                if jitter > latency {
+                    warnings.push(cx.warn(
+                        &p.key("jitter"),
+                        format!(
+                            "faults[{i}].jitter {jitter} is larger than the latency {latency}; delays are never negative, so it is cut to 0..{}",
+                            Dur(latency.0 + jitter.0)
+                        ),
+                    ));
+                }
+            }
+            _ => {}
+        }
+    }
+
+    // Cycles of faults waiting for each other.
+    let target = |i: usize| -> Option<usize> {
+        s.faults[i]
+            .at
+            .as_ref()
+            .and_then(|r| r.fault())
+            .and_then(|n| index_of.get(n).copied())
+    };
+    for start in 0..s.faults.len() {
+        let mut chain = vec![start];
+        let mut cur = start;
+        while let Some(next) = target(cur) {
+            if let Some(pos) = chain.iter().position(|c| *c == next) {
+                let cycle = &chain[pos..];
+                let first = cycle[0];
+                if first != start {
+                    break; // reported from its own start
+                }
+                let at = |k: usize| s.faults[k].at.clone().unwrap_or_else(Reference::start);
+                let message = if cycle.len() == 1 {
+                    format!(
+                        "faults[{first}].at: fault `{}` starts relative to itself (`at: {}`)",
+                        names[first],
+                        at(first)
+                    )
+                } else {
+                    let links: Vec<String> = cycle
+                        .iter()
+                        .map(|k| format!("`{}` at `{}`", names[*k], at(*k)))
+                        .collect();
+                    format!(
+                        "faults[{first}].at: faults wait for each other in a cycle ({}), so none of them starts",
+                        links.join(", ")
+                    )
+                };
+                return Err(cx.err(
+                    &fpath(first).key("at"),
+                    false,
+                    message,
+                    Some("expected `start`, a time, a connection event (`open#1 + 3s`) or an earlier fault".into()),
+                ));
+            }
+            chain.push(next);
+            cur = next;
+        }
+    }
+
+    // Expectations.
+    for (i, e) in s.expect.iter().enumerate() {
+        let p = epath(i);
+        let kind = e.kind.name();
+        let after_ref = |r: &Reference| check_ref(cx, &p.key("after"), r, &names);
+        let positive = |field: &str, d: &Dur| -> Res<()> {
+            if d.0.is_zero() {
+                return Err(cx.err(
+                    &p.key(field),
+                    false,
+                    format!("expect[{i}].{field} must be above zero"),
+                    example_for(field),
+                ));
+            }
+            Ok(())
+        };
+        match &e.kind {
+            ExpectKind::Detects { after, within, .. } => {
+                after_ref(after)?;
+                positive("within", within)?;
+            }
+            ExpectKind::Reconnects { after, within, .. } => {
+                after_ref(after)?;
+                positive("within", within)?;
+            }
+            ExpectKind::NoReconnect { after, for_ } => {
+                after_ref(after)?;
+                positive("for", for_)?;
+            }
+            ExpectKind::StaysConnected {
+                during,
+                after,
+                for_,
+                ..
+            } => {
+                window(cx, &p, kind, during, after, for_, true, &names)?;
+            }
+            ExpectKind::Backoff {
+                during,
+                after,
+                for_,
+                min_gap,
+                max_gap,
+                ..
+            } => {
+                window(cx, &p, kind, during, after, for_, false, &names)?;
+                if let (Some(lo), Some(hi)) = (min_gap, max_gap) {
+                    if lo > hi {
+                        return Err(cx.err(
+                            &p.key("min_gap"),
+                            false,
+                            format!("expect[{i}].min_gap {lo} is larger than max_gap {hi}"),
+                            Some("expected min_gap ≤ max_gap".into()),
+                        ));
+                    }
+                }
+            }
+            ExpectKind::Heartbeat {
+                matches,
+                every,
+                after,
+                for_,
+                ..
+            } => {
+                positive("every", every)?;
+                check_match(cx, &p.key("match"), matches, keep)?;
+                window(cx, &p, kind, &None, after, for_, false, &names)?;
+            }
+            ExpectKind::Sends {
+                matches,
+                after,
+                within,
+                count,
+                ..
+            } => {
+                after_ref(after)?;
+                positive("within", within)?;
+                check_match(cx, &p.key("match"), matches, keep)?;
+                if *count == 0 {
+                    return Err(cx.err(
+                        &p.key("count"),
+                        false,
+                        format!("expect[{i}].count: 0 frames always passes"),
+                        Some("expected 1 or more".into()),
+                    ));
+                }
+            }
+            ExpectKind::ClosesWith {
+                code, connections, ..
+            } => {
+                if let Some(why) = close_code_problem(*code) {
+                    return Err(cx.err(
+                        &p.key("code"),
+                        false,
+                        format!("expect[{i}].code: close code {code} never appears in a close frame: {why}"),
+                        Some(CLOSE_CODES_HINT.into()),
+                    ));
+                }
+                check_connections(cx, &p.key("connections"), connections)?;
+            }
+        }
+    }
+
+    // Warnings from the earliest possible times.
+    let run = s.duration.0;
+    let mut memo: HashMap<usize, Option<Duration>> = HashMap::new();
+    for (i, f) in s.faults.iter().enumerate() {
+        let Some(start) = earliest(s, &index_of, i, &mut memo, 0) else {
+            continue;
+        };
+        if start >= run {
+            warnings.push(cx.warn(
+                &fpath(i).key("at"),
+                format!(
+                    "faults[{i}] (`{}`) starts at {} at the earliest, but the run lasts {}; it never starts",
+                    names[i],
+                    Dur(start),
+                    s.duration
+                ),
+            ));
+        } else if let Some(d) = f.duration {
+            if start + d.0 > run {
+                warnings.push(cx.warn(
+                    &fpath(i).key("duration"),
+                    format!(
+                        "faults[{i}] (`{}`) lasts until {} at the earliest, beyond the run's duration of {}",
+                        names[i],
+                        Dur(start + d.0),
+                        s.duration
+                    ),
+                ));
+            }
+        }
+    }
+    let never_ends = |path: YPath, r: &Reference, warnings: &mut Vec<String>| {
+        if let RefBase::FaultEnd(n) = &r.base {
+            if let Some(&j) = index_of.get(n.as_str()) {
+                let f = &s.faults[j];
+                if f.duration.is_none() && !f.kind.is_instant() {
+                    warnings.push(cx.warn(
+                        &path,
+                        format!(
+                            "{path} refers to `{n}.end`, but `{n}` has no `duration` and lasts until the run ends"
+                        ),
+                    ));
+                }
+            }
+        }
+    };
+    for (i, f) in s.faults.iter().enumerate() {
+        if let Some(at) = &f.at {
+            never_ends(fpath(i).key("at"), at, &mut warnings);
+        }
+    }
+    for (i, e) in s.expect.iter().enumerate() {
+        let after = match &e.kind {
+            ExpectKind::Detects { after, .. }
+            | ExpectKind::Reconnects { after, .. }
+            | ExpectKind::NoReconnect { after, .. }
+            | ExpectKind::Sends { after, .. } => Some(after),
+            ExpectKind::StaysConnected { after, .. }
+            | ExpectKind::Heartbeat { after, .. }
+            | ExpectKind::Backoff { after, .. } => after.as_ref(),
+            ExpectKind::ClosesWith { .. } => None,
+        };
+        if let Some(a) = after {
+            never_ends(epath(i).key("after"), a, &mut warnings);
+        }
+    }
+    Ok(warnings)
+}
+
+/// The earliest time fault `i` can start, `None` when it may never.
+fn earliest(
+    s: &Scenario,
+    index_of: &HashMap<&str, usize>,
+    i: usize,
+    memo: &mut HashMap<usize, Option<Duration>>,
+    depth: usize,
+) -> Option<Duration> {
+    if let Some(v) = memo.get(&i) {
+        return *v;
+    }
+    if depth > s.faults.len() {
+        return None;
+    }
+    let at = s.faults[i].at.clone().unwrap_or_else(Reference::start);
+    let base = match &at.base {
+        RefBase::Start | RefBase::Accept(_) | RefBase::Open(_) | RefBase::Close(_) => {
+            Some(Duration::ZERO)
+        }
+        RefBase::FaultStart(n) => {
+            let j = *index_of.get(n.as_str())?;
+            earliest(s, index_of, j, memo, depth + 1)
+        }
+        RefBase::FaultEnd(n) => {
+            let j = *index_of.get(n.as_str())?;
+            let f = &s.faults[j];
+            let len = if f.kind.is_instant() {
+                Some(Duration::ZERO)
+            } else {
+                f.duration.map(|d| d.0)
+            };
+            match (earliest(s, index_of, j, memo, depth + 1), len) {
+                (Some(a), Some(b)) => Some(a + b),
+                _ => None,
+            }
+        }
+    };
+    let v = base.map(|b| b + at.offset);
+    memo.insert(i, v);
+    v
+}
+
+const CLOSE_CODES_HINT: &str = "expected 1000-1003, 1007-1014 or 3000-4999 (RFC 6455 §7.4)";
+
+/// Why a close code may not be sent on the wire, per RFC 6455 §7.4.
+pub(crate) fn close_code_problem(code: u16) -> Option<&'static str> {
+    match code {
+        0..=999 => Some("codes below 1000 are not used"),
+        1004 => Some("1004 is reserved"),
+        1005 | 1006 | 1015 => Some("it is reserved for reporting a missing or failed close"),
+        1016..=2999 => Some("1016-2999 are reserved for future protocol use"),
+        5000.. => Some("codes above 4999 are not defined"),
+        _ => None,
+    }
+}
+
+fn example_for(field: &str) -> Option<String> {
+    match field {
+        "within" => Some("expected e.g. `within: 10s`".into()),
+        "for" => Some("expected e.g. `for: 30s`".into()),
+        "every" => Some("expected e.g. `every: 5s`".into()),
+        _ => None,
+    }
+}
+
+fn check_ref(cx: &Cx<'_>, path: &YPath, r: &Reference, names: &[&str]) -> Res<()> {
+    let Some(n) = r.fault() else { return Ok(()) };
+    if names.contains(&n) {
+        return Ok(());
+    }
+    let mut cands: Vec<&str> = names.to_vec();
+    cands.push("start");
+    let hint = match suggest(n, &cands) {
+        Some(c) => format!("did you mean `{c}`?"),
+        None if names.is_empty() => {
+            "this scenario has no faults; expected `start`, `accept#N`, `open#N` or `close#N`".into()
+        }
+        None => hint_for(n, names),
+    };
+    Err(cx.err(
+        path,
+        false,
+        format!("{path} references unknown fault `{n}`"),
+        Some(hint),
+    ))
+}
+
+fn check_connections(cx: &Cx<'_>, path: &YPath, c: &Connections) -> Res<()> {
+    if let Connections::List(l) = c {
+        if l.is_empty() {
+            return Err(cx.err(
+                path,
+                false,
+                format!("{path} is an empty list, so it covers no connection"),
+                Some("expected `all`, `open`, `new` or connection numbers such as `[1, 3]`".into()),
+            ));
+        }
+        if l.contains(&0) {
+            return Err(cx.err(
+                path,
+                false,
+                format!("{path}: connection numbers start at 1"),
+                Some("expected e.g. `[1, 3]`".into()),
+            ));
+        }
+    }
+    Ok(())
+}
+
+#[allow(clippy::too_many_arguments)]
+fn window(
+    cx: &Cx<'_>,
+    p: &YPath,
+    kind: &str,
+    during: &Option<String>,
+    after: &Option<Reference>,
+    for_: &Option<Dur>,
+    required: bool,
+    names: &[&str],
+) -> Res<()> {
+    if let Some(d) = during {
+        if !names.contains(&d.as_str()) {
+            let hint = if names.is_empty() {
+                "this scenario has no faults".to_string()
+            } else {
+                hint_for(d, names)
+            };
+            return Err(cx.err(
+                &p.key("during"),
+                false,
+                format!("{}.during references unknown fault `{d}`", p),
+                Some(hint),
+            ));
+        }
+        if after.is_some() || for_.is_some() {
+            let k = if after.is_some() { "after" } else { "for" };
+            return Err(cx.err(
+                &p.key(k),
+                true,
+                format!("{p}: `{kind}` takes either `during` or `after` + `for`, not both"),
+                Some("expected one window".into()),
+            ));
+        }
+        return Ok(());
+    }
+    if let Some(a) = after {
+        check_ref(cx, &p.key("after"), a, names)?;
+    }
+    match (after, for_) {
+        (None, Some(_)) => Err(cx.err(
+            &p.key("for"),
+            true,
+            format!("{p}: `for` without `after`"),
+            Some("expected `after: REF` to say when the window starts".into()),
+        )),
+        (Some(_), None) if required => Err(cx.err(
+            &p.key("after"),
+            true,
+            format!("{p}: `after` without `for`"),
+            Some("expected `for: DURATION` to say how long the window lasts".into()),
+        )),
+        (None, None) if required => Err(cx.err(
+            p,
+            false,
+            format!("{p}: `{kind}` needs a window"),
+            Some("expected `during: FAULT` or `after: REF` with `for: DURATION`".into()),
+        )),
+        (Some(_), Some(f)) if f.0.is_zero() => Err(cx.err(
+            &p.key("for"),
+            false,
+            format!("{p}.for must be above zero"),
+            Some("expected e.g. `for: 30s`".into()),
+        )),
+        _ => Ok(()),
+    }
+}
+
+fn check_match(cx: &Cx<'_>, path: &YPath, m: &Match, keep: bool) -> Res<()> {
+    if keep {
+        for k in ["text", "regex"] {
+            let given = if k == "text" {
+                m.text.is_some()
+            } else {
+                m.regex.is_some()
+            };
+            if given {
+                return Err(cx.err(
+                    &path.key(k),
+                    true,
+                    format!("{path}.{k}: payload matching is unavailable with extensions: keep"),
+                    Some("compressed payloads cannot be read; match on `opcode`, `min_len` or `max_len`, or remove `extensions: keep`".into()),
+                ));
+            }
+        }
+    }
+    if let Some(re) = &m.regex {
+        if let Err(e) = regex::Regex::new(re) {
+            let text = e.to_string();
+            let why = text
+                .lines()
+                .find_map(|l| l.trim().strip_prefix("error: "))
+                .or_else(|| text.lines().next())
+                .unwrap_or("invalid")
+                .to_string();
+            return Err(cx.err(
+                &path.key("regex"),
+                false,
+                format!("{path}.regex: `{re}` does not compile: {why}"),
+                Some("expected a regular expression (Rust `regex` syntax)".into()),
+            ));
+        }
+    }
+    if let (Some(lo), Some(hi)) = (m.min_len, m.max_len) {
+        if lo > hi {
+            return Err(cx.err(
+                &path.key("min_len"),
+                false,
+                format!("{path}: min_len {lo} is larger than max_len {hi}, so nothing matches"),
+                Some("expected min_len ≤ max_len".into()),
+            ));
+        }
+    }
+    if let Some(any) = &m.any {
+        if any.is_empty() {
+            return Err(cx.err(
+                &path.key("any"),
+                false,
+                format!("{path}.any is an empty list, so nothing matches"),
+                Some("expected e.g. `any: [{opcode: ping}, {text: ping}]`".into()),
+            ));
+        }
+        for (j, alt) in any.iter().enumerate() {
+            check_match(cx, &path.key("any").index(j), alt, keep)?;
+        }
+    }
+    Ok(())
+}

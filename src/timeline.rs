@@ -1,0 +1,193 @@
+//! The timeline controller: turns the scenario's faults into starts and stops
+//! at the right moments. References (`open#2 + 1s`, `outage.end`) are
+//! resolved from the event log as events happen; a fault whose reference
+//! never happens never starts. Faults due at the same instant are applied in
+//! file order. The controller only acts through the relay's [`Board`] and
+//! only records through the [`EventLog`].
+
+use crate::events::{Event, EventKind, EventLog};
+use crate::faults::{self, Fault};
+use crate::relay::Board;
+use crate::scenario::{FaultSpec, RefBase, Reference, Scenario};
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::broadcast::error::RecvError;
+use tokio_util::sync::CancellationToken;
+
+/// Whether `e` is the event a reference base names.
+pub fn occurred(base: &RefBase, e: &Event) -> bool {
+    match (base, &e.kind) {
+        (RefBase::Start, _) => true,
+        (RefBase::Accept(n), EventKind::Accept { .. }) => e.conn == Some(*n),
+        (RefBase::Open(n), EventKind::Open) => e.conn == Some(*n),
+        (RefBase::Close(n), EventKind::Closed { .. }) => e.conn == Some(*n),
+        (RefBase::FaultStart(f), EventKind::FaultStart { fault, .. }) => f == fault,
+        (RefBase::FaultEnd(f), EventKind::FaultEnd { fault, .. }) => f == fault,
+        _ => false,
+    }
+}
+
+/// When `r` happened in `events` (first occurrence plus offset), if it has.
+pub fn resolve(r: &Reference, events: &[Event]) -> Option<Duration> {
+    if r.base == RefBase::Start {
+        return Some(r.offset);
+    }
+    events
+        .iter()
+        .find(|e| occurred(&r.base, e))
+        .map(|e| e.t + r.offset)
+}
+
+enum State {
+    Pending,
+    Active { until: Option<Duration> },
+    Done,
+}
+
+struct Planned {
+    name: String,
+    spec: FaultSpec,
+    fault: Arc<dyn Fault>,
+    instant: bool,
+    state: State,
+}
+
+/// The controller for one run.
+pub struct Timeline {
+    planned: Vec<Planned>,
+    /// First time each reference base happened.
+    known: HashMap<RefBase, Duration>,
+}
+
+impl Timeline {
+    /// Build the faults of a scenario.
+    pub fn new(s: &Scenario) -> Result<Timeline, String> {
+        let mut planned = Vec::new();
+        for (i, spec) in s.faults.iter().enumerate() {
+            let name = s.fault_name(i);
+            let fault: Arc<dyn Fault> =
+                Arc::from(faults::build(&spec.kind).map_err(|e| format!("fault `{name}`: {e}"))?);
+            planned.push(Planned {
+                name,
+                instant: spec.kind.is_instant(),
+                spec: spec.clone(),
+                fault,
+                state: State::Pending,
+            });
+        }
+        let mut known = HashMap::new();
+        known.insert(RefBase::Start, Duration::ZERO);
+        Ok(Timeline { planned, known })
+    }
+
+    fn note(&mut self, e: &Event) {
+        let base = match &e.kind {
+            EventKind::Accept { .. } => e.conn.map(RefBase::Accept),
+            EventKind::Open => e.conn.map(RefBase::Open),
+            EventKind::Closed { .. } => e.conn.map(RefBase::Close),
+            EventKind::FaultStart { fault, .. } => Some(RefBase::FaultStart(fault.clone())),
+            EventKind::FaultEnd { fault, .. } => Some(RefBase::FaultEnd(fault.clone())),
+            _ => None,
+        };
+        if let Some(b) = base {
+            self.known.entry(b).or_insert(e.t);
+        }
+    }
+
+    fn due(&self, r: &Option<Reference>) -> Option<Duration> {
+        match r {
+            None => Some(Duration::ZERO),
+            Some(r) => self.known.get(&r.base).map(|t| *t + r.offset),
+        }
+    }
+
+    /// Start and stop what is due at `now`; returns the next moment something
+    /// is due, if known.
+    fn step(&mut self, now: Duration, board: &Board, log: &EventLog) -> Option<Duration> {
+        // Repeat: starting one fault can make another's reference happen now.
+        loop {
+            let mut fired = false;
+            for i in 0..self.planned.len() {
+                let due = self.due(&self.planned[i].spec.at);
+                let p = &mut self.planned[i];
+                match p.state {
+                    State::Pending => {
+                        let Some(due) = due else { continue };
+                        if due > now {
+                            continue;
+                        }
+                        board.start_fault(&p.name, p.fault.clone(), &p.spec.connections, p.instant);
+                        fired = true;
+                        let t = log.now();
+                        let name = p.name.clone();
+                        if p.instant {
+                            p.state = State::Done;
+                            self.known.entry(RefBase::FaultEnd(name.clone())).or_insert(t);
+                        } else {
+                            p.state = State::Active {
+                                until: p.spec.duration.map(|d| t + d.0),
+                            };
+                        }
+                        self.known.entry(RefBase::FaultStart(name)).or_insert(t);
+                    }
+                    State::Active { until: Some(until) } if until <= now => {
+                        board.stop_fault(&p.name);
+                        p.state = State::Done;
+                        fired = true;
+                        let t = log.now();
+                        let name = p.name.clone();
+                        self.known.entry(RefBase::FaultEnd(name)).or_insert(t);
+                    }
+                    _ => {}
+                }
+            }
+            if !fired {
+                break;
+            }
+        }
+        let mut next: Option<Duration> = None;
+        for p in &self.planned {
+            let t = match p.state {
+                State::Pending => self.due(&p.spec.at),
+                State::Active { until } => until,
+                State::Done => None,
+            };
+            if let Some(t) = t {
+                next = Some(next.map_or(t, |n: Duration| n.min(t)));
+            }
+        }
+        next
+    }
+
+    /// Drive the timeline until `stop` is cancelled. Active faults are left
+    /// as they are when it stops (the run is ending).
+    pub async fn drive(mut self, board: Arc<Board>, log: EventLog, stop: CancellationToken) {
+        let (past, mut rx) = log.snapshot_and_subscribe();
+        for e in &past {
+            self.note(e);
+        }
+        loop {
+            let next = self.step(log.now(), &board, &log);
+            let sleep = async {
+                match next {
+                    Some(t) => tokio::time::sleep_until((log.start() + t).into()).await,
+                    None => std::future::pending().await,
+                }
+            };
+            tokio::select! {
+                _ = stop.cancelled() => return,
+                _ = sleep => {}
+                ev = rx.recv() => match ev {
+                    Ok(e) => self.note(&e),
+                    Err(RecvError::Lagged(_)) => {
+                        for e in log.events() {
+                            self.note(&e);
+                        }
+                    }
+                    Err(RecvError::Closed) => return,
+                },
+            }
+        }
+    }
+}
