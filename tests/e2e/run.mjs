@@ -3,8 +3,9 @@
 // verdict) is one `flatline run` with the stack's real client (and server),
 // judged by flatline's exit status and JSON report.
 //
-// Usage: node run.mjs [--all] [--filter SUBSTRING] [--jobs N] [--keep] [--list]
-//   --all       also run the cells of tier "extended"
+// Usage: node run.mjs [--all | --tier T] [--filter SUBSTRING] [--jobs N] [--keep] [--list]
+//   --all       also run the cells of tier "extended" (same as --tier all)
+//   --tier T    only the cells of tier T (core, extended, all; default core)
 //   --filter S  only cells whose "stack/scenario" contains S (repeatable)
 //   --jobs N    cells run at once (default 1: timing on a 2-core machine)
 //   --keep      keep the per-cell directory (reports, logs) even when all pass
@@ -24,10 +25,11 @@ const here = dirname(fileURLToPath(import.meta.url));
 const repo = resolve(here, '..', '..');
 
 function parseArgs(argv) {
-  const a = { all: false, filters: [], jobs: 1, keep: false, list: false };
+  const a = { tier: 'core', filters: [], jobs: 1, keep: false, list: false };
   for (let i = 0; i < argv.length; i += 1) {
     const x = argv[i];
-    if (x === '--all') a.all = true;
+    if (x === '--all') a.tier = 'all';
+    else if (x === '--tier' && i + 1 < argv.length) a.tier = argv[++i];
     else if (x === '--keep') a.keep = true;
     else if (x === '--list') a.list = true;
     else if (x === '--filter' && i + 1 < argv.length) a.filters.push(argv[++i]);
@@ -134,7 +136,7 @@ function pad(s, n) { s = String(s); return s.length >= n ? s : s + ' '.repeat(n 
 async function main() {
   const a = parseArgs(process.argv.slice(2));
   const matrix = JSON.parse(readFileSync(join(here, 'matrix.json'), 'utf8'));
-  let cells = matrix.cells.filter((c) => a.all || (c.tier || 'core') === 'core');
+  let cells = matrix.cells.filter((c) => a.tier === 'all' || (c.tier || 'core') === a.tier);
   if (a.filters.length) cells = cells.filter((c) => a.filters.some((f) => `${c.stack}/${c.scenario}`.includes(f)));
   if (a.list) {
     for (const c of cells) console.log(`${pad(c.stack, 14)} ${pad(c.scenario, 18)} ${pad(c.expect, 5)} ${c.why}`);
