@@ -7,12 +7,12 @@
 //   --all       also run the cells of tier "extended" (same as --tier all)
 //   --tier T    only the cells of tier T (core, extended, all; default core)
 //   --filter S  only cells whose "stack/scenario" contains S (repeatable)
-//   --jobs N    cells run at once (default 1: timing on a 2-core machine)
+//   --jobs N    cells run at once (default 2; the verdicts were the same with 1)
 //   --keep      keep the per-cell directory (reports, logs) even when all pass
 // Env: FLATLINE_BIN (default ../../target/release/flatline, else
 //      ../../target/debug/flatline), FLATLINE_SCENARIOS (default ../../scenarios),
 //      E2E_CELL_TIMEOUT (seconds added to a scenario's duration before the
-//      runner gives up on a cell, default 60).
+//      runner gives up on a cell, default 30).
 // Builds nothing. Exits 1 on any mismatch, 3 when it cannot run at all.
 import { spawn } from 'node:child_process';
 import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, statSync, openSync, closeSync } from 'node:fs';
@@ -25,7 +25,7 @@ const here = dirname(fileURLToPath(import.meta.url));
 const repo = resolve(here, '..', '..');
 
 function parseArgs(argv) {
-  const a = { tier: 'core', filters: [], jobs: 1, keep: false, list: false };
+  const a = { tier: 'core', filters: [], jobs: 2, keep: false, list: false };
   for (let i = 0; i < argv.length; i += 1) {
     const x = argv[i];
     if (x === '--all') a.tier = 'all';
@@ -159,7 +159,7 @@ async function main() {
     bin,
     scenarios: process.env.FLATLINE_SCENARIOS ? resolve(process.env.FLATLINE_SCENARIOS) : join(repo, 'scenarios'),
     tmp: mkdtempSync(join(tmpdir(), 'flatline-e2e-')),
-    slack: Number.parseFloat(process.env.E2E_CELL_TIMEOUT || '60') || 60,
+    slack: Number.parseFloat(process.env.E2E_CELL_TIMEOUT || '30') || 30,
     scenarioEnv: matrix.scenario_env || {},
   };
   console.log(`flatline: ${bin}\nscenarios: ${opts.scenarios}\ncells: ${cells.length} (jobs ${a.jobs})  work dir: ${opts.tmp}\n`);
