@@ -9,8 +9,8 @@
 //   --filter S  only cells whose "stack/scenario" contains S (repeatable)
 //   --jobs N    cells run at once (default 2; the verdicts were the same with 1)
 //   --keep      keep the per-cell directory (reports, logs) even when all pass
-// Env: FLATLINE_BIN (default ../../target/release/flatline, else
-//      ../../target/debug/flatline), FLATLINE_SCENARIOS (default ../../scenarios),
+// Env: FLATLINE_BIN (default: the newer of ../../target/release/flatline
+//      and ../../target/debug/flatline), FLATLINE_SCENARIOS (default ../../scenarios),
 //      E2E_CELL_TIMEOUT (seconds added to a scenario's duration before the
 //      runner gives up on a cell, default 30).
 // Builds nothing. Exits 1 on any mismatch, 3 when it cannot run at all.
