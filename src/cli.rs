@@ -136,7 +136,12 @@ pub struct RunArgs {
     #[arg(long, conflicts_with = "client_cmd")]
     pub demo: bool,
     /// Extra argument for the built-in demo client (repeatable), e.g. --demo-arg=--no-heartbeat.
-    #[arg(long = "demo-arg", value_name = "ARG", allow_hyphen_values = true, requires = "demo")]
+    #[arg(
+        long = "demo-arg",
+        value_name = "ARG",
+        allow_hyphen_values = true,
+        requires = "demo"
+    )]
     pub demo_args: Vec<String>,
     /// Override the scenario's seed.
     #[arg(long, value_name = "N")]
@@ -167,10 +172,17 @@ pub fn main() -> i32 {
         Ok(c) => c,
         Err(e) => {
             let _ = e.print();
-            return if e.use_stderr() { exit::INVALID } else { exit::PASS };
+            return if e.use_stderr() {
+                exit::INVALID
+            } else {
+                exit::PASS
+            };
         }
     };
-    let rt = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+    let rt = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("error: cannot start the async runtime: {e}");
@@ -201,10 +213,14 @@ fn expand(paths: &[PathBuf]) -> Result<Vec<PathBuf>, String> {
     let mut out = Vec::new();
     for p in paths {
         if p.is_dir() {
-            let rd = std::fs::read_dir(p).map_err(|e| format!("cannot read directory {}: {e}", p.display()))?;
+            let rd = std::fs::read_dir(p)
+                .map_err(|e| format!("cannot read directory {}: {e}", p.display()))?;
             let mut files: Vec<PathBuf> = rd
                 .filter_map(|e| e.ok().map(|e| e.path()))
-                .filter(|f| f.is_file() && matches!(f.extension().and_then(|x| x.to_str()), Some("yaml" | "yml")))
+                .filter(|f| {
+                    f.is_file()
+                        && matches!(f.extension().and_then(|x| x.to_str()), Some("yaml" | "yml"))
+                })
                 .collect();
             files.sort();
             if files.is_empty() {
@@ -225,7 +241,8 @@ fn interrupt_token() -> CancellationToken {
     let token = CancellationToken::new();
     let t = token.clone();
     tokio::spawn(async move {
-        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).ok();
+        let mut term =
+            tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).ok();
         tokio::select! {
             _ = tokio::signal::ctrl_c() => {}
             _ = async { match term.as_mut() { Some(s) => { s.recv().await; } None => std::future::pending().await } } => {}
@@ -240,14 +257,18 @@ fn per_scenario(path: &Path, scenario: &str, many: bool) -> PathBuf {
     if !many {
         return path.to_path_buf();
     }
-    let stem = path.file_stem().and_then(|s| s.to_str()).unwrap_or("report");
+    let stem = path
+        .file_stem()
+        .and_then(|s| s.to_str())
+        .unwrap_or("report");
     let ext = path.extension().and_then(|s| s.to_str()).unwrap_or("json");
     path.with_file_name(format!("{stem}.{scenario}.{ext}"))
 }
 
 fn write_file(path: &Path, contents: &str) -> Result<(), String> {
     if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-        std::fs::create_dir_all(dir).map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
+        std::fs::create_dir_all(dir)
+            .map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
     }
     std::fs::write(path, contents).map_err(|e| format!("cannot write {}: {e}", path.display()))
 }
@@ -347,9 +368,16 @@ async fn cmd_run(args: RunArgs) -> i32 {
             let _ = writeln!(out, "  {status:<8} {}  {what}", file.display());
         }
     }
-    let status = if outcomes.iter().any(|(_, o)| matches!(o, Outcome::CannotRun(_))) || interrupt.is_cancelled() {
+    let status = if outcomes
+        .iter()
+        .any(|(_, o)| matches!(o, Outcome::CannotRun(_)))
+        || interrupt.is_cancelled()
+    {
         exit::CANNOT_RUN
-    } else if outcomes.iter().any(|(_, o)| matches!(o, Outcome::Invalid(_))) {
+    } else if outcomes
+        .iter()
+        .any(|(_, o)| matches!(o, Outcome::Invalid(_)))
+    {
         exit::INVALID
     } else if snapshot_failed || reports.iter().any(|r| !r.passed) {
         exit::FAIL
@@ -359,14 +387,21 @@ async fn cmd_run(args: RunArgs) -> i32 {
     status
 }
 
-async fn run_one(sc: &Scenario, opts: &RunOptions, quiet: bool) -> Result<Report, crate::run::RunError> {
+async fn run_one(
+    sc: &Scenario,
+    opts: &RunOptions,
+    quiet: bool,
+) -> Result<Report, crate::run::RunError> {
     let mut printer = (!quiet).then(|| LivePrinter::stderr(&sc.name, sc.duration.0));
     let result = run(
         sc,
         opts,
         |url| {
             if opts.client_cmd.is_none() && !opts.demo {
-                eprintln!("flatline: `{}` listening on {url}: connect your client there", sc.name);
+                eprintln!(
+                    "flatline: `{}` listening on {url}: connect your client there",
+                    sc.name
+                );
             } else if !quiet {
                 eprintln!("flatline: `{}` relay at {url}", sc.name);
             }
@@ -389,14 +424,19 @@ fn write_outputs(args: &RunArgs, report: &Report, sc: &Scenario, many: bool) -> 
         write_file(&per_scenario(p, &report.scenario, many), &report.to_json())?;
     }
     if let Some(p) = &args.html {
-        write_file(&per_scenario(p, &report.scenario, many), &report::html::html(report, Some(sc)))?;
+        write_file(
+            &per_scenario(p, &report.scenario, many),
+            &report::html::html(report, Some(sc)),
+        )?;
     }
     Ok(())
 }
 
 /// Compare (or update) the stored transcript; `Err` carries the readable diff.
 fn check_snapshot(args: &RunArgs, report: &Report) -> Result<(), String> {
-    let Some(dir) = &args.snapshot else { return Ok(()) };
+    let Some(dir) = &args.snapshot else {
+        return Ok(());
+    };
     let path = dir.join(format!("{}.transcript", report.scenario));
     let new = report.transcript().to_text();
     if args.update_snapshots {
@@ -463,10 +503,17 @@ fn cmd_list(dir: &Path) -> i32 {
                     .unwrap_or("")
                     .trim()
                     .to_string();
-                println!("{:<22} {:>5}  {first}", l.scenario.name, crate::scenario::Dur(l.scenario.duration.0).to_string());
+                println!(
+                    "{:<22} {:>5}  {first}",
+                    l.scenario.name,
+                    crate::scenario::Dur(l.scenario.duration.0).to_string()
+                );
             }
             Err(e) => {
-                println!("{:<22} INVALID  {e}", f.file_stem().and_then(|s| s.to_str()).unwrap_or("?"));
+                println!(
+                    "{:<22} INVALID  {e}",
+                    f.file_stem().and_then(|s| s.to_str()).unwrap_or("?")
+                );
                 status = exit::INVALID;
             }
         }
@@ -490,7 +537,10 @@ async fn cmd_replay(path: &Path) -> i32 {
         }
     };
     let Some(sc) = old.scenario_spec.clone() else {
-        eprintln!("error: {} records no scenario (written by an older flatline?)", path.display());
+        eprintln!(
+            "error: {} records no scenario (written by an older flatline?)",
+            path.display()
+        );
         return exit::INVALID;
     };
     let s = &old.settings;
@@ -515,7 +565,13 @@ async fn cmd_replay(path: &Path) -> i32 {
             return exit::CANNOT_RUN;
         }
     };
-    println!("{}", report::terminal::verdict_table(std::slice::from_ref(&new), std::io::stdout().is_terminal()));
+    println!(
+        "{}",
+        report::terminal::verdict_table(
+            std::slice::from_ref(&new),
+            std::io::stdout().is_terminal()
+        )
+    );
     let (a, b) = (old.transcript().to_text(), new.transcript().to_text());
     if a == b {
         println!("transcript identical to {}", path.display());
@@ -525,12 +581,21 @@ async fn cmd_replay(path: &Path) -> i32 {
             exit::FAIL
         }
     } else {
-        println!("transcript differs from {}:\n{}", path.display(), report::transcript::diff(&a, &b));
+        println!(
+            "transcript differs from {}:\n{}",
+            path.display(),
+            report::transcript::diff(&a, &b)
+        );
         exit::FAIL
     }
 }
 
-async fn cmd_relay(listen: SocketAddr, upstream: &str, events: Option<PathBuf>, keep_extensions: bool) -> i32 {
+async fn cmd_relay(
+    listen: SocketAddr,
+    upstream: &str,
+    events: Option<PathBuf>,
+    keep_extensions: bool,
+) -> i32 {
     let mut cfg = match RelayConfig::new(upstream) {
         Ok(c) => c,
         Err(e) => {
@@ -541,7 +606,11 @@ async fn cmd_relay(listen: SocketAddr, upstream: &str, events: Option<PathBuf>, 
     cfg.listen = listen;
     cfg.keep_extensions = keep_extensions;
     let mut sink = match &events {
-        Some(p) => match std::fs::OpenOptions::new().create(true).append(true).open(p) {
+        Some(p) => match std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(p)
+        {
             Ok(f) => Some(std::io::BufWriter::new(f)),
             Err(e) => {
                 eprintln!("error: cannot open {}: {e}", p.display());
@@ -559,7 +628,10 @@ async fn cmd_relay(listen: SocketAddr, upstream: &str, events: Option<PathBuf>, 
             return exit::CANNOT_RUN;
         }
     };
-    eprintln!("flatline: relaying {} -> {upstream} (Ctrl-C to stop)", relay.url());
+    eprintln!(
+        "flatline: relaying {} -> {upstream} (Ctrl-C to stop)",
+        relay.url()
+    );
     let interrupt = interrupt_token();
     let mut last_from = std::collections::HashMap::new();
     loop {
@@ -598,26 +670,38 @@ fn describe(e: &crate::events::Event, first_end: &mut std::collections::HashMap<
     let Some(n) = e.conn else { return };
     match &e.kind {
         EventKind::Open => eprintln!("{t:9.3}s  #{n} open"),
-        EventKind::Rejected { status } => eprintln!("{t:9.3}s  #{n} handshake rejected: HTTP {status}"),
-        EventKind::UpstreamFailed { error } => eprintln!("{t:9.3}s  #{n} upstream unreachable: {error}"),
+        EventKind::Rejected { status } => {
+            eprintln!("{t:9.3}s  #{n} handshake rejected: HTTP {status}")
+        }
+        EventKind::UpstreamFailed { error } => {
+            eprintln!("{t:9.3}s  #{n} upstream unreachable: {error}")
+        }
         EventKind::BadRequest { reason } => eprintln!("{t:9.3}s  #{n} bad request: {reason}"),
         EventKind::Frame(f) if f.opcode == crate::events::Opcode::Close => {
             first_end.entry(n).or_insert_with(|| {
                 format!(
                     "close frame {} from the {}",
-                    f.close_code.map(|c| c.to_string()).unwrap_or_else(|| "without code".into()),
+                    f.close_code
+                        .map(|c| c.to_string())
+                        .unwrap_or_else(|| "without code".into()),
                     f.dir.from_side()
                 )
             });
         }
         EventKind::Fin { from } => {
-            first_end.entry(n).or_insert_with(|| format!("FIN from the {from}"));
+            first_end
+                .entry(n)
+                .or_insert_with(|| format!("FIN from the {from}"));
         }
         EventKind::Rst { from } => {
-            first_end.entry(n).or_insert_with(|| format!("RST from the {from}"));
+            first_end
+                .entry(n)
+                .or_insert_with(|| format!("RST from the {from}"));
         }
         EventKind::Closed { how } => {
-            let by = first_end.remove(&n).unwrap_or_else(|| "no close frame, FIN or RST seen".into());
+            let by = first_end
+                .remove(&n)
+                .unwrap_or_else(|| "no close frame, FIN or RST seen".into());
             let how = match how {
                 Ending::Fin => "closed",
                 Ending::Reset => "reset",

@@ -42,7 +42,11 @@ enum State {
     /// Collecting header bytes (`have` of at most 14 in `hdr`).
     Header,
     /// Inside a payload: `seen` of `header.len` bytes passed.
-    Payload { header: Header, seen: u64, info_sent: bool },
+    Payload {
+        header: Header,
+        seen: u64,
+        info_sent: bool,
+    },
 }
 
 /// Incremental scanner for one direction.
@@ -182,7 +186,10 @@ impl FrameScanner {
         let len7 = h[1] & 0x7f;
         let (len, mut off) = match len7 {
             126 => (u16::from_be_bytes([h[2], h[3]]) as u64, 4),
-            127 => (u64::from_be_bytes([h[2], h[3], h[4], h[5], h[6], h[7], h[8], h[9]]), 10),
+            127 => (
+                u64::from_be_bytes([h[2], h[3], h[4], h[5], h[6], h[7], h[8], h[9]]),
+                10,
+            ),
             n => (n as u64, 2),
         };
         let mut mask = [0; 4];
@@ -234,9 +241,9 @@ impl FrameScanner {
             }
         } else {
             match h.opcode {
-                Opcode::Continuation if !self.in_message => {
-                    on(Scan::Violation("continuation frame outside a message".into()))
-                }
+                Opcode::Continuation if !self.in_message => on(Scan::Violation(
+                    "continuation frame outside a message".into(),
+                )),
                 Opcode::Text | Opcode::Binary if self.in_message => on(Scan::Violation(format!(
                     "new {} message before the previous one finished",
                     h.opcode.name()
@@ -366,7 +373,12 @@ mod tests {
         let mut stream = encode_frame(1, true, b"hello", Some([1, 2, 3, 4]));
         stream.extend(encode_frame(9, true, b"", Some([9, 9, 9, 9])));
         stream.extend(encode_frame(2, true, &vec![7u8; 70000], Some([5, 6, 7, 8])));
-        stream.extend(encode_frame(8, true, &close_payload(1000, "bye"), Some([0, 1, 0, 1])));
+        stream.extend(encode_frame(
+            8,
+            true,
+            &close_payload(1000, "bye"),
+            Some([0, 1, 0, 1]),
+        ));
         for cut in 0..=stream.len().min(200) {
             let (a, b) = stream.split_at(cut);
             let (infos, v) = scan_all(Direction::ToServer, &[a, b]);
@@ -392,8 +404,20 @@ mod tests {
         let mut s = FrameScanner::new(Direction::ToClient);
         let mut ev = vec![];
         s.feed(&stream, |e| ev.push(e));
-        let starts: Vec<_> = ev.iter().filter_map(|e| match e { Scan::Start(p) => Some(*p), _ => None }).collect();
-        let ends: Vec<_> = ev.iter().filter_map(|e| match e { Scan::End(p) => Some(*p), _ => None }).collect();
+        let starts: Vec<_> = ev
+            .iter()
+            .filter_map(|e| match e {
+                Scan::Start(p) => Some(*p),
+                _ => None,
+            })
+            .collect();
+        let ends: Vec<_> = ev
+            .iter()
+            .filter_map(|e| match e {
+                Scan::End(p) => Some(*p),
+                _ => None,
+            })
+            .collect();
         assert_eq!(starts, vec![0, f1.len()]);
         assert_eq!(ends, vec![f1.len(), stream.len()]);
     }

@@ -22,13 +22,13 @@
 
 pub mod cli;
 pub mod events;
-pub mod frame;
-pub mod matcher;
-pub mod relay;
-pub mod scenario;
-pub mod timeline;
 pub mod expect;
 pub mod faults;
+pub mod frame;
+pub mod matcher;
 pub mod peers;
+pub mod relay;
 pub mod report;
 pub mod run;
+pub mod scenario;
+pub mod timeline;

@@ -213,7 +213,7 @@ enum ClientSide {
 
 /// The server side of a run.
 enum ServerSide {
-    Cmd(Proc),
+    Cmd(Box<Proc>),
     Demo(DemoServerHandle),
     External,
 }
@@ -226,7 +226,11 @@ async fn wait_for_tcp(addr: &str, server: &mut Option<Proc>) -> Result<(), RunEr
         }
         if let Some(p) = server.as_mut() {
             if let Ok(Some(status)) = p.child.try_wait() {
-                let out = p.tail.lock().map(|t| t.iter().cloned().collect::<Vec<_>>().join("\n")).unwrap_or_default();
+                let out = p
+                    .tail
+                    .lock()
+                    .map(|t| t.iter().cloned().collect::<Vec<_>>().join("\n"))
+                    .unwrap_or_default();
                 return Err(RunError::UpstreamUnreachable {
                     addr: addr.to_string(),
                     secs: UPSTREAM_WAIT.as_secs(),
@@ -265,13 +269,14 @@ pub async fn run(
         .chain(opts.demo_args.iter())
         .cloned()
         .collect();
-    let demo_opts = if opts.demo {
-        Some(DemoClientOpts::from_args(&demo_args).map_err(|e| {
-            RunError::Setup(format!("demo client arguments {demo_args:?}: {e}"))
-        })?)
-    } else {
-        None
-    };
+    let demo_opts =
+        if opts.demo {
+            Some(DemoClientOpts::from_args(&demo_args).map_err(|e| {
+                RunError::Setup(format!("demo client arguments {demo_args:?}: {e}"))
+            })?)
+        } else {
+            None
+        };
 
     // The upstream: a server command, an external server, or the demo server.
     let mut server_proc = match &opts.server_cmd {
@@ -288,7 +293,7 @@ pub async fn run(
                 return Err(e);
             }
             let side = match server_proc.take() {
-                Some(p) => ServerSide::Cmd(p),
+                Some(p) => ServerSide::Cmd(Box::new(p)),
                 None => ServerSide::External,
             };
             (u.clone(), side)
@@ -327,11 +332,8 @@ pub async fn run(
     let url = relay.url();
     on_ready(&url);
     let stop_timeline = CancellationToken::new();
-    let timeline_task = tokio::spawn(timeline.drive(
-        relay.board().clone(),
-        log.clone(),
-        stop_timeline.clone(),
-    ));
+    let timeline_task =
+        tokio::spawn(timeline.drive(relay.board().clone(), log.clone(), stop_timeline.clone()));
 
     let client = if let Some(cmd) = &opts.client_cmd {
         match Proc::spawn("client", cmd, Some(&url)) {
@@ -454,9 +456,17 @@ pub async fn run(
         .collect();
     let mut warnings = expect::warnings(&events);
     if interrupted {
-        warnings.push(format!("the run was interrupted at t={:.2} s", end.as_secs_f64()));
+        warnings.push(format!(
+            "the run was interrupted at t={:.2} s",
+            end.as_secs_f64()
+        ));
     }
-    if opts.client_cmd.is_none() && !opts.demo && !events.iter().any(|e| matches!(e.kind, EventKind::Accept { .. })) {
+    if opts.client_cmd.is_none()
+        && !opts.demo
+        && !events
+            .iter()
+            .any(|e| matches!(e.kind, EventKind::Accept { .. }))
+    {
         warnings.push("no client connected to the relay during the run".into());
     }
     let passed = !interrupted && expectations.iter().all(|v| v.passed);

@@ -123,7 +123,9 @@ impl Timeline {
                         let name = p.name.clone();
                         if p.instant {
                             p.state = State::Done;
-                            self.known.entry(RefBase::FaultEnd(name.clone())).or_insert(t);
+                            self.known
+                                .entry(RefBase::FaultEnd(name.clone()))
+                                .or_insert(t);
                         } else {
                             p.state = State::Active {
                                 until: p.spec.duration.map(|d| t + d.0),

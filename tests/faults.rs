@@ -39,7 +39,11 @@ fn nothing_readable(s: &TcpStream) {
 }
 
 async fn held(log: &EventLog, dir: Direction) {
-    wait_event(log, |e| matches!(&e.kind, EventKind::Held { dir: d, .. } if *d == dir)).await;
+    wait_event(
+        log,
+        |e| matches!(&e.kind, EventKind::Held { dir: d, .. } if *d == dir),
+    )
+    .await;
 }
 
 #[tokio::test]
@@ -56,7 +60,10 @@ async fn partition_holds_bytes_and_fin_then_flushes_in_order() {
     client.write_all(&f2).await.unwrap();
     client.shutdown().await.unwrap();
     // The relay saw the FIN (logged) but the server sees nothing.
-    wait_event(&log, |e| matches!(e.kind, EventKind::Fin { from: Side::Client })).await;
+    wait_event(&log, |e| {
+        matches!(e.kind, EventKind::Fin { from: Side::Client })
+    })
+    .await;
     nothing_readable(&server);
     // Server → client is cut too.
     let g = encode_frame(1, true, b"down", None);
@@ -67,7 +74,10 @@ async fn partition_holds_bytes_and_fin_then_flushes_in_order() {
     let got = read_to_end(&mut server).await.unwrap();
     assert_eq!(got, [f1, f2].concat());
     assert_eq!(read_exact(&mut client, g.len()).await, g);
-    wait_event(&log, |e| matches!(&e.kind, EventKind::Released { fin: true, .. })).await;
+    wait_event(&log, |e| {
+        matches!(&e.kind, EventKind::Released { fin: true, .. })
+    })
+    .await;
     relay.stop().await;
 }
 
@@ -78,12 +88,25 @@ async fn partition_on_end_reset_resets_both_sides() {
     let log = relay.log().clone();
     let (mut client, mut server) = raw_pair(&relay, &server_l).await;
     start(&relay, "nat", "{kind: partition, on_end: reset}");
-    client.write_all(&encode_frame(1, true, b"x", Some([0; 4]))).await.unwrap();
+    client
+        .write_all(&encode_frame(1, true, b"x", Some([0; 4])))
+        .await
+        .unwrap();
     held(&log, Direction::ToServer).await;
     relay.board().stop_fault("nat");
-    assert_eq!(read_to_end(&mut client).await, Err(ErrorKind::ConnectionReset));
-    assert_eq!(read_to_end(&mut server).await, Err(ErrorKind::ConnectionReset));
-    wait_event(&log, |e| matches!(&e.kind, EventKind::Discarded { bytes, .. } if *bytes > 0)).await;
+    assert_eq!(
+        read_to_end(&mut client).await,
+        Err(ErrorKind::ConnectionReset)
+    );
+    assert_eq!(
+        read_to_end(&mut server).await,
+        Err(ErrorKind::ConnectionReset)
+    );
+    wait_event(
+        &log,
+        |e| matches!(&e.kind, EventKind::Discarded { bytes, .. } if *bytes > 0),
+    )
+    .await;
     relay.stop().await;
 }
 
@@ -95,7 +118,10 @@ async fn partition_gives_new_connections_no_handshake_answer() {
     start(&relay, "outage", "kind: partition");
     let mut client = TcpStream::connect(relay.addr()).await.unwrap();
     client.write_all(&upgrade_request("/feed")).await.unwrap();
-    wait_event(&log, |e| e.conn == Some(1) && matches!(e.kind, EventKind::FaultJoin { .. })).await;
+    wait_event(&log, |e| {
+        e.conn == Some(1) && matches!(e.kind, EventKind::FaultJoin { .. })
+    })
+    .await;
     held(&log, Direction::ToServer).await;
     let (mut server, _) = server_l.accept().await.unwrap();
     nothing_readable(&server);
@@ -129,7 +155,11 @@ async fn drop_removes_whole_pongs_and_keeps_the_stream_valid() {
         .await
         .unwrap();
     let (mut ws, _) = client.await.unwrap().unwrap();
-    start(&relay, "pongloss", "{kind: drop, match: {opcode: pong}, direction: to_client}");
+    start(
+        &relay,
+        "pongloss",
+        "{kind: drop, match: {opcode: pong}, direction: to_client}",
+    );
     let mut stream = Vec::new();
     for i in 0..5 {
         stream.extend(encode_frame(0xA, true, b"pong", None));
@@ -140,7 +170,11 @@ async fn drop_removes_whole_pongs_and_keeps_the_stream_valid() {
         server.write_all(part).await.unwrap();
     }
     for i in 0..5 {
-        let m = tokio::time::timeout(T, ws.next()).await.unwrap().unwrap().unwrap();
+        let m = tokio::time::timeout(T, ws.next())
+            .await
+            .unwrap()
+            .unwrap()
+            .unwrap();
         assert_eq!(m, Message::Text(format!("msg{i}")));
     }
     let dropped = log
@@ -158,12 +192,22 @@ async fn drop_decisions(seed: u64) -> Vec<u8> {
     cfg.seed = seed;
     let relay = Relay::start(cfg, EventLog::new()).await.unwrap();
     let (mut client, mut server) = raw_pair(&relay, &server_l).await;
-    start(&relay, "flaky", "{kind: drop, match: {opcode: binary}, probability: 0.5}");
+    start(
+        &relay,
+        "flaky",
+        "{kind: drop, match: {opcode: binary}, probability: 0.5}",
+    );
     for i in 0..64u8 {
-        server.write_all(&encode_frame(2, true, &[i], None)).await.unwrap();
+        server
+            .write_all(&encode_frame(2, true, &[i], None))
+            .await
+            .unwrap();
     }
     // A text frame marks the end: everything before it has been decided.
-    server.write_all(&encode_frame(1, true, b"end", None)).await.unwrap();
+    server
+        .write_all(&encode_frame(1, true, b"end", None))
+        .await
+        .unwrap();
     let mut got = Vec::new();
     loop {
         let h = read_exact(&mut client, 2).await;
@@ -193,7 +237,10 @@ async fn refuse_refused_stops_listening_then_listens_again() {
     let relay = relay_to_addr(addr).await;
     let log = relay.log().clone();
     start(&relay, "down", "{kind: refuse, how: refused}");
-    wait_event(&log, |e| matches!(e.kind, EventKind::StoppedListening { .. })).await;
+    wait_event(&log, |e| {
+        matches!(e.kind, EventKind::StoppedListening { .. })
+    })
+    .await;
     let err = TcpStream::connect(relay.addr()).await.unwrap_err();
     assert_eq!(err.kind(), ErrorKind::ConnectionRefused);
     relay.board().stop_fault("down");
@@ -211,11 +258,18 @@ async fn refuse_refused_stops_listening_then_listens_again() {
 async fn refuse_http_answers_503_with_retry_after() {
     let (_server_l, addr) = listener().await;
     let relay = relay_to_addr(addr).await;
-    start(&relay, "busy", "{kind: refuse, how: http, status: 503, headers: {Retry-After: '1'}}");
+    start(
+        &relay,
+        "busy",
+        "{kind: refuse, how: http, status: 503, headers: {Retry-After: '1'}}",
+    );
     let mut client = TcpStream::connect(relay.addr()).await.unwrap();
     client.write_all(&upgrade_request("/feed")).await.unwrap();
     let got = String::from_utf8(read_to_end(&mut client).await.unwrap()).unwrap();
-    assert!(got.starts_with("HTTP/1.1 503 Service Unavailable\r\n"), "{got}");
+    assert!(
+        got.starts_with("HTTP/1.1 503 Service Unavailable\r\n"),
+        "{got}"
+    );
     assert!(got.contains("Retry-After: 1\r\n"), "{got}");
     relay.stop().await;
 }
@@ -242,11 +296,25 @@ async fn close_injects_a_valid_close_frame_toward_the_client() {
     let relay = relay_to(&format!("ws://{srv}/feed")).await;
     let (mut ws, _) = tokio_tungstenite::connect_async(relay.url()).await.unwrap();
     ws.send(Message::Text("hello".into())).await.unwrap();
-    let echo = tokio::time::timeout(T, ws.next()).await.unwrap().unwrap().unwrap();
+    let echo = tokio::time::timeout(T, ws.next())
+        .await
+        .unwrap()
+        .unwrap()
+        .unwrap();
     assert_eq!(echo, Message::Text("hello".into()));
-    start(&relay, "away", "{kind: close, toward: client, code: 1001, reason: going away}");
-    let m = tokio::time::timeout(T, ws.next()).await.unwrap().unwrap().unwrap();
-    let Message::Close(Some(frame)) = m else { panic!("expected close, got {m:?}") };
+    start(
+        &relay,
+        "away",
+        "{kind: close, toward: client, code: 1001, reason: going away}",
+    );
+    let m = tokio::time::timeout(T, ws.next())
+        .await
+        .unwrap()
+        .unwrap()
+        .unwrap();
+    let Message::Close(Some(frame)) = m else {
+        panic!("expected close, got {m:?}")
+    };
     assert_eq!(u16::from(frame.code), 1001);
     assert_eq!(frame.reason, "going away");
     relay.stop().await;
@@ -261,11 +329,19 @@ async fn lose_fin_leaves_the_client_half_open() {
     let (client, mut server) = raw_pair(&relay, &server_l).await;
     start(&relay, "lost", "{kind: lose_fin, from: server}");
     server
-        .write_all(&encode_frame(8, true, &flatline::frame::close_payload(1000, ""), None))
+        .write_all(&encode_frame(
+            8,
+            true,
+            &flatline::frame::close_payload(1000, ""),
+            None,
+        ))
         .await
         .unwrap();
     server.shutdown().await.unwrap();
-    wait_event(&log, |e| matches!(e.kind, EventKind::Fin { from: Side::Server })).await;
+    wait_event(&log, |e| {
+        matches!(e.kind, EventKind::Fin { from: Side::Server })
+    })
+    .await;
     held(&log, Direction::ToClient).await;
     nothing_readable(&client);
     // The client can still write toward the server.
@@ -295,7 +371,10 @@ async fn reset_toward_client() {
     let relay = relay_to_addr(addr).await;
     let (mut client, _server) = raw_pair(&relay, &server_l).await;
     start(&relay, "rst", "{kind: reset, toward: client}");
-    assert_eq!(read_to_end(&mut client).await, Err(ErrorKind::ConnectionReset));
+    assert_eq!(
+        read_to_end(&mut client).await,
+        Err(ErrorKind::ConnectionReset)
+    );
     relay.stop().await;
 }
 
@@ -323,8 +402,16 @@ async fn throttle_and_slice_keep_bytes() {
     let (server_l, addr) = listener().await;
     let relay = relay_to_addr(addr).await;
     let (mut client, mut server) = raw_pair(&relay, &server_l).await;
-    start(&relay, "thin", "{kind: throttle, rate: 256KiB/s, direction: to_client}");
-    start(&relay, "bits", "{kind: slice, size: 1..16, gap: 1ms, direction: to_server}");
+    start(
+        &relay,
+        "thin",
+        "{kind: throttle, rate: 256KiB/s, direction: to_client}",
+    );
+    start(
+        &relay,
+        "bits",
+        "{kind: slice, size: 1..16, gap: 1ms, direction: to_server}",
+    );
     let g = encode_frame(2, true, &vec![3u8; 20000], None);
     server.write_all(&g).await.unwrap();
     assert_eq!(read_exact(&mut client, g.len()).await, g);
@@ -341,10 +428,17 @@ async fn corrupt_makes_a_tungstenite_client_fail() {
         .unwrap();
     let relay = relay_to(&format!("ws://{srv}/")).await;
     let (mut ws, _) = tokio_tungstenite::connect_async(relay.url()).await.unwrap();
-    start(&relay, "bits", "{kind: corrupt, match: {opcode: text}, direction: to_client}");
+    start(
+        &relay,
+        "bits",
+        "{kind: corrupt, match: {opcode: text}, direction: to_client}",
+    );
     ws.send(Message::Text("hello".into())).await.unwrap();
     let got = tokio::time::timeout(T, ws.next()).await.unwrap();
-    assert!(matches!(got, Some(Err(_))), "expected a UTF-8 error, got {got:?}");
+    assert!(
+        matches!(got, Some(Err(_))),
+        "expected a UTF-8 error, got {got:?}"
+    );
     relay.stop().await;
     handle.stop().await.unwrap();
 }
@@ -354,12 +448,22 @@ async fn limit_cuts_after_the_budget() {
     let (server_l, addr) = listener().await;
     let relay = relay_to_addr(addr).await;
     let (mut client, mut server) = raw_pair(&relay, &server_l).await;
-    start(&relay, "cap", "{kind: limit, bytes: 100, direction: to_client, then: reset}");
-    server.write_all(&encode_frame(2, true, &[1; 300], None)).await.unwrap();
+    start(
+        &relay,
+        "cap",
+        "{kind: limit, bytes: 100, direction: to_client, then: reset}",
+    );
+    server
+        .write_all(&encode_frame(2, true, &[1; 300], None))
+        .await
+        .unwrap();
     let mut got = Vec::new();
     let mut b = [0u8; 1024];
     let err = loop {
-        match tokio::time::timeout(T, tokio::io::AsyncReadExt::read(&mut client, &mut b)).await.unwrap() {
+        match tokio::time::timeout(T, tokio::io::AsyncReadExt::read(&mut client, &mut b))
+            .await
+            .unwrap()
+        {
             Ok(0) => break None,
             Ok(n) => got.extend_from_slice(&b[..n]),
             Err(e) => break Some(e.kind()),

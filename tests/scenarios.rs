@@ -18,11 +18,18 @@ fn matrix() -> Vec<Case> {
     let text = std::fs::read_to_string("tests/scenario_matrix.txt").unwrap();
     let mut cases = Vec::new();
     let mut seen = std::collections::BTreeSet::new();
-    for line in text.lines().filter(|l| !l.trim().is_empty() && !l.starts_with('#')) {
+    for line in text
+        .lines()
+        .filter(|l| !l.trim().is_empty() && !l.starts_with('#'))
+    {
         let cols: Vec<&str> = line.split('|').map(str::trim).collect();
         assert_eq!(cols.len(), 3, "bad matrix line: {line}");
         if seen.insert(cols[0].to_string()) {
-            cases.push(Case { scenario: cols[0].into(), args: vec![], must_fail: vec![] });
+            cases.push(Case {
+                scenario: cols[0].into(),
+                args: vec![],
+                must_fail: vec![],
+            });
         }
         cases.push(Case {
             scenario: cols[0].into(),
@@ -36,7 +43,11 @@ fn matrix() -> Vec<Case> {
 async fn run_case(scenario: String, args: Vec<String>) -> Report {
     let path = Path::new("scenarios").join(format!("{scenario}.yaml"));
     let sc = load_file(&path).unwrap_or_else(|e| panic!("{e}")).scenario;
-    let opts = RunOptions { demo: true, demo_args: args, ..RunOptions::default() };
+    let opts = RunOptions {
+        demo: true,
+        demo_args: args,
+        ..RunOptions::default()
+    };
     run(&sc, &opts, |_| {}, |_| {}).await.unwrap()
 }
 
@@ -51,20 +62,49 @@ async fn scenario_library_against_the_demo_client() {
     let mut bad = 0;
     for (c, h) in cases.iter().zip(handles) {
         let r = h.await.unwrap();
-        let failed: Vec<&str> = r.expectations.iter().filter(|v| !v.passed).map(|v| v.name.as_str()).collect();
+        let failed: Vec<&str> = r
+            .expectations
+            .iter()
+            .filter(|v| !v.passed)
+            .map(|v| v.name.as_str())
+            .collect();
         let ok = if c.args.is_empty() {
             r.passed
         } else {
             c.must_fail.iter().all(|m| failed.contains(&m.as_str()))
         };
-        let variant = if c.args.is_empty() { "good".to_string() } else { c.args.join(" ") };
-        let expected = if c.args.is_empty() { "pass".to_string() } else { format!("fail {}", c.must_fail.join(",")) };
-        let got = if failed.is_empty() { "pass".to_string() } else { format!("fail {}", failed.join(",")) };
-        lines.push(format!("{} {:<18} {:<26} expected {:<34} got {}", if ok { "ok  " } else { "BAD " }, c.scenario, variant, expected, got));
+        let variant = if c.args.is_empty() {
+            "good".to_string()
+        } else {
+            c.args.join(" ")
+        };
+        let expected = if c.args.is_empty() {
+            "pass".to_string()
+        } else {
+            format!("fail {}", c.must_fail.join(","))
+        };
+        let got = if failed.is_empty() {
+            "pass".to_string()
+        } else {
+            format!("fail {}", failed.join(","))
+        };
+        lines.push(format!(
+            "{} {:<18} {:<26} expected {:<34} got {}",
+            if ok { "ok  " } else { "BAD " },
+            c.scenario,
+            variant,
+            expected,
+            got
+        ));
         if !ok {
             bad += 1;
             for v in &r.expectations {
-                lines.push(format!("        {} {}: {}", if v.passed { "pass" } else { "FAIL" }, v.name, v.detail));
+                lines.push(format!(
+                    "        {} {}: {}",
+                    if v.passed { "pass" } else { "FAIL" },
+                    v.name,
+                    v.detail
+                ));
             }
             for cmd in &r.commands {
                 let tail: Vec<&str> = cmd.output_tail.lines().rev().take(12).collect();

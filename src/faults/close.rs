@@ -64,7 +64,9 @@ mod tests {
         let acts = c.actions();
         assert_eq!(acts.len(), 2);
         for a in acts {
-            let Action::Inject { to, bytes, .. } = a else { panic!() };
+            let Action::Inject { to, bytes, .. } = a else {
+                panic!()
+            };
             assert_eq!(bytes[1] & 0x80 != 0, to == Side::Server);
         }
     }

@@ -61,16 +61,24 @@ mod tests {
 
     #[test]
     fn jitter_stays_in_bounds_and_is_seeded() {
-        let d = Delay::new(Duration::from_millis(100), Duration::from_millis(20), Directions::Both);
+        let d = Delay::new(
+            Duration::from_millis(100),
+            Duration::from_millis(20),
+            Directions::Both,
+        );
         let draw = |seed| {
             let mut s = d.stage(Direction::ToClient).unwrap();
             let mut rng = pipe_rng(seed, 1, Direction::ToClient);
             let mut ctx = test_ctx(&mut rng);
             let now = ctx.now;
-            (0..50).map(|_| s.release(now, 10, &mut ctx) - now).collect::<Vec<_>>()
+            (0..50)
+                .map(|_| s.release(now, 10, &mut ctx) - now)
+                .collect::<Vec<_>>()
         };
         let a = draw(7);
-        assert!(a.iter().all(|d| *d >= Duration::from_millis(80) && *d <= Duration::from_millis(120)));
+        assert!(a
+            .iter()
+            .all(|d| *d >= Duration::from_millis(80) && *d <= Duration::from_millis(120)));
         assert_eq!(a, draw(7));
         assert_ne!(a, draw(8));
     }

@@ -40,7 +40,8 @@ pub type PipeRng = ChaCha8Rng;
 pub fn pipe_rng(seed: u64, conn: u32, dir: Direction) -> PipeRng {
     use rand::SeedableRng;
     // SplitMix-style mixing so nearby seeds give unrelated streams.
-    let mut x = seed ^ ((conn as u64) << 1 | dir.index() as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15);
+    let mut x =
+        seed ^ ((conn as u64) << 1 | dir.index() as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15);
     x = (x ^ (x >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
     x = (x ^ (x >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
     x ^= x >> 31;

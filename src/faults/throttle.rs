@@ -41,7 +41,10 @@ impl Stage for ThrottleStage {
     fn write_size(&mut self, _ctx: &mut StageCtx<'_>) -> Option<(usize, Duration)> {
         // Large chunks go out in pieces of about 10 ms worth of bytes.
         let piece = (self.bytes_per_sec / 100).max(1);
-        Some((piece as usize, Duration::from_secs_f64(piece as f64 / self.bytes_per_sec as f64)))
+        Some((
+            piece as usize,
+            Duration::from_secs_f64(piece as f64 / self.bytes_per_sec as f64),
+        ))
     }
 }
 

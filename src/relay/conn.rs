@@ -736,6 +736,9 @@ pub fn reset_socket(s: TcpStream) {
     drop(s);
 }
 
+/// Fault stages a connection starts with: (fault name, pipe, stage).
+pub type InitialStages = Vec<(Arc<str>, Direction, Box<dyn Stage>)>;
+
 /// The connection after its request head was read and upstream connected.
 pub struct Conn {
     /// Number.
@@ -747,7 +750,7 @@ pub struct Conn {
     /// The server's socket.
     pub server: TcpStream,
     /// Stages active at accept (faults covering new connections).
-    pub initial: Vec<(Arc<str>, Direction, Box<dyn Stage>)>,
+    pub initial: InitialStages,
     /// The rewritten request head.
     pub head: Vec<u8>,
     /// Bytes the client sent behind its head.
@@ -793,7 +796,7 @@ pub async fn run(c: Conn, mut cmds: mpsc::UnboundedReceiver<ConnCmd>, stop: Canc
     loop {
         // Write what is due, apply effects.
         for d in Direction::BOTH {
-            let dst_i = d.to_side_index();
+            let dst_i = side_index(d.to_side());
             let effects = pipes[d.index()].flush(sockets[dst_i].as_ref(), &log);
             apply(&mut pipes, &mut sockets, d, effects, &log, &mut reset_seen);
             // A destination that refused a write reset the connection: its
@@ -814,7 +817,10 @@ pub async fn run(c: Conn, mut cmds: mpsc::UnboundedReceiver<ConnCmd>, stop: Canc
         let now = Instant::now();
         let [client, server] = &sockets;
         let (p0, p1) = (&pipes[0], &pipes[1]);
-        let timer = [p0.next_timer(), p1.next_timer()].into_iter().flatten().min();
+        let timer = [p0.next_timer(), p1.next_timer()]
+            .into_iter()
+            .flatten()
+            .min();
         tokio::select! {
             biased;
             _ = &mut cancelled => {
@@ -848,22 +854,13 @@ pub async fn run(c: Conn, mut cmds: mpsc::UnboundedReceiver<ConnCmd>, stop: Canc
     log.emit(
         Some(id),
         EventKind::Closed {
-            how: if reset_seen { Ending::Reset } else { Ending::Fin },
+            how: if reset_seen {
+                Ending::Reset
+            } else {
+                Ending::Fin
+            },
         },
     );
-}
-
-impl Direction {
-    /// Index of the destination side in `[client, server]`.
-    fn to_side_index(self) -> usize {
-        match self {
-            Direction::ToServer => 1,
-            Direction::ToClient => 0,
-        }
-    }
-    fn from_side_index(self) -> usize {
-        1 - self.to_side_index()
-    }
 }
 
 fn side_index(s: Side) -> usize {
@@ -881,8 +878,8 @@ fn on_readable(
     log: &EventLog,
     reset_seen: &mut bool,
 ) {
-    let src_i = dir.from_side_index();
-    let dst_i = dir.to_side_index();
+    let src_i = side_index(dir.from_side());
+    let dst_i = side_index(dir.to_side());
     if r.is_err() {
         // The socket itself failed: treat it as a reset by its peer.
         *reset_seen = true;

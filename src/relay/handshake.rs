@@ -131,7 +131,12 @@ pub fn response_status(raw: &[u8]) -> Option<u16> {
 }
 
 /// A minimal HTTP response with a plain-text body, then the caller sends FIN.
-pub fn http_response(status: u16, reason: &str, headers: &[(String, String)], body: &str) -> Vec<u8> {
+pub fn http_response(
+    status: u16,
+    reason: &str,
+    headers: &[(String, String)],
+    body: &str,
+) -> Vec<u8> {
     let mut s = format!("HTTP/1.1 {status} {reason}\r\n");
     for (k, v) in headers {
         s.push_str(&format!("{k}: {v}\r\n"));
@@ -175,7 +180,9 @@ mod tests {
         assert!(s.ends_with("\r\n\r\n"));
         let (_, head, removed) = rewrite_request(raw, "h:1", true).unwrap();
         assert!(!removed);
-        assert!(String::from_utf8(head).unwrap().contains("permessage-deflate"));
+        assert!(String::from_utf8(head)
+            .unwrap()
+            .contains("permessage-deflate"));
     }
 
     #[test]
@@ -185,7 +192,13 @@ mod tests {
 
     #[test]
     fn status_of_response() {
-        assert_eq!(response_status(b"HTTP/1.1 101 Switching Protocols\r\n\r\n"), Some(101));
-        assert_eq!(response_status(b"HTTP/1.1 503 Service Unavailable\r\nRetry-After: 1\r\n\r\n"), Some(503));
+        assert_eq!(
+            response_status(b"HTTP/1.1 101 Switching Protocols\r\n\r\n"),
+            Some(101)
+        );
+        assert_eq!(
+            response_status(b"HTTP/1.1 503 Service Unavailable\r\nRetry-After: 1\r\n\r\n"),
+            Some(503)
+        );
     }
 }

@@ -12,7 +12,7 @@ pub mod conn;
 pub mod handshake;
 
 use crate::events::{Direction, Ending, EventKind, EventLog};
-use crate::faults::{Fault, Refusal, Stage};
+use crate::faults::{Fault, Refusal};
 use crate::scenario::{ConnWhich, Connections, RefuseHow};
 use conn::{Conn, ConnCmd};
 use std::collections::BTreeMap;
@@ -172,7 +172,13 @@ impl Board {
 
     /// Start a fault now on the connections `which` selects. Instant faults
     /// act once and are logged as starting and ending at once.
-    pub fn start_fault(&self, name: &str, fault: Arc<dyn Fault>, which: &Connections, instant: bool) {
+    pub fn start_fault(
+        &self,
+        name: &str,
+        fault: Arc<dyn Fault>,
+        which: &Connections,
+        instant: bool,
+    ) {
         let name: Arc<str> = Arc::from(name);
         let mut inner = self.lock();
         let targets: Vec<u32> = inner
@@ -263,7 +269,7 @@ impl Board {
     fn register(
         &self,
         tx: mpsc::UnboundedSender<ConnCmd>,
-    ) -> (u32, Vec<(Arc<str>, Direction, Box<dyn Stage>)>, Vec<Arc<str>>) {
+    ) -> (u32, conn::InitialStages, Vec<Arc<str>>) {
         let mut inner = self.lock();
         inner.next_conn += 1;
         let id = inner.next_conn;
@@ -509,7 +515,7 @@ async fn setup(
     cfg: &RelayConfig,
     log: &EventLog,
     refusal: Option<(Arc<str>, Refusal)>,
-    stages: Vec<(Arc<str>, Direction, Box<dyn Stage>)>,
+    stages: conn::InitialStages,
     rx: mpsc::UnboundedReceiver<ConnCmd>,
     stop: CancellationToken,
 ) -> Option<Ending> {
@@ -559,13 +565,20 @@ async fn pre_pipes(
             log.emit(
                 Some(id),
                 EventKind::BadRequest {
-                    reason: format!("client closed after {n} bytes, before the request head was complete"),
+                    reason: format!(
+                        "client closed after {n} bytes, before the request head was complete"
+                    ),
                 },
             );
             return Err(Ending::Failed);
         }
         Err(e) => {
-            log.emit(Some(id), EventKind::BadRequest { reason: e.to_string() });
+            log.emit(
+                Some(id),
+                EventKind::BadRequest {
+                    reason: e.to_string(),
+                },
+            );
             let body = format!("flatline: {e}\n");
             let _ = client
                 .write_all(&handshake::http_response(400, "Bad Request", &[], &body))
@@ -582,9 +595,16 @@ async fn pre_pipes(
         },
     );
     let authority = cfg.upstream.authority();
-    let server = match tokio::time::timeout(UPSTREAM_CONNECT_TIMEOUT, TcpStream::connect(&authority)).await {
+    let server = match tokio::time::timeout(
+        UPSTREAM_CONNECT_TIMEOUT,
+        TcpStream::connect(&authority),
+    )
+    .await
+    {
         Ok(Ok(s)) => s,
-        Ok(Err(e)) => return Err(upstream_failed(client, id, log, &authority, &e.to_string()).await),
+        Ok(Err(e)) => {
+            return Err(upstream_failed(client, id, log, &authority, &e.to_string()).await)
+        }
         Err(_) => {
             return Err(
                 upstream_failed(client, id, log, &authority, "connect timed out after 5 s").await,
@@ -596,7 +616,13 @@ async fn pre_pipes(
     Ok((req, server))
 }
 
-async fn upstream_failed(client: &mut TcpStream, id: u32, log: &EventLog, authority: &str, err: &str) -> Ending {
+async fn upstream_failed(
+    client: &mut TcpStream,
+    id: u32,
+    log: &EventLog,
+    authority: &str,
+    err: &str,
+) -> Ending {
     log.emit(
         Some(id),
         EventKind::UpstreamFailed {
@@ -611,7 +637,13 @@ async fn upstream_failed(client: &mut TcpStream, id: u32, log: &EventLog, author
     Ending::Failed
 }
 
-async fn refuse(client: &mut TcpStream, id: u32, log: &EventLog, name: &str, r: &Refusal) -> Ending {
+async fn refuse(
+    client: &mut TcpStream,
+    id: u32,
+    log: &EventLog,
+    name: &str,
+    r: &Refusal,
+) -> Ending {
     let how = match r.how {
         RefuseHow::Refused | RefuseHow::Reset => "reset",
         RefuseHow::Close => "close",
@@ -644,12 +676,22 @@ async fn refuse(client: &mut TcpStream, id: u32, log: &EventLog, name: &str, r: 
             loop {
                 match tokio::io::AsyncReadExt::read(client, &mut buf).await {
                     Ok(0) => {
-                        log.emit(Some(id), EventKind::Fin { from: crate::events::Side::Client });
+                        log.emit(
+                            Some(id),
+                            EventKind::Fin {
+                                from: crate::events::Side::Client,
+                            },
+                        );
                         return Ending::Fin;
                     }
                     Ok(_) => {}
                     Err(_) => {
-                        log.emit(Some(id), EventKind::Rst { from: crate::events::Side::Client });
+                        log.emit(
+                            Some(id),
+                            EventKind::Rst {
+                                from: crate::events::Side::Client,
+                            },
+                        );
                         return Ending::Reset;
                     }
                 }
@@ -662,10 +704,18 @@ async fn refuse(client: &mut TcpStream, id: u32, log: &EventLog, name: &str, r: 
                 handshake::read_request(client, "refused", true),
             )
             .await;
-            let headers: Vec<(String, String)> =
-                r.headers.iter().map(|(k, v)| (k.clone(), v.clone())).collect();
+            let headers: Vec<(String, String)> = r
+                .headers
+                .iter()
+                .map(|(k, v)| (k.clone(), v.clone()))
+                .collect();
             let body = format!("flatline: refused by fault `{name}`\n");
-            let bytes = handshake::http_response(r.status, handshake::reason_phrase(r.status), &headers, &body);
+            let bytes = handshake::http_response(
+                r.status,
+                handshake::reason_phrase(r.status),
+                &headers,
+                &body,
+            );
             let _ = client.write_all(&bytes).await;
             let _ = client.shutdown().await;
             log.emit(
