@@ -415,12 +415,14 @@ pub async fn run(
             args,
         } => {
             stop.cancel();
-            let _ = tokio::time::timeout(TERM_GRACE, task).await;
+            // The in-process client has no exit status: 0 when it ended by
+            // itself or on being stopped, none if it had to be abandoned.
+            let ended = matches!(tokio::time::timeout(TERM_GRACE, task).await, Ok(Ok(())));
             let tail = tail.lock().unwrap_or_else(|p| p.into_inner());
             commands.push(CommandOutcome {
                 role: "client".into(),
                 command: format!("built-in demo client {args}").trim().to_string(),
-                exit: None,
+                exit: ended.then_some(0),
                 signal: None,
                 output_tail: tail.iter().cloned().collect::<Vec<_>>().join("\n"),
             });
