@@ -263,11 +263,12 @@ pub async fn run(
     let timeline = Timeline::new(scenario).map_err(RunError::Setup)?;
     let upstream_url = opts.upstream.clone().or_else(|| scenario.upstream.clone());
     // The demo client's arguments are checked before anything starts.
-    let demo_args: Vec<String> = scenario
-        .demo_client
-        .iter()
-        .chain(opts.demo_args.iter())
-        .cloned()
+    // Its jitter comes from the run's seed too (an explicit `--seed` in the
+    // scenario's `demo_client` or `--demo-arg` wins: the last one counts).
+    let demo_args: Vec<String> = ["--seed".to_string(), seed.to_string()]
+        .into_iter()
+        .chain(scenario.demo_client.iter().cloned())
+        .chain(opts.demo_args.iter().cloned())
         .collect();
     let demo_opts =
         if opts.demo {
