@@ -375,22 +375,29 @@ pub async fn run(
     let mut tick = tokio::time::interval(JUDGE_EVERY);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut interrupted = false;
+    // The events so far, as received: judging reads this copy instead of
+    // cloning the whole log on every tick.
+    let mut seen: Vec<Event> = Vec::new();
     loop {
         tokio::select! {
             _ = tokio::time::sleep_until(deadline) => break,
             _ = opts.interrupt.cancelled() => { interrupted = true; break; }
             ev = rx.recv() => match ev {
-                Ok(e) => on_event(&e),
+                Ok(e) => {
+                    on_event(&e);
+                    seen.push(e);
+                }
                 Err(tokio::sync::broadcast::error::RecvError::Lagged(n)) => {
+                    // Fell behind a burst of frames: catch up from the log.
+                    seen = log.events();
                     log.emit(None, EventKind::Note { text: format!("live view skipped {n} events") });
                 }
                 Err(_) => break,
             },
             _ = tick.tick() => {
                 if !exps.is_empty() {
-                    let events = log.events();
                     let now = log.now();
-                    for (i, v) in expect::judge_all(&exps, &events, now, false).into_iter().enumerate() {
+                    for (i, v) in expect::judge_all(&exps, &seen, now, false).into_iter().enumerate() {
                         if decided[i].is_none() {
                             decided[i] = v;
                         }
