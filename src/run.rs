@@ -101,6 +101,9 @@ pub enum RunError {
 
 /// A child process in a process group of its own, with its output tail.
 struct Proc {
+    /// The process group (the shell's pid), kept after the shell is reaped
+    /// so that what is left of the group can still be killed.
+    pgid: Option<i32>,
     role: &'static str,
     command: String,
     child: Child,
@@ -153,6 +156,7 @@ impl Proc {
             });
         }
         Ok(Proc {
+            pgid: child.id().map(|p| p as i32),
             role,
             command: cmd.to_string(),
             child,
@@ -161,11 +165,11 @@ impl Proc {
     }
 
     fn signal(&self, sig: i32) {
-        if let Some(pid) = self.child.id() {
+        if let Some(pgid) = self.pgid {
             // The whole process group: grandchildren (a browser under a
             // driver script) go too.
             unsafe {
-                libc::kill(-(pid as i32), sig);
+                libc::kill(-pgid, sig);
             }
         }
     }
