@@ -62,12 +62,19 @@ path). With neither --client-cmd nor --demo the URL is printed and flatline
 waits (up to the scenario's duration) for a client to connect.")]
     Run(RunArgs),
     /// Validate scenarios and print their normalised plan.
+    #[command(after_help = "Examples:
+  flatline check scenarios/
+  flatline check scenarios/silent-drop.yaml my-scenario.yaml
+
+Exit status: 0 every file is valid, 2 one is not (the message names file, line and column).")]
     Check {
         /// Scenario files or directories.
         #[arg(required = true, value_name = "SCENARIO")]
         scenarios: Vec<PathBuf>,
     },
     /// List the scenarios in a directory, one line each.
+    #[command(after_help = "Example:
+  flatline list scenarios/")]
     List {
         /// Directory (default: scenarios).
         #[arg(default_value = "scenarios", value_name = "DIR")]
@@ -75,6 +82,12 @@ waits (up to the scenario's duration) for a client to connect.")]
     },
     /// Run again with a report's recorded scenario, seed and settings, and
     /// diff the new transcript against the recorded one.
+    #[command(after_help = "Example:
+  flatline run scenarios/silent-drop.yaml --demo --report out/report.json
+  flatline replay out/report.json
+
+Exit status: 0 the transcript is identical and every expectation passed, 1 it
+differs or one failed, 2 the report cannot be read, 3 the run could not be carried out.")]
     Replay {
         /// A report written by `run --report`.
         #[arg(value_name = "REPORT.json")]
@@ -98,6 +111,8 @@ waits (up to the scenario's duration) for a client to connect.")]
         keep_extensions: bool,
     },
     /// The reference demo server (echo, text ping → pong, subscriptions).
+    #[command(after_help = "Example:
+  flatline demo-server --listen 127.0.0.1:9001 --ping-every 5s")]
     DemoServer {
         /// Where to listen.
         #[arg(long, default_value = "127.0.0.1:9001", value_name = "ADDR")]
@@ -107,6 +122,9 @@ waits (up to the scenario's duration) for a client to connect.")]
         opts: DemoServerOpts,
     },
     /// The reference demo client (heartbeat, timeout, backoff, resubscribe).
+    #[command(after_help = "Examples:
+  flatline demo-client ws://127.0.0.1:9000/feed --heartbeat 1s --timeout 3s
+  FLATLINE_URL=ws://127.0.0.1:9000/feed flatline demo-client --no-heartbeat")]
     DemoClient {
         /// Client options.
         #[command(flatten)]
@@ -309,6 +327,26 @@ async fn cmd_run(args: RunArgs) -> i32 {
             eprintln!("warning: {w}");
         }
         let sc = loaded.scenario;
+        if args.demo {
+            // A bad demo client argument is an invalid argument (exit 2), not
+            // a run that could not be carried out.
+            let demo_args = sc.demo_client.iter().chain(args.demo_args.iter());
+            if let Err(e) = DemoClientOpts::from_args(demo_args) {
+                let msg = format!(
+                    "{}: invalid demo client arguments: {}",
+                    file.display(),
+                    e.render()
+                        .to_string()
+                        .lines()
+                        .next()
+                        .unwrap_or("")
+                        .trim_start_matches("error: ")
+                );
+                eprintln!("error: {msg}");
+                outcomes.push((file.clone(), Outcome::Invalid(msg)));
+                continue;
+            }
+        }
         let opts = RunOptions {
             upstream: args.upstream.clone(),
             listen: args.listen,
