@@ -306,6 +306,12 @@ async fn cmd_run(args: RunArgs) -> i32 {
             return exit::INVALID;
         }
     };
+    if let Some(u) = &args.upstream {
+        if let Err(e) = crate::relay::Upstream::parse(u) {
+            eprintln!("error: --upstream: {e}");
+            return exit::INVALID;
+        }
+    }
     let interrupt = interrupt_token();
     let many = files.len() > 1;
     let color = std::io::stdout().is_terminal();
@@ -327,6 +333,14 @@ async fn cmd_run(args: RunArgs) -> i32 {
             eprintln!("warning: {w}");
         }
         let sc = loaded.scenario;
+        if let (None, Some(u)) = (&args.upstream, &sc.upstream) {
+            if let Err(e) = crate::relay::Upstream::parse(u) {
+                let msg = format!("{}: upstream: {e}", file.display());
+                eprintln!("error: {msg}");
+                outcomes.push((file.clone(), Outcome::Invalid(msg)));
+                continue;
+            }
+        }
         if args.demo {
             // A bad demo client argument is an invalid argument (exit 2), not
             // a run that could not be carried out.
