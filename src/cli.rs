@@ -332,7 +332,12 @@ async fn cmd_run(args: RunArgs) -> i32 {
         for w in &loaded.warnings {
             eprintln!("warning: {w}");
         }
-        let sc = loaded.scenario;
+        let mut sc = loaded.scenario;
+        if args.demo {
+            // The extra demo client arguments become part of the scenario as
+            // run, so that the report records them and `replay` uses them.
+            sc.demo_client.extend(args.demo_args.iter().cloned());
+        }
         if let (None, Some(u)) = (&args.upstream, &sc.upstream) {
             if let Err(e) = crate::relay::Upstream::parse(u) {
                 let msg = format!("{}: upstream: {e}", file.display());
@@ -344,8 +349,7 @@ async fn cmd_run(args: RunArgs) -> i32 {
         if args.demo {
             // A bad demo client argument is an invalid argument (exit 2), not
             // a run that could not be carried out.
-            let demo_args = sc.demo_client.iter().chain(args.demo_args.iter());
-            if let Err(e) = DemoClientOpts::from_args(demo_args) {
+            if let Err(e) = DemoClientOpts::from_args(&sc.demo_client) {
                 let msg = format!(
                     "{}: invalid demo client arguments: {}",
                     file.display(),
@@ -368,7 +372,7 @@ async fn cmd_run(args: RunArgs) -> i32 {
             server_cmd: args.server_cmd.clone(),
             client_cmd: args.client_cmd.clone(),
             demo: args.demo,
-            demo_args: args.demo_args.clone(),
+            demo_args: Vec::new(),
             interrupt: interrupt.clone(),
         };
         match run_one(&sc, &opts, args.quiet).await {

@@ -569,6 +569,31 @@ async fn replay_says_identical_or_different() {
     assert!(text(&o.stderr).contains("garbage.json"));
 }
 
+#[tokio::test]
+async fn replay_uses_the_recorded_demo_client_arguments() {
+    let dir = tmpdir("replay-demo-args");
+    let report = dir.join("report.json");
+    let o = flatline(
+        &[
+            "run",
+            p(&fixture("quick-pong-loss.yaml")),
+            "--demo",
+            "--demo-arg=--no-heartbeat",
+            "-q",
+            "--report",
+            p(&report),
+        ],
+        None,
+    )
+    .await;
+    assert_status(&o, 1);
+    // Replayed with the same broken client, the same expectations fail.
+    let o = flatline(&["replay", p(&report)], None).await;
+    assert_status(&o, 1);
+    let out = text(&o.stdout);
+    assert!(out.contains("0 of 2 expectations passed"), "{out}");
+}
+
 // ---------------------------------------------------------------- commands
 
 #[tokio::test]
