@@ -377,6 +377,7 @@ async fn cmd_run(args: RunArgs) -> i32 {
         };
         match run_one(&sc, &opts, args.quiet).await {
             Ok(report) => {
+                let not_started = report_commands(&report);
                 if let Err(e) = write_outputs(&args, &report, &sc, many) {
                     eprintln!("error: {e}");
                     outcomes.push((file.clone(), Outcome::CannotRun(e)));
@@ -389,7 +390,11 @@ async fn cmd_run(args: RunArgs) -> i32 {
                         snapshot_failed = true;
                     }
                 }
-                outcomes.push((file.clone(), Outcome::Ran(Box::new(report))));
+                match not_started {
+                    // Its report is written, but its verdicts mean nothing.
+                    Some(why) => outcomes.push((file.clone(), Outcome::CannotRun(why))),
+                    None => outcomes.push((file.clone(), Outcome::Ran(Box::new(report)))),
+                }
             }
             Err(e) => {
                 eprintln!("error: {}: {e}", file.display());
@@ -486,6 +491,42 @@ fn write_outputs(args: &RunArgs, report: &Report, sc: &Scenario, many: bool) -> 
         )?;
     }
     Ok(())
+}
+
+/// Say on stderr how each command that did not end by being stopped ended
+/// (a client that exits early is otherwise only visible as failed
+/// expectations). Returns why the run could not be carried out when the
+/// shell could not find or execute a command (status 127 or 126).
+fn report_commands(report: &Report) -> Option<String> {
+    let mut cannot = None;
+    for c in &report.commands {
+        let how = match (c.exit, c.signal) {
+            (Some(0), _) | (_, Some(libc::SIGTERM | libc::SIGKILL)) => continue,
+            (Some(code), _) => format!("exited with status {code}"),
+            (None, Some(sig)) => format!("was killed by signal {sig}"),
+            (None, None) => "ended in an unknown way".to_string(),
+        };
+        let mut msg = format!("{} command `{}` {how}", c.role, c.command);
+        let tail: Vec<&str> = c.output_tail.lines().collect();
+        let last = &tail[tail.len().saturating_sub(10)..];
+        if last.is_empty() {
+            msg.push_str(" (no output)");
+        } else {
+            msg.push_str("; its last output:");
+            for l in last {
+                msg.push_str("\n    ");
+                msg.push_str(l);
+            }
+        }
+        eprintln!("flatline: `{}`: {msg}", report.scenario);
+        if matches!(c.exit, Some(126 | 127)) && cannot.is_none() {
+            cannot = Some(format!(
+                "cannot start the {} command `{}` ({how}: not found or not executable)",
+                c.role, c.command
+            ));
+        }
+    }
+    cannot
 }
 
 /// Compare (or update) the stored transcript; `Err` carries the readable diff.

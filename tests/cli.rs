@@ -637,6 +637,36 @@ async fn client_cmd_gets_flatline_url_and_its_output_is_reported() {
 }
 
 #[tokio::test]
+async fn a_client_cmd_that_exits_early_or_cannot_start_is_reported() {
+    let quick = fixture("quick-reset.yaml");
+    let early_args = ["run", p(&quick), "-q", "--client-cmd", "echo oops; exit 5"];
+    let missing_args = [
+        "run",
+        p(&quick),
+        "-q",
+        "--client-cmd",
+        "no-such-client-binary --x",
+    ];
+    let (early, missing) = tokio::join!(flatline(&early_args, None), flatline(&missing_args, None));
+    // It ran, nobody connected: the expectation fails, and stderr says why.
+    assert_status(&early, 1);
+    let err = text(&early.stderr);
+    assert!(
+        err.contains("client command `echo oops; exit 5` exited with status 5"),
+        "{err}"
+    );
+    assert!(err.contains("oops"), "{err}");
+    // The shell could not find it: the run could not be carried out.
+    assert_status(&missing, 3);
+    let out = text(&missing.stdout);
+    assert!(
+        out.contains("ERROR") && out.contains("cannot start the client command"),
+        "{out}"
+    );
+    assert!(text(&missing.stderr).contains("not found"));
+}
+
+#[tokio::test]
 async fn server_cmd_is_started_first_and_reported() {
     let dir = tmpdir("server-cmd");
     let report = dir.join("report.json");
