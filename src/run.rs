@@ -291,7 +291,14 @@ pub async fn run(
     let (upstream, server) = match &upstream_url {
         Some(u) => {
             let up = Upstream::parse(u)?;
-            if let Err(e) = wait_for_tcp(&up.authority(), &mut server_proc).await {
+            let authority = up.authority();
+            let waited = tokio::select! {
+                r = wait_for_tcp(&authority, &mut server_proc) => r,
+                _ = opts.interrupt.cancelled() => Err(RunError::Setup(format!(
+                    "interrupted while waiting for the upstream {authority} to accept TCP"
+                ))),
+            };
+            if let Err(e) = waited {
                 if let Some(p) = server_proc {
                     p.stop().await;
                 }
@@ -340,7 +347,7 @@ pub async fn run(
     let timeline_task =
         tokio::spawn(timeline.drive(relay.board().clone(), log.clone(), stop_timeline.clone()));
 
-    let client = if let Some(cmd) = &opts.client_cmd {
+    let mut client = if let Some(cmd) = &opts.client_cmd {
         match Proc::spawn("client", cmd, Some(&url)) {
             Ok(p) => ClientSide::Cmd(p),
             Err(e) => {
@@ -382,6 +389,8 @@ pub async fn run(
     // The events so far, as received: judging reads this copy instead of
     // cloning the whole log on every tick.
     let mut seen: Vec<Event> = Vec::new();
+    let mut client_exited = false;
+    let mut warnings_early: Vec<String> = Vec::new();
     loop {
         tokio::select! {
             _ = tokio::time::sleep_until(deadline) => break,
@@ -399,6 +408,20 @@ pub async fn run(
                 Err(_) => break,
             },
             _ = tick.tick() => {
+                if let ClientSide::Cmd(p) = &mut client {
+                    if !client_exited {
+                        if let Ok(Some(status)) = p.child.try_wait() {
+                            client_exited = true;
+                            log.emit(None, EventKind::Note {
+                                text: format!("the client command exited by itself ({status})"),
+                            });
+                            warnings_early.push(format!(
+                                "the client command exited by itself at t={:.2} s ({status})",
+                                log.now().as_secs_f64()
+                            ));
+                        }
+                    }
+                }
                 if !exps.is_empty() {
                     let now = log.now();
                     for (i, v) in expect::judge_all(&exps, &seen, now, false).into_iter().enumerate() {
@@ -469,6 +492,7 @@ pub async fn run(
         })
         .collect();
     let mut warnings = expect::warnings(&events);
+    warnings.extend(warnings_early);
     if interrupted {
         warnings.push(format!(
             "the run was interrupted at t={:.2} s",
