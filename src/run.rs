@@ -28,6 +28,8 @@ const UPSTREAM_WAIT: Duration = Duration::from_secs(15);
 const TERM_GRACE: Duration = Duration::from_secs(3);
 /// How often verdicts are recomputed (and time-based ones decided).
 const JUDGE_EVERY: Duration = Duration::from_millis(50);
+/// How long connections get to finish their closing handshakes at the end.
+const CLOSE_GRACE: Duration = Duration::from_secs(1);
 /// Lines of command output kept for the report.
 const TAIL_LINES: usize = 40;
 
@@ -466,6 +468,18 @@ pub async fn run(
     }
     stop_timeline.cancel();
     let _ = timeline_task.await;
+    // Let closing handshakes the stop started finish (bounded), so a run
+    // ends the same way each time instead of racing the relay's shutdown.
+    let mut open = relay.board().live_conns();
+    if !open.is_empty() {
+        log.wait_for(CLOSE_GRACE, |e| {
+            if let (Some(n), EventKind::Closed { .. }) = (e.conn, &e.kind) {
+                open.retain(|c| *c != n);
+            }
+            open.is_empty()
+        })
+        .await;
+    }
     relay.stop().await;
     if let Some(c) = stop_server(server).await {
         commands.insert(0, c);

@@ -197,6 +197,23 @@ impl Board {
             })
             .map(|(n, _)| *n)
             .collect();
+        // Logged before the connections act, so what they do follows it.
+        self.log.emit(
+            None,
+            EventKind::FaultStart {
+                fault: name.to_string(),
+                conns: targets.clone(),
+            },
+        );
+        if instant {
+            self.log.emit(
+                None,
+                EventKind::FaultEnd {
+                    fault: name.to_string(),
+                    conns: targets.clone(),
+                },
+            );
+        }
         for n in &targets {
             let tx = &inner.conns[n].tx;
             for d in Direction::BOTH {
@@ -215,22 +232,7 @@ impl Board {
                 });
             }
         }
-        self.log.emit(
-            None,
-            EventKind::FaultStart {
-                fault: name.to_string(),
-                conns: targets.clone(),
-            },
-        );
-        if instant {
-            self.log.emit(
-                None,
-                EventKind::FaultEnd {
-                    fault: name.to_string(),
-                    conns: targets,
-                },
-            );
-        } else {
+        if !instant {
             inner.active.push(ActiveFault {
                 name,
                 fault,
@@ -249,6 +251,14 @@ impl Board {
             return;
         };
         let f = inner.active.remove(i);
+        // Logged first: what the connections then release or reset follows it.
+        self.log.emit(
+            None,
+            EventKind::FaultEnd {
+                fault: f.name.to_string(),
+                conns: f.conns.clone(),
+            },
+        );
         for n in &f.conns {
             if let Some(e) = inner.conns.get(n) {
                 let _ = e.tx.send(ConnCmd::RemoveFault {
@@ -256,13 +266,6 @@ impl Board {
                 });
             }
         }
-        self.log.emit(
-            None,
-            EventKind::FaultEnd {
-                fault: f.name.to_string(),
-                conns: f.conns,
-            },
-        );
         drop(inner);
         self.changed.notify_waiters();
     }

@@ -24,6 +24,10 @@
 //!   writes are counted the same way.
 //! - verdicts show name, kind, pass/fail and the measured value rounded to the
 //!   resolution; the detail sentence (exact milliseconds) is left out.
+//! - within one time step, events are listed global ones first, then by
+//!   connection: connections run concurrently, their interleaving varies.
+//! - the timeline ends at the run's `Stopping` mark, with the connections
+//!   still open then: how peers react to being stopped races the shutdown.
 
 use super::Report;
 use crate::events::{Direction, Event, EventKind, FrameInfo, Opcode};
@@ -88,6 +92,8 @@ pub struct VerdictLine {
 
 #[derive(Debug, Clone, PartialEq)]
 struct Entry {
+    /// The time rounded to the resolution, in units of it (0 with none).
+    bucket: i128,
     t: String,
     conn: Option<u32>,
     text: String,
@@ -130,6 +136,18 @@ impl Report {
             .find(|e| matches!(e.kind, EventKind::Accept { .. }))
             .map(|e| e.t)
             .unwrap_or(Duration::ZERO);
+        let bucket = |t: Duration| -> i128 {
+            match resolution {
+                Some(r) => {
+                    let (n, r) = (
+                        t.as_nanos() as i128 - origin.as_nanos() as i128,
+                        r.as_nanos().max(1) as i128,
+                    );
+                    (n + r / 2).div_euclid(r)
+                }
+                None => 0,
+            }
+        };
         let when = |t: Duration| -> String {
             match resolution {
                 Some(r) => fmt_signed(t.as_nanos() as i128 - origin.as_nanos() as i128, r),
@@ -142,7 +160,39 @@ impl Report {
         // since the connection's last state change.
         let mut open_runs: HashMap<(u32, String), usize> = HashMap::new();
         let mut seen_listening = false;
+        let mut live: BTreeSet<u32> = BTreeSet::new();
+        let mut stopped = false;
         for e in &self.events {
+            match (&e.kind, e.conn) {
+                (EventKind::Accept { .. }, Some(n)) => {
+                    live.insert(n);
+                }
+                (EventKind::Closed { .. }, Some(n)) => {
+                    live.remove(&n);
+                }
+                _ => {}
+            }
+            if matches!(e.kind, EventKind::Stopping) {
+                // What peers do while being stopped (a close frame answered
+                // or not, FIN or RST as the socket is dropped) races the
+                // shutdown and says nothing about the client: the transcript
+                // ends here, naming what was still open.
+                let text = if live.is_empty() {
+                    "run stopping".to_string()
+                } else {
+                    let open: Vec<String> = live.iter().map(|n| format!("#{n}")).collect();
+                    format!("run stopping; still open: {}", open.join(", "))
+                };
+                entries.push(Entry {
+                    bucket: bucket(e.t),
+                    t: when(e.t),
+                    conn: None,
+                    text,
+                    count: 1,
+                });
+                stopped = true;
+                break;
+            }
             match self.classify(e, &mut seen_listening) {
                 Class::Skip => {}
                 Class::Run { label } => {
@@ -151,6 +201,7 @@ impl Report {
                         Some(i) => entries[*i].count += 1,
                         None => {
                             entries.push(Entry {
+                                bucket: bucket(e.t),
                                 t: when(e.t),
                                 conn: e.conn,
                                 text: key.1.clone(),
@@ -166,6 +217,7 @@ impl Report {
                         Some(conns) => open_runs.retain(|(c, _), _| !conns.contains(c)),
                     }
                     entries.push(Entry {
+                        bucket: bucket(e.t),
                         t: when(e.t),
                         conn: e.conn,
                         text,
@@ -238,6 +290,23 @@ impl Report {
             ),
             None => "ordering only".to_string(),
         };
+        // Connections run concurrently: within one time step, list what
+        // happened without a connection first, then connection by connection
+        // (each keeping its own order), so scheduling does not show.
+        if resolution.is_some() {
+            let last = entries.len().saturating_sub(1);
+            let stop_last = stopped;
+            let mut keyed: Vec<(usize, Entry)> = entries.drain(..).enumerate().collect();
+            // The stop line stays last whatever its time step.
+            keyed.sort_by_key(|(i, e)| {
+                if stop_last && *i == last {
+                    (i128::MAX, u32::MAX)
+                } else {
+                    (e.bucket, e.conn.unwrap_or(0))
+                }
+            });
+            entries = keyed.into_iter().map(|(_, e)| e).collect();
+        }
         let rows: Vec<(String, Option<u32>, String)> = entries
             .iter()
             .map(|en| (en.t.clone(), en.conn, en.body()))
