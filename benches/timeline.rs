@@ -41,7 +41,9 @@ type Res<T> = Result<T, Box<dyn std::error::Error + Send + Sync>>;
 /// The scenario: every fault is a 1 ms `delay` on all connections (so that
 /// starting one really sends commands to the connections).
 fn scenario_yaml(judged: bool) -> String {
-    let mut y = String::from("name: timing\nduration: 1500ms\nseed: 1\nfaults:\n");
+    let mut y = String::from(
+        "name: timing\ndescription: scheduling accuracy\nduration: 1500ms\nseed: 1\nfaults:\n",
+    );
     for i in 0..50 {
         y += &format!(
             "  - {{name: t{i}, kind: delay, latency: 1ms, at: {}ms, duration: 10ms}}\n",
