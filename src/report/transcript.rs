@@ -22,6 +22,11 @@
 //!   jitter in how they interleave does not show. What happens on other
 //!   connections never splits a stretch. Drops, corruptions and failed
 //!   writes are counted the same way.
+//! - events logged within one resolution step on different connections are
+//!   listed fault starts and ends first, then connection by connection (each
+//!   connection's own order kept): their order in the log is a race.
+//! - nothing after `run stopping` is shown: the peers' reactions to being
+//!   stopped race with the relay closing the connections.
 //! - verdicts show name, kind, pass/fail and the measured value rounded to the
 //!   resolution; the detail sentence (exact milliseconds) is left out.
 
@@ -92,6 +97,9 @@ struct Entry {
     conn: Option<u32>,
     text: String,
     count: u64,
+    /// Order among entries at the same rounded time: fault lines (0), then
+    /// connections' lines by connection (1), then the run stopping (2).
+    rank: u8,
 }
 
 impl Entry {
@@ -143,6 +151,11 @@ impl Report {
         let mut open_runs: HashMap<(u32, String), usize> = HashMap::new();
         let mut seen_listening = false;
         for e in &self.events {
+            let rank = match (&e.kind, e.conn) {
+                (EventKind::Stopping, _) => 2,
+                (_, None) => 0,
+                (_, Some(_)) => 1,
+            };
             match self.classify(e, &mut seen_listening) {
                 Class::Skip => {}
                 Class::Run { label } => {
@@ -155,6 +168,7 @@ impl Report {
                                 conn: e.conn,
                                 text: key.1.clone(),
                                 count: 1,
+                                rank,
                             });
                             open_runs.insert(key, entries.len() - 1);
                         }
@@ -170,8 +184,29 @@ impl Report {
                         conn: e.conn,
                         text,
                         count: 1,
+                        rank,
                     });
                 }
+            }
+            if rank == 2 {
+                // Reactions to being stopped race with the relay closing
+                // the connections: left out.
+                break;
+            }
+        }
+        // Events of different connections (and fault starts and ends versus
+        // what the connections do about them) logged within one resolution
+        // step happen concurrently: their order in the log varies between
+        // runs. Each connection's own order is kept.
+        if resolution.is_some() {
+            let mut i = 0;
+            while i < entries.len() {
+                let j = i + entries[i..]
+                    .iter()
+                    .take_while(|en| en.t == entries[i].t)
+                    .count();
+                entries[i..j].sort_by_key(|en| (en.rank, en.conn));
+                i = j;
             }
         }
 
