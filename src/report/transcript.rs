@@ -25,8 +25,10 @@
 //! - events logged within one resolution step on different connections are
 //!   listed fault starts and ends first, then connection by connection (each
 //!   connection's own order kept): their order in the log is a race.
-//! - nothing after `run stopping` is shown: the peers' reactions to being
-//!   stopped race with the relay closing the connections.
+//! - `run stopping` has no time (it depends on when flatline last judged,
+//!   every 50 ms, not on the peers) and nothing after it is shown: the
+//!   peers' reactions to being stopped race with the relay closing the
+//!   connections.
 //! - verdicts show name, kind, pass/fail and the measured value rounded to the
 //!   resolution; the detail sentence (exact milliseconds) is left out.
 
@@ -180,7 +182,9 @@ impl Report {
                         Some(conns) => open_runs.retain(|(c, _), _| !conns.contains(c)),
                     }
                     entries.push(Entry {
-                        t: when(e.t),
+                        // When the run stops depends on when flatline
+                        // judged last (every 50 ms), not on the peers.
+                        t: if rank == 2 { String::new() } else { when(e.t) },
                         conn: e.conn,
                         text,
                         count: 1,
