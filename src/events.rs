@@ -469,6 +469,13 @@ impl EventLog {
                 ev.t = last.t;
             }
         }
+        // Nobody listening (`flatline relay`, benchmarks): no clone to send.
+        // Subscribing takes this lock in `snapshot_and_subscribe`, so nobody
+        // who got a snapshot can miss the event.
+        if self.tx.receiver_count() == 0 {
+            inner.events.push(ev);
+            return;
+        }
         inner.events.push(ev.clone());
         // Sent while holding the lock so subscribers see the log's order.
         let _ = self.tx.send(ev);

@@ -57,9 +57,14 @@ impl Timeline {
         Ok(Timeline { planned, known })
     }
 
-    fn note(&mut self, e: &Event) {
-        if let Some(b) = crate::expect::refs::base_of(e) {
-            self.known.entry(b).or_insert(e.t);
+    /// Record when a reference base first happened; whether it was new.
+    fn note(&mut self, e: &Event) -> bool {
+        match crate::expect::refs::base_of(e) {
+            Some(b) if !self.known.contains_key(&b) => {
+                self.known.insert(b, e.t);
+                true
+            }
+            _ => false,
         }
     }
 
@@ -132,32 +137,68 @@ impl Timeline {
 
     /// Drive the timeline until `stop` is cancelled. Active faults are left
     /// as they are when it stops (the run is ending).
+    ///
+    /// The controller wakes for every logged event (a reference may have
+    /// happened) but only recomputes when one did, and keeps one timer armed
+    /// for the next due moment: under traffic the relay logs tens of
+    /// thousands of frames a second. The runtime's timer has a 1 ms
+    /// granularity and rounds up, so it is asked to wake the controller
+    /// [`TIMER_SLACK`] early and the rest is slept on a blocking thread with
+    /// the OS's finer timer.
     pub async fn drive(mut self, board: Arc<Board>, log: EventLog, stop: CancellationToken) {
         let (past, mut rx) = log.snapshot_and_subscribe();
         for e in &past {
             self.note(e);
         }
+        let mut next = self.step(log.now(), &board, &log);
+        let timer = tokio::time::sleep_until(coarse(&log, next.unwrap_or_default()));
+        tokio::pin!(timer);
+        let mut armed = next;
         loop {
-            let next = self.step(log.now(), &board, &log);
-            let sleep = async {
-                match next {
-                    Some(t) => tokio::time::sleep_until((log.start() + t).into()).await,
-                    None => std::future::pending().await,
+            if next != armed {
+                if let Some(t) = next {
+                    timer.as_mut().reset(coarse(&log, t));
                 }
-            };
+                armed = next;
+            }
             tokio::select! {
                 _ = stop.cancelled() => return,
-                _ = sleep => {}
-                ev = rx.recv() => match ev {
-                    Ok(e) => self.note(&e),
-                    Err(RecvError::Lagged(_)) => {
-                        for e in log.events() {
-                            self.note(&e);
+                _ = timer.as_mut(), if armed.is_some() => {
+                    if let Some(t) = armed {
+                        let rest = t.saturating_sub(log.now());
+                        if !rest.is_zero() {
+                            let _ = tokio::task::spawn_blocking(move || std::thread::sleep(rest)).await;
                         }
                     }
-                    Err(RecvError::Closed) => return,
-                },
+                    next = self.step(log.now(), &board, &log);
+                    // Re-arm even when the next moment is the same one.
+                    armed = None;
+                }
+                ev = rx.recv() => {
+                    let learned = match ev {
+                        Ok(e) => self.note(&e),
+                        Err(RecvError::Lagged(_)) => {
+                            let mut any = false;
+                            for e in log.events() {
+                                any |= self.note(&e);
+                            }
+                            any
+                        }
+                        Err(RecvError::Closed) => return,
+                    };
+                    if learned {
+                        next = self.step(log.now(), &board, &log);
+                    }
+                }
             }
         }
     }
+}
+
+/// How early the runtime's timer is asked to wake the controller.
+const TIMER_SLACK: Duration = Duration::from_millis(2);
+
+/// When to wake for something due at `t`: [`TIMER_SLACK`] early.
+fn coarse(log: &EventLog, t: Duration) -> tokio::time::Instant {
+    (log.start() + t.saturating_sub(TIMER_SLACK)).into()
 }

@@ -48,7 +48,14 @@ async fn commands_and_their_children_are_stopped() {
     let listed = std::fs::read_to_string(&pids).unwrap();
     let pids: Vec<i32> = listed.lines().map(|l| l.trim().parse().unwrap()).collect();
     assert_eq!(pids.len(), 2, "{listed}");
+    // SIGKILL is delivered asynchronously: give the kernel a bounded moment
+    // to finish each process off (there is no event to await for another
+    // process group's death).
     for pid in pids {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(2);
+        while alive(pid) && std::time::Instant::now() < deadline {
+            tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+        }
         assert!(!alive(pid), "process {pid} survived the run");
     }
     let client = report.commands.iter().find(|c| c.role == "client").unwrap();
