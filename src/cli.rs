@@ -62,12 +62,19 @@ path). With neither --client-cmd nor --demo the URL is printed and flatline
 waits (up to the scenario's duration) for a client to connect.")]
     Run(RunArgs),
     /// Validate scenarios and print their normalised plan.
+    #[command(after_help = "Examples:
+  flatline check scenarios/
+  flatline check scenarios/silent-drop.yaml my-scenario.yaml
+
+Exit status: 0 every file is valid, 2 one is not (the message names file, line and column).")]
     Check {
         /// Scenario files or directories.
         #[arg(required = true, value_name = "SCENARIO")]
         scenarios: Vec<PathBuf>,
     },
     /// List the scenarios in a directory, one line each.
+    #[command(after_help = "Example:
+  flatline list scenarios/")]
     List {
         /// Directory (default: scenarios).
         #[arg(default_value = "scenarios", value_name = "DIR")]
@@ -75,6 +82,12 @@ waits (up to the scenario's duration) for a client to connect.")]
     },
     /// Run again with a report's recorded scenario, seed and settings, and
     /// diff the new transcript against the recorded one.
+    #[command(after_help = "Example:
+  flatline run scenarios/silent-drop.yaml --demo --report out/report.json
+  flatline replay out/report.json
+
+Exit status: 0 the transcript is identical and every expectation passed, 1 it
+differs or one failed, 2 the report cannot be read, 3 the run could not be carried out.")]
     Replay {
         /// A report written by `run --report`.
         #[arg(value_name = "REPORT.json")]
@@ -98,6 +111,8 @@ waits (up to the scenario's duration) for a client to connect.")]
         keep_extensions: bool,
     },
     /// The reference demo server (echo, text ping → pong, subscriptions).
+    #[command(after_help = "Example:
+  flatline demo-server --listen 127.0.0.1:9001 --ping-every 5s")]
     DemoServer {
         /// Where to listen.
         #[arg(long, default_value = "127.0.0.1:9001", value_name = "ADDR")]
@@ -107,6 +122,9 @@ waits (up to the scenario's duration) for a client to connect.")]
         opts: DemoServerOpts,
     },
     /// The reference demo client (heartbeat, timeout, backoff, resubscribe).
+    #[command(after_help = "Examples:
+  flatline demo-client ws://127.0.0.1:9000/feed --heartbeat 1s --timeout 3s
+  FLATLINE_URL=ws://127.0.0.1:9000/feed flatline demo-client --no-heartbeat")]
     DemoClient {
         /// Client options.
         #[command(flatten)]
@@ -288,6 +306,12 @@ async fn cmd_run(args: RunArgs) -> i32 {
             return exit::INVALID;
         }
     };
+    if let Some(u) = &args.upstream {
+        if let Err(e) = crate::relay::Upstream::parse(u) {
+            eprintln!("error: --upstream: {e}");
+            return exit::INVALID;
+        }
+    }
     let interrupt = interrupt_token();
     let many = files.len() > 1;
     let color = std::io::stdout().is_terminal();
@@ -308,7 +332,39 @@ async fn cmd_run(args: RunArgs) -> i32 {
         for w in &loaded.warnings {
             eprintln!("warning: {w}");
         }
-        let sc = loaded.scenario;
+        let mut sc = loaded.scenario;
+        if args.demo {
+            // The extra demo client arguments become part of the scenario as
+            // run, so that the report records them and `replay` uses them.
+            sc.demo_client.extend(args.demo_args.iter().cloned());
+        }
+        if let (None, Some(u)) = (&args.upstream, &sc.upstream) {
+            if let Err(e) = crate::relay::Upstream::parse(u) {
+                let msg = format!("{}: upstream: {e}", file.display());
+                eprintln!("error: {msg}");
+                outcomes.push((file.clone(), Outcome::Invalid(msg)));
+                continue;
+            }
+        }
+        if args.demo {
+            // A bad demo client argument is an invalid argument (exit 2), not
+            // a run that could not be carried out.
+            if let Err(e) = DemoClientOpts::from_args(&sc.demo_client) {
+                let msg = format!(
+                    "{}: invalid demo client arguments: {}",
+                    file.display(),
+                    e.render()
+                        .to_string()
+                        .lines()
+                        .next()
+                        .unwrap_or("")
+                        .trim_start_matches("error: ")
+                );
+                eprintln!("error: {msg}");
+                outcomes.push((file.clone(), Outcome::Invalid(msg)));
+                continue;
+            }
+        }
         let opts = RunOptions {
             upstream: args.upstream.clone(),
             listen: args.listen,
@@ -316,11 +372,12 @@ async fn cmd_run(args: RunArgs) -> i32 {
             server_cmd: args.server_cmd.clone(),
             client_cmd: args.client_cmd.clone(),
             demo: args.demo,
-            demo_args: args.demo_args.clone(),
+            demo_args: Vec::new(),
             interrupt: interrupt.clone(),
         };
         match run_one(&sc, &opts, args.quiet).await {
             Ok(report) => {
+                let not_started = report_commands(&report);
                 if let Err(e) = write_outputs(&args, &report, &sc, many) {
                     eprintln!("error: {e}");
                     outcomes.push((file.clone(), Outcome::CannotRun(e)));
@@ -333,7 +390,11 @@ async fn cmd_run(args: RunArgs) -> i32 {
                         snapshot_failed = true;
                     }
                 }
-                outcomes.push((file.clone(), Outcome::Ran(Box::new(report))));
+                match not_started {
+                    // Its report is written, but its verdicts mean nothing.
+                    Some(why) => outcomes.push((file.clone(), Outcome::CannotRun(why))),
+                    None => outcomes.push((file.clone(), Outcome::Ran(Box::new(report)))),
+                }
             }
             Err(e) => {
                 eprintln!("error: {}: {e}", file.display());
@@ -430,6 +491,42 @@ fn write_outputs(args: &RunArgs, report: &Report, sc: &Scenario, many: bool) -> 
         )?;
     }
     Ok(())
+}
+
+/// Say on stderr how each command that did not end by being stopped ended
+/// (a client that exits early is otherwise only visible as failed
+/// expectations). Returns why the run could not be carried out when the
+/// shell could not find or execute a command (status 127 or 126).
+fn report_commands(report: &Report) -> Option<String> {
+    let mut cannot = None;
+    for c in &report.commands {
+        let how = match (c.exit, c.signal) {
+            (Some(0), _) | (_, Some(libc::SIGTERM | libc::SIGKILL)) => continue,
+            (Some(code), _) => format!("exited with status {code}"),
+            (None, Some(sig)) => format!("was killed by signal {sig}"),
+            (None, None) => "ended in an unknown way".to_string(),
+        };
+        let mut msg = format!("{} command `{}` {how}", c.role, c.command);
+        let tail: Vec<&str> = c.output_tail.lines().collect();
+        let last = &tail[tail.len().saturating_sub(10)..];
+        if last.is_empty() {
+            msg.push_str(" (no output)");
+        } else {
+            msg.push_str("; its last output:");
+            for l in last {
+                msg.push_str("\n    ");
+                msg.push_str(l);
+            }
+        }
+        eprintln!("flatline: `{}`: {msg}", report.scenario);
+        if matches!(c.exit, Some(126 | 127)) && cannot.is_none() {
+            cannot = Some(format!(
+                "cannot start the {} command `{}` ({how}: not found or not executable)",
+                c.role, c.command
+            ));
+        }
+    }
+    cannot
 }
 
 /// Compare (or update) the stored transcript; `Err` carries the readable diff.

@@ -434,7 +434,7 @@ impl EventLog {
 
     /// A new log whose clock started at `start`.
     pub fn starting_at(start: Instant) -> EventLog {
-        let (tx, _) = broadcast::channel(65536);
+        let (tx, _) = broadcast::channel(16384);
         EventLog {
             start,
             inner: Arc::new(Mutex::new(LogInner { events: Vec::new() })),

@@ -101,6 +101,9 @@ pub enum RunError {
 
 /// A child process in a process group of its own, with its output tail.
 struct Proc {
+    /// The process group (the shell's pid), kept after the shell is reaped
+    /// so that what is left of the group can still be killed.
+    pgid: Option<i32>,
     role: &'static str,
     command: String,
     child: Child,
@@ -153,6 +156,7 @@ impl Proc {
             });
         }
         Ok(Proc {
+            pgid: child.id().map(|p| p as i32),
             role,
             command: cmd.to_string(),
             child,
@@ -161,11 +165,11 @@ impl Proc {
     }
 
     fn signal(&self, sig: i32) {
-        if let Some(pid) = self.child.id() {
+        if let Some(pgid) = self.pgid {
             // The whole process group: grandchildren (a browser under a
             // driver script) go too.
             unsafe {
-                libc::kill(-(pid as i32), sig);
+                libc::kill(-pgid, sig);
             }
         }
     }
@@ -263,11 +267,12 @@ pub async fn run(
     let timeline = Timeline::new(scenario).map_err(RunError::Setup)?;
     let upstream_url = opts.upstream.clone().or_else(|| scenario.upstream.clone());
     // The demo client's arguments are checked before anything starts.
-    let demo_args: Vec<String> = scenario
-        .demo_client
-        .iter()
-        .chain(opts.demo_args.iter())
-        .cloned()
+    // Its jitter comes from the run's seed too (an explicit `--seed` in the
+    // scenario's `demo_client` or `--demo-arg` wins: the last one counts).
+    let demo_args: Vec<String> = ["--seed".to_string(), seed.to_string()]
+        .into_iter()
+        .chain(scenario.demo_client.iter().cloned())
+        .chain(opts.demo_args.iter().cloned())
         .collect();
     let demo_opts =
         if opts.demo {
@@ -286,7 +291,14 @@ pub async fn run(
     let (upstream, server) = match &upstream_url {
         Some(u) => {
             let up = Upstream::parse(u)?;
-            if let Err(e) = wait_for_tcp(&up.authority(), &mut server_proc).await {
+            let authority = up.authority();
+            let waited = tokio::select! {
+                r = wait_for_tcp(&authority, &mut server_proc) => r,
+                _ = opts.interrupt.cancelled() => Err(RunError::Setup(format!(
+                    "interrupted while waiting for the upstream {authority} to accept TCP"
+                ))),
+            };
+            if let Err(e) = waited {
                 if let Some(p) = server_proc {
                     p.stop().await;
                 }
@@ -335,7 +347,7 @@ pub async fn run(
     let timeline_task =
         tokio::spawn(timeline.drive(relay.board().clone(), log.clone(), stop_timeline.clone()));
 
-    let client = if let Some(cmd) = &opts.client_cmd {
+    let mut client = if let Some(cmd) = &opts.client_cmd {
         match Proc::spawn("client", cmd, Some(&url)) {
             Ok(p) => ClientSide::Cmd(p),
             Err(e) => {
@@ -374,22 +386,45 @@ pub async fn run(
     let mut tick = tokio::time::interval(JUDGE_EVERY);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut interrupted = false;
+    // The events so far, as received: judging reads this copy instead of
+    // cloning the whole log on every tick.
+    let mut seen: Vec<Event> = Vec::new();
+    let mut client_exited = false;
+    let mut warnings_early: Vec<String> = Vec::new();
     loop {
         tokio::select! {
             _ = tokio::time::sleep_until(deadline) => break,
             _ = opts.interrupt.cancelled() => { interrupted = true; break; }
             ev = rx.recv() => match ev {
-                Ok(e) => on_event(&e),
+                Ok(e) => {
+                    on_event(&e);
+                    seen.push(e);
+                }
                 Err(tokio::sync::broadcast::error::RecvError::Lagged(n)) => {
+                    // Fell behind a burst of frames: catch up from the log.
+                    seen = log.events();
                     log.emit(None, EventKind::Note { text: format!("live view skipped {n} events") });
                 }
                 Err(_) => break,
             },
             _ = tick.tick() => {
+                if let ClientSide::Cmd(p) = &mut client {
+                    if !client_exited {
+                        if let Ok(Some(status)) = p.child.try_wait() {
+                            client_exited = true;
+                            log.emit(None, EventKind::Note {
+                                text: format!("the client command exited by itself ({status})"),
+                            });
+                            warnings_early.push(format!(
+                                "the client command exited by itself at t={:.2} s ({status})",
+                                log.now().as_secs_f64()
+                            ));
+                        }
+                    }
+                }
                 if !exps.is_empty() {
-                    let events = log.events();
                     let now = log.now();
-                    for (i, v) in expect::judge_all(&exps, &events, now, false).into_iter().enumerate() {
+                    for (i, v) in expect::judge_all(&exps, &seen, now, false).into_iter().enumerate() {
                         if decided[i].is_none() {
                             decided[i] = v;
                         }
@@ -415,12 +450,14 @@ pub async fn run(
             args,
         } => {
             stop.cancel();
-            let _ = tokio::time::timeout(TERM_GRACE, task).await;
+            // The in-process client has no exit status: 0 when it ended by
+            // itself or on being stopped, none if it had to be abandoned.
+            let ended = matches!(tokio::time::timeout(TERM_GRACE, task).await, Ok(Ok(())));
             let tail = tail.lock().unwrap_or_else(|p| p.into_inner());
             commands.push(CommandOutcome {
                 role: "client".into(),
                 command: format!("built-in demo client {args}").trim().to_string(),
-                exit: None,
+                exit: ended.then_some(0),
                 signal: None,
                 output_tail: tail.iter().cloned().collect::<Vec<_>>().join("\n"),
             });
@@ -455,6 +492,7 @@ pub async fn run(
         })
         .collect();
     let mut warnings = expect::warnings(&events);
+    warnings.extend(warnings_early);
     if interrupted {
         warnings.push(format!(
             "the run was interrupted at t={:.2} s",

@@ -5,7 +5,7 @@
 //! file order. The controller only acts through the relay's [`Board`] and
 //! only records through the [`EventLog`].
 
-use crate::events::{Event, EventKind, EventLog};
+use crate::events::{Event, EventLog};
 use crate::faults::{self, Fault};
 use crate::relay::Board;
 use crate::scenario::{FaultSpec, RefBase, Reference, Scenario};
@@ -14,30 +14,6 @@ use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::broadcast::error::RecvError;
 use tokio_util::sync::CancellationToken;
-
-/// Whether `e` is the event a reference base names.
-pub fn occurred(base: &RefBase, e: &Event) -> bool {
-    match (base, &e.kind) {
-        (RefBase::Start, _) => true,
-        (RefBase::Accept(n), EventKind::Accept { .. }) => e.conn == Some(*n),
-        (RefBase::Open(n), EventKind::Open) => e.conn == Some(*n),
-        (RefBase::Close(n), EventKind::Closed { .. }) => e.conn == Some(*n),
-        (RefBase::FaultStart(f), EventKind::FaultStart { fault, .. }) => f == fault,
-        (RefBase::FaultEnd(f), EventKind::FaultEnd { fault, .. }) => f == fault,
-        _ => false,
-    }
-}
-
-/// When `r` happened in `events` (first occurrence plus offset), if it has.
-pub fn resolve(r: &Reference, events: &[Event]) -> Option<Duration> {
-    if r.base == RefBase::Start {
-        return Some(r.offset);
-    }
-    events
-        .iter()
-        .find(|e| occurred(&r.base, e))
-        .map(|e| e.t + r.offset)
-}
 
 enum State {
     Pending,
@@ -82,15 +58,7 @@ impl Timeline {
     }
 
     fn note(&mut self, e: &Event) {
-        let base = match &e.kind {
-            EventKind::Accept { .. } => e.conn.map(RefBase::Accept),
-            EventKind::Open => e.conn.map(RefBase::Open),
-            EventKind::Closed { .. } => e.conn.map(RefBase::Close),
-            EventKind::FaultStart { fault, .. } => Some(RefBase::FaultStart(fault.clone())),
-            EventKind::FaultEnd { fault, .. } => Some(RefBase::FaultEnd(fault.clone())),
-            _ => None,
-        };
-        if let Some(b) = base {
+        if let Some(b) = crate::expect::refs::base_of(e) {
             self.known.entry(b).or_insert(e.t);
         }
     }

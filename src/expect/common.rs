@@ -34,6 +34,30 @@ pub(crate) fn verdict(
     }
 }
 
+/// Locate the reference an expectation counts from. When it has not happened
+/// the expectation is undecided (`Err(None)`) while the run goes on, and fails
+/// at the end (`Err(Some(verdict))`) saying so and what could not be judged:
+/// `consequence` completes "REF never happened, so …".
+pub(crate) fn locate_or_fail(
+    r: &Reference,
+    ctx: &JudgeCtx<'_>,
+    name: &str,
+    kind: &str,
+    consequence: &str,
+) -> Result<At, Option<Verdict>> {
+    match refs::locate(r, ctx.events) {
+        Some(at) => Ok(at),
+        None if ctx.finished => Err(Some(verdict(
+            name,
+            kind,
+            false,
+            None,
+            format!("{}, so {consequence}", refs::never_happened(r)),
+        ))),
+        None => Err(None),
+    }
+}
+
 /// If `e` is `side` giving its connection up (a close frame it sent, or a FIN
 /// or RST from it, logged at read time even when a fault holds it), how.
 pub(crate) fn give_up(e: &Event, side: Side) -> Option<String> {

@@ -140,18 +140,15 @@ impl Expectation for Detects {
         let what = refs::describe(&self.after);
         let fail =
             |detail: String, observed| Some(verdict(&self.name, KIND, false, observed, detail));
-        let Some(at) = refs::locate(&self.after, ev) else {
-            return if ctx.finished {
-                fail(
-                    format!(
-                        "{}, so there was nothing for the {side} to detect",
-                        refs::never_happened(&self.after)
-                    ),
-                    None,
-                )
-            } else {
-                None
-            };
+        let at = match super::common::locate_or_fail(
+            &self.after,
+            ctx,
+            &self.name,
+            KIND,
+            &format!("there was nothing for the {side} to detect"),
+        ) {
+            Ok(at) => at,
+            Err(v) => return v,
         };
         if ctx.now < at.t {
             return if ctx.finished {

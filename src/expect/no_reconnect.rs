@@ -38,19 +38,15 @@ impl Expectation for NoReconnect {
         let window = Dur(self.for_);
         let out =
             |passed, observed, detail| Some(verdict(&self.name, KIND, passed, observed, detail));
-        let Some(at) = refs::locate(&self.after, ev) else {
-            return if ctx.finished {
-                out(
-                    false,
-                    None,
-                    format!(
-                        "{}, so the expectation could not be judged",
-                        refs::never_happened(&self.after)
-                    ),
-                )
-            } else {
-                None
-            };
+        let at = match super::common::locate_or_fail(
+            &self.after,
+            ctx,
+            &self.name,
+            KIND,
+            "the expectation could not be judged",
+        ) {
+            Ok(at) => at,
+            Err(v) => return v,
         };
         let end = at.t + self.for_;
         let first = ev

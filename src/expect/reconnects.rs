@@ -43,19 +43,15 @@ impl Expectation for Reconnects {
         let limit = Dur(self.within);
         let out =
             |passed, observed, detail| Some(verdict(&self.name, KIND, passed, observed, detail));
-        let Some(at) = refs::locate(&self.after, ev) else {
-            return if ctx.finished {
-                out(
-                    false,
-                    None,
-                    format!(
-                        "{}, so no reconnect could be judged",
-                        refs::never_happened(&self.after)
-                    ),
-                )
-            } else {
-                None
-            };
+        let at = match super::common::locate_or_fail(
+            &self.after,
+            ctx,
+            &self.name,
+            KIND,
+            "no reconnect could be judged",
+        ) {
+            Ok(at) => at,
+            Err(v) => return v,
         };
         let deadline = at.t + self.within;
         // Accepts after the reference, in order, and the first Open after it.

@@ -17,27 +17,41 @@ pub fn resolve(r: &Reference, events: &[Event]) -> Option<Duration> {
     base_event(&r.base, events).map(|(t, _)| t + r.offset)
 }
 
+/// The reference base an event establishes, if any (its first occurrence is
+/// when the reference happened). The timeline controller uses the same
+/// mapping, so faults and expectations agree on when `open#2` or `x.end` was.
+pub fn base_of(e: &Event) -> Option<RefBase> {
+    match &e.kind {
+        EventKind::Accept { .. } => e.conn.map(RefBase::Accept),
+        EventKind::Open => e.conn.map(RefBase::Open),
+        EventKind::Closed { .. } => e.conn.map(RefBase::Close),
+        EventKind::FaultStart { fault, .. } => Some(RefBase::FaultStart(fault.clone())),
+        EventKind::FaultEnd { fault, .. } => Some(RefBase::FaultEnd(fault.clone())),
+        _ => None,
+    }
+}
+
+/// Whether `e` is an occurrence of `base` (without allocating).
+fn is_base(base: &RefBase, e: &Event) -> bool {
+    match (base, &e.kind) {
+        (RefBase::Accept(n), EventKind::Accept { .. })
+        | (RefBase::Open(n), EventKind::Open)
+        | (RefBase::Close(n), EventKind::Closed { .. }) => e.conn == Some(*n),
+        (RefBase::FaultStart(name), EventKind::FaultStart { fault, .. })
+        | (RefBase::FaultEnd(name), EventKind::FaultEnd { fault, .. }) => fault == name,
+        _ => false,
+    }
+}
+
 /// The time and log index of the reference's base event (`start` has none).
 fn base_event(base: &RefBase, events: &[Event]) -> Option<(Duration, Option<usize>)> {
-    let find = |pred: &dyn Fn(&Event) -> bool| {
-        events.iter().position(pred).map(|i| (events[i].t, Some(i)))
-    };
-    match base {
-        RefBase::Start => Some((Duration::ZERO, None)),
-        RefBase::Accept(n) => {
-            find(&|e| e.conn == Some(*n) && matches!(e.kind, EventKind::Accept { .. }))
-        }
-        RefBase::Open(n) => find(&|e| e.conn == Some(*n) && matches!(e.kind, EventKind::Open)),
-        RefBase::Close(n) => {
-            find(&|e| e.conn == Some(*n) && matches!(e.kind, EventKind::Closed { .. }))
-        }
-        RefBase::FaultStart(name) => {
-            find(&|e| matches!(&e.kind, EventKind::FaultStart { fault, .. } if fault == name))
-        }
-        RefBase::FaultEnd(name) => {
-            find(&|e| matches!(&e.kind, EventKind::FaultEnd { fault, .. } if fault == name))
-        }
+    if *base == RefBase::Start {
+        return Some((Duration::ZERO, None));
     }
+    events
+        .iter()
+        .position(|e| is_base(base, e))
+        .map(|i| (events[i].t, Some(i)))
 }
 
 /// A resolved reference: its time, and the first log index that lies after it.

@@ -54,19 +54,15 @@ impl Expectation for Sends {
         let limit = Dur(self.within);
         let out =
             |passed, observed, detail| Some(verdict(&self.name, KIND, passed, observed, detail));
-        let Some(at) = refs::locate(&self.after, ev) else {
-            return if ctx.finished {
-                out(
-                    false,
-                    None,
-                    format!(
-                        "{}, so nothing sent after it could be counted",
-                        refs::never_happened(&self.after)
-                    ),
-                )
-            } else {
-                None
-            };
+        let at = match super::common::locate_or_fail(
+            &self.after,
+            ctx,
+            &self.name,
+            KIND,
+            "nothing sent after it could be counted",
+        ) {
+            Ok(at) => at,
+            Err(v) => return v,
         };
         let deadline = at.t + self.within;
         let mut seen = 0u32;

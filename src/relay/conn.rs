@@ -955,18 +955,7 @@ fn apply(
             Effect::Cut(fault, how) => {
                 for side in [Side::Client, Side::Server] {
                     match how {
-                        CutHow::Reset => {
-                            *reset_seen = true;
-                            log.emit(
-                                Some(id),
-                                EventKind::Injected {
-                                    fault: fault.to_string(),
-                                    to: side,
-                                    what: "rst".into(),
-                                },
-                            );
-                            reset_toward(side, pipes, sockets, log, &fault);
-                        }
+                        CutHow::Reset => inject_rst(&fault, side, pipes, sockets, log, reset_seen),
                         CutHow::Fin => {
                             log.emit(
                                 Some(id),
@@ -983,6 +972,27 @@ fn apply(
             }
         }
     }
+}
+
+/// A fault's RST toward `to`: logged as injected, then sent.
+fn inject_rst(
+    fault: &str,
+    to: Side,
+    pipes: &mut [Pipe; 2],
+    sockets: &mut [Option<TcpStream>; 2],
+    log: &EventLog,
+    reset_seen: &mut bool,
+) {
+    *reset_seen = true;
+    log.emit(
+        Some(pipes[0].conn),
+        EventKind::Injected {
+            fault: fault.to_string(),
+            to,
+            what: "rst".into(),
+        },
+    );
+    reset_toward(to, pipes, sockets, log, fault);
 }
 
 /// RST toward `to`, now: its socket is closed with SO_LINGER 0.
@@ -1087,15 +1097,7 @@ fn on_cmd(
                         p.discard(&fault, log);
                         *reset_seen = true;
                         for side in [Side::Client, Side::Server] {
-                            log.emit(
-                                Some(id),
-                                EventKind::Injected {
-                                    fault: fault.to_string(),
-                                    to: side,
-                                    what: "rst".into(),
-                                },
-                            );
-                            reset_toward(side, pipes, sockets, log, &fault);
+                            inject_rst(&fault, side, pipes, sockets, log, reset_seen);
                         }
                         return;
                     }
@@ -1122,18 +1124,7 @@ fn on_cmd(
                 p.deferred.push_back(Deferred::Fin);
                 p.flush_deferred(log);
             }
-            Action::Reset(to) => {
-                log.emit(
-                    Some(id),
-                    EventKind::Injected {
-                        fault: fault.to_string(),
-                        to,
-                        what: "rst".into(),
-                    },
-                );
-                *reset_seen = true;
-                reset_toward(to, pipes, sockets, log, &fault);
-            }
+            Action::Reset(to) => inject_rst(&fault, to, pipes, sockets, log, reset_seen),
             Action::Inject { to, bytes, what } => {
                 log.emit(
                     Some(id),

@@ -185,7 +185,10 @@ impl Board {
             .conns
             .iter()
             .filter(|(n, e)| {
+                // A refusal acts on new attempts only: open connections are
+                // untouched, so it lists none.
                 e.live
+                    && fault.refusal().is_none()
                     && match which {
                         Connections::Which(ConnWhich::All | ConnWhich::Open) => true,
                         Connections::Which(ConnWhich::New) => false,

@@ -14,8 +14,9 @@
 //! Below the timeline: the verdicts, warnings, commands, and the full event
 //! list folded in a `<details>`.
 
-use super::{resolve_reference, secs3, xml_escape as esc, Report};
+use super::{secs3, xml_escape as esc, Report};
 use crate::events::{Direction, EventKind, Opcode, Side};
+use crate::expect::refs::resolve;
 use crate::scenario::{ExpectKind, Scenario};
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt::Write as _;
@@ -236,7 +237,7 @@ fn marks_of(report: &Report, scenario: Option<&Scenario>) -> Vec<Mark> {
             | ExpectKind::Backoff { after, for_, .. } => (after.as_ref(), for_.map(|d| d.0), false),
             ExpectKind::ClosesWith { .. } => (None, None, false),
         };
-        let reference = after.and_then(|a| resolve_reference(&report.events, a));
+        let reference = after.and_then(|a| resolve(a, &report.events));
         let deadline = reference.zip(span).map(|(r, s)| r + s);
         let observed = if measured {
             reference

@@ -17,9 +17,9 @@ pub use junit::junit;
 pub use terminal::{verdict_table, LivePrinter};
 pub use transcript::{diff, Transcript};
 
-use crate::events::{Event, EventKind};
+use crate::events::Event;
 use crate::expect::Verdict;
-use crate::scenario::{RefBase, Reference, Scenario};
+use crate::scenario::Scenario;
 use serde::{Deserialize, Serialize};
 use std::time::Duration;
 
@@ -156,38 +156,6 @@ impl Report {
             .find(|&i| sc.fault_name(i) == name)
             .map(|i| sc.faults[i].kind.name())
     }
-}
-
-/// When `r` happened in `events`, if it did.
-pub fn resolve_reference(events: &[Event], r: &Reference) -> Option<Duration> {
-    let base = match &r.base {
-        RefBase::Start => Some(Duration::ZERO),
-        RefBase::Accept(n) => find(events, Some(*n), |k| matches!(k, EventKind::Accept { .. })),
-        RefBase::Open(n) => find(events, Some(*n), |k| matches!(k, EventKind::Open)),
-        RefBase::Close(n) => find(events, Some(*n), |k| matches!(k, EventKind::Closed { .. })),
-        RefBase::FaultStart(f) => find(
-            events,
-            None,
-            |k| matches!(k, EventKind::FaultStart { fault, .. } if fault == f),
-        ),
-        RefBase::FaultEnd(f) => find(
-            events,
-            None,
-            |k| matches!(k, EventKind::FaultEnd { fault, .. } if fault == f),
-        ),
-    }?;
-    Some(base + r.offset)
-}
-
-fn find(
-    events: &[Event],
-    conn: Option<u32>,
-    pred: impl Fn(&EventKind) -> bool,
-) -> Option<Duration> {
-    events
-        .iter()
-        .find(|e| (conn.is_none() || e.conn == conn) && pred(&e.kind))
-        .map(|e| e.t)
 }
 
 /// Escape text for XML and HTML (element content and quoted attributes).
