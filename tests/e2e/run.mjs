@@ -11,8 +11,9 @@
 //   --keep      keep the per-cell directory (reports, logs) even when all pass
 // Env: FLATLINE_BIN (default: the newer of ../../target/release/flatline
 //      and ../../target/debug/flatline), FLATLINE_SCENARIOS (default ../../scenarios),
-//      E2E_CELL_TIMEOUT (seconds added to a scenario's duration before the
-//      runner gives up on a cell, default 30).
+//      E2E_CELL_TIMEOUT (hard guard per cell, default 30: SIGTERM to flatline
+//      at duration + E2E_CELL_TIMEOUT - 10 s, SIGKILL to it, its descendants
+//      and their process groups at duration + E2E_CELL_TIMEOUT s).
 // Builds nothing. Exits 1 on any mismatch, 3 when it cannot run at all.
 import { spawn } from 'node:child_process';
 import { existsSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, rmSync, statSync, openSync, closeSync } from 'node:fs';
@@ -36,7 +37,7 @@ function parseArgs(argv) {
     else if (x === '--list') a.list = true;
     else if (x === '--filter' && i + 1 < argv.length) a.filters.push(argv[++i]);
     else if (x === '--jobs' && i + 1 < argv.length) a.jobs = Math.max(1, Number.parseInt(argv[++i], 10) || 1);
-    else if (x === '-h' || x === '--help') { console.log(readFileSync(fileURLToPath(import.meta.url), 'utf8').split('\n').slice(1, 16).join('\n')); process.exit(0); }
+    else if (x === '-h' || x === '--help') { console.log(readFileSync(fileURLToPath(import.meta.url), 'utf8').split('\n').slice(1, 17).join('\n')); process.exit(0); }
     else { console.error(`run.mjs: unknown argument ${x}`); process.exit(2); }
   }
   return a;
