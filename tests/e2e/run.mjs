@@ -11,16 +11,19 @@
 //   --keep      keep the per-cell directory (reports, logs) even when all pass
 // Env: FLATLINE_BIN (default: the newer of ../../target/release/flatline
 //      and ../../target/debug/flatline), FLATLINE_SCENARIOS (default ../../scenarios),
-//      E2E_CELL_TIMEOUT (seconds added to a scenario's duration before the
-//      runner gives up on a cell, default 30).
+//      E2E_CELL_TIMEOUT (hard guard per cell, default 30: SIGTERM to flatline
+//      at duration + E2E_CELL_TIMEOUT - 10 s, SIGKILL to it, its descendants
+//      and their process groups at duration + E2E_CELL_TIMEOUT s).
 // Builds nothing. Exits 1 on any mismatch, 3 when it cannot run at all.
 import { spawn } from 'node:child_process';
-import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, statSync, openSync, closeSync } from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, rmSync, statSync, openSync, closeSync } from 'node:fs';
+import { constants as osConstants } from 'node:os';
 import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { dirname, join, resolve, isAbsolute } from 'node:path';
 import { fileURLToPath } from 'node:url';
 
+const osSignals = osConstants.signals;
 const here = dirname(fileURLToPath(import.meta.url));
 const repo = resolve(here, '..', '..');
 
@@ -34,7 +37,7 @@ function parseArgs(argv) {
     else if (x === '--list') a.list = true;
     else if (x === '--filter' && i + 1 < argv.length) a.filters.push(argv[++i]);
     else if (x === '--jobs' && i + 1 < argv.length) a.jobs = Math.max(1, Number.parseInt(argv[++i], 10) || 1);
-    else if (x === '-h' || x === '--help') { console.log(readFileSync(fileURLToPath(import.meta.url), 'utf8').split('\n').slice(1, 16).join('\n')); process.exit(0); }
+    else if (x === '-h' || x === '--help') { console.log(readFileSync(fileURLToPath(import.meta.url), 'utf8').split('\n').slice(1, 17).join('\n')); process.exit(0); }
     else { console.error(`run.mjs: unknown argument ${x}`); process.exit(2); }
   }
   return a;
@@ -92,21 +95,36 @@ async function runCell(cell, stack, opts) {
   const out = openSync(result.flatlineLog, 'a');
   const child = spawn(opts.bin, args, { cwd: here, env, detached: true, stdio: ['ignore', out, out] });
   closeSync(out);
+  // Hard guard: a hung flatline must not hang CI. SIGTERM (flatline then
+  // stops its commands and writes its report) 10 s before the limit, and at
+  // duration + slack SIGKILL flatline's process group and every command's
+  // group it started (each runs in a group of its own; their pids are in
+  // the report only when flatline ends, so they are found through /proc).
   const guardMs = (scenarioDuration(scenario) + opts.slack) * 1000;
   let timedOut = false;
-  const guard = setTimeout(() => {
+  let killed = false;
+  const term = setTimeout(() => {
     timedOut = true;
     try { process.kill(child.pid, 'SIGTERM'); } catch { /* gone */ }
-    setTimeout(() => { try { process.kill(-child.pid, 'SIGKILL'); } catch { /* gone */ } }, 10000).unref();
+  }, Math.max(1000, guardMs - 10000));
+  const kill = setTimeout(() => {
+    timedOut = true;
+    killed = true;
+    killTree(child.pid);
   }, guardMs);
   const code = await new Promise((res) => {
     child.once('error', (e) => { result.notes.push(`cannot start flatline: ${e.message}`); res(-1); });
-    child.once('exit', (c, sig) => res(c ?? (sig ? 128 : -1)));
+    child.once('exit', (c, sig) => res(c ?? (sig ? 128 + (osSignals[sig] || 0) : -1)));
   });
-  clearTimeout(guard);
+  clearTimeout(term);
+  clearTimeout(kill);
   result.seconds = (Date.now() - started) / 1000;
   result.exit = code;
-  if (timedOut) result.notes.push(`runner stopped flatline after ${guardMs / 1000} s`);
+  if (timedOut) {
+    result.notes.push(killed
+      ? `flatline hung: SIGTERM at ${(guardMs - 10000) / 1000} s did not end it, runner SIGKILLed it and its commands at ${guardMs / 1000} s`
+      : `flatline did not end by itself: runner sent SIGTERM at ${(guardMs - 10000) / 1000} s (duration + ${opts.slack - 10} s)`);
+  }
   if (existsSync(reportFile)) {
     try { result.report = JSON.parse(readFileSync(reportFile, 'utf8')); } catch (e) { result.notes.push(`report unreadable: ${e.message}`); }
   }
@@ -129,6 +147,36 @@ async function runCell(cell, stack, opts) {
     }
   }
   return result;
+}
+
+// The pids of `root` and all its descendants (from /proc; Linux only).
+function descendants(root) {
+  const kids = new Map();
+  let entries = [];
+  try { entries = readdirSync('/proc').filter((d) => /^[0-9]+$/.test(d)); } catch { return [root]; }
+  for (const d of entries) {
+    try {
+      const stat = readFileSync(`/proc/${d}/stat`, 'utf8');
+      const ppid = Number.parseInt(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[1], 10);
+      if (!kids.has(ppid)) kids.set(ppid, []);
+      kids.get(ppid).push(Number.parseInt(d, 10));
+    } catch { /* exited meanwhile */ }
+  }
+  const out = [];
+  const todo = [root];
+  while (todo.length) {
+    const p = todo.pop();
+    out.push(p);
+    for (const k of kids.get(p) || []) todo.push(k);
+  }
+  return out;
+}
+
+// SIGKILL a process, its descendants and their process groups.
+function killTree(root) {
+  const pids = descendants(root);
+  for (const p of pids) { try { process.kill(-p, 'SIGKILL'); } catch { /* not a group leader */ } }
+  for (const p of pids) { try { process.kill(p, 'SIGKILL'); } catch { /* gone */ } }
 }
 
 function pad(s, n) { s = String(s); return s.length >= n ? s : s + ' '.repeat(n - s.length); }

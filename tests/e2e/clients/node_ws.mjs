@@ -1,16 +1,20 @@
 // Node `ws` client with the documented client-side heartbeat.
 //
-// Usage: node clients/node_ws.mjs
+// Usage: node clients/node_ws.mjs [giveup]
 // A ping() every 1 s; every pong (or message) resets a 3 s deadline; on
 // timeout the socket is terminate()d (close() would wait for the closing
 // handshake, 30 s in ws) and a new one opened with exponential backoff and
 // jitter. Each attempt has a 3 s handshake timeout. Re-subscribes on open.
 // FLATLINE_CLOSE_AFTER=N: close with 1000 N s after the first open, then
 // never reconnect. SIGTERM: close with 1000 and exit.
+// giveup: the same, but after one reconnect attempt that does not open, it
+// gives up for good (a `maxRetries: 1` configuration): it never comes back
+// after a partition longer than its handshake timeout.
 import WebSocket from 'ws';
 import { makeLog, requireUrl, backoffDelay, closeAfterSeconds } from './log.mjs';
 
-const log = makeLog('node-ws-good');
+const giveup = process.argv[2] === 'giveup';
+const log = makeLog(giveup ? 'node-ws-giveup' : 'node-ws-good');
 const url = requireUrl(log);
 const HEARTBEAT_MS = 1000;
 const TIMEOUT_MS = 3000;
@@ -27,6 +31,7 @@ let reconnectTimer = null;
 
 function scheduleReconnect(why) {
   if (stopped || intentional || reconnectTimer) return;
+  if (giveup && failures >= 1) { log('giving-up', `after ${failures} failed attempt(s): no more reconnects`); return; }
   const delay = backoffDelay(failures);
   failures += 1;
   log('reconnect-scheduled', `in=${delay}ms why=${why}`);
@@ -101,5 +106,5 @@ function stop(signal) {
 process.on('SIGTERM', () => stop('SIGTERM'));
 process.on('SIGINT', () => stop('SIGINT'));
 
-log('start', `heartbeat=ping() every ${HEARTBEAT_MS}ms timeout=${TIMEOUT_MS}ms handshakeTimeout=${HANDSHAKE_TIMEOUT_MS}ms closeAfter=${closeAfter}s`);
+log('start', `${giveup ? 'giveup (1 retry) ' : ''}heartbeat=ping() every ${HEARTBEAT_MS}ms timeout=${TIMEOUT_MS}ms handshakeTimeout=${HANDSHAKE_TIMEOUT_MS}ms closeAfter=${closeAfter}s`);
 connect();
