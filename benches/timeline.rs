@@ -22,9 +22,9 @@
 //! ```
 
 use flatline::events::{Event, EventKind};
+use flatline::expect::refs::resolve;
 use flatline::run::{run, RunOptions};
 use flatline::scenario::parse_str;
-use flatline::expect::refs::resolve;
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};

@@ -473,3 +473,32 @@ async fn limit_cuts_after_the_budget() {
     assert_eq!(err, Some(ErrorKind::ConnectionReset));
     relay.stop().await;
 }
+
+#[tokio::test]
+async fn an_answer_after_the_client_gave_up_is_not_an_open() {
+    let (server_l, addr) = listener().await;
+    let relay = relay_to_addr(addr).await;
+    let log = relay.log().clone();
+    start(&relay, "outage", "kind: partition");
+    let mut client = TcpStream::connect(relay.addr()).await.unwrap();
+    client.write_all(&upgrade_request("/feed")).await.unwrap();
+    // The client's handshake timeout: it gives up while the request is held.
+    client.shutdown().await.unwrap();
+    wait_event(&log, |e| {
+        matches!(e.kind, EventKind::Fin { from: Side::Client })
+    })
+    .await;
+    relay.board().stop_fault("outage");
+    let (mut server, _) = server_l.accept().await.unwrap();
+    read_head(&mut server).await;
+    server.write_all(SWITCHING).await.unwrap();
+    wait_event(&log, |e| {
+        e.conn == Some(1) && matches!(&e.kind, EventKind::Note { text } if text.contains("given this connection up"))
+    })
+    .await;
+    assert!(!log
+        .events()
+        .iter()
+        .any(|e| matches!(e.kind, EventKind::Open)));
+    relay.stop().await;
+}

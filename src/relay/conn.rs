@@ -927,7 +927,18 @@ fn apply(
     for e in effects {
         match e {
             Effect::Status(status) => {
-                if status == 101 {
+                if status == 101 && pipes[0].src_done {
+                    // The client gave this attempt up (FIN or RST) before the
+                    // answer reached it, e.g. a handshake timeout during a
+                    // partition: from its side the connection never opened.
+                    log.emit(
+                        Some(id),
+                        EventKind::Note {
+                            text: "101 reached a client that had already given this connection up"
+                                .into(),
+                        },
+                    );
+                } else if status == 101 {
                     log.emit(Some(id), EventKind::Open);
                 } else {
                     pipes[0].scanning = false;
