@@ -55,18 +55,9 @@ impl Backoff {
 impl Expectation for Backoff {
     fn judge(&self, ctx: &JudgeCtx<'_>) -> Option<Verdict> {
         let ev = ctx.events;
-        let w = match self.span.locate(ev) {
+        let w = match self.span.locate_or_fail(ctx, &self.name, KIND) {
             Ok(w) => w,
-            Err(why) if ctx.finished => {
-                return Some(verdict(
-                    &self.name,
-                    KIND,
-                    false,
-                    None,
-                    format!("{why}, so the window to judge never began"),
-                ))
-            }
-            Err(_) => return None,
+            Err(v) => return v,
         };
         let (end, over) = w.end_now(ev, ctx.now, ctx.finished);
         let attempts: Vec<(u32, Duration)> = ev

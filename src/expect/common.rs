@@ -185,6 +185,27 @@ impl Span {
 
     /// The window as far as the log knows it; `Err` with the reason when its
     /// start is not in the log.
+    /// [`Span::locate`] for a judge: undecided (`Err(None)`) while the window
+    /// has not begun, failing at the end of the run (`Err(Some(verdict))`).
+    pub fn locate_or_fail(
+        &self,
+        ctx: &JudgeCtx<'_>,
+        name: &str,
+        kind: &str,
+    ) -> Result<Window, Option<Verdict>> {
+        match self.locate(ctx.events) {
+            Ok(w) => Ok(w),
+            Err(why) if ctx.finished => Err(Some(verdict(
+                name,
+                kind,
+                false,
+                None,
+                format!("{why}, so the window to judge never began"),
+            ))),
+            Err(_) => Err(None),
+        }
+    }
+
     pub fn locate(&self, events: &[Event]) -> Result<Window, String> {
         match self {
             Span::During(name) => {

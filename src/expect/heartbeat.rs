@@ -123,18 +123,9 @@ impl Expectation for Heartbeat {
     fn judge(&self, ctx: &JudgeCtx<'_>) -> Option<Verdict> {
         let ev = ctx.events;
         let from = self.from;
-        let w = match self.span.locate(ev) {
+        let w = match self.span.locate_or_fail(ctx, &self.name, KIND) {
             Ok(w) => w,
-            Err(why) if ctx.finished => {
-                return Some(verdict(
-                    &self.name,
-                    KIND,
-                    false,
-                    None,
-                    format!("{why}, so the window to judge never began"),
-                ))
-            }
-            Err(_) => return None,
+            Err(v) => return v,
         };
         let (end, over) = w.end_now(ev, ctx.now, ctx.finished);
         let limit = self.every + self.tolerance;

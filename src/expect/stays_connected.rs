@@ -35,12 +35,9 @@ impl Expectation for StaysConnected {
         let ev = ctx.events;
         let side = self.side;
         let out = |passed, detail| Some(verdict(&self.name, KIND, passed, None, detail));
-        let w = match self.span.locate(ev) {
+        let w = match self.span.locate_or_fail(ctx, &self.name, KIND) {
             Ok(w) => w,
-            Err(why) if ctx.finished => {
-                return out(false, format!("{why}, so the window to judge never began"))
-            }
-            Err(_) => return None,
+            Err(v) => return v,
         };
         let (end, over) = w.end_now(ev, ctx.now, ctx.finished);
         // Connections the other side ended first: answering that is no false alarm.
