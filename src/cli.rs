@@ -554,7 +554,12 @@ fn check_snapshot(args: &RunArgs, report: &Report) -> Result<(), String> {
     }
 }
 
-fn cmd_check(paths: &[PathBuf]) -> i32 {
+/// Load every scenario the paths name, calling `each` with the file and its
+/// scenario or error; exit status 2 if a path or a file is invalid.
+fn for_each_scenario(
+    paths: &[PathBuf],
+    mut each: impl FnMut(&Path, Result<scenario::Loaded, scenario::ScenarioError>),
+) -> i32 {
     let files = match expand(paths) {
         Ok(f) => f,
         Err(e) => {
@@ -564,58 +569,49 @@ fn cmd_check(paths: &[PathBuf]) -> i32 {
     };
     let mut status = exit::PASS;
     for f in files {
-        match scenario::load_file(&f) {
-            Ok(l) => {
-                for w in &l.warnings {
-                    eprintln!("warning: {w}");
-                }
-                println!("# {}\n{}", f.display(), scenario::plan(&l.scenario));
-            }
-            Err(e) => {
-                eprintln!("error: {e}");
-                status = exit::INVALID;
-            }
+        let loaded = scenario::load_file(&f);
+        if loaded.is_err() {
+            status = exit::INVALID;
         }
+        each(&f, loaded);
     }
     status
 }
 
+fn cmd_check(paths: &[PathBuf]) -> i32 {
+    for_each_scenario(paths, |f, loaded| match loaded {
+        Ok(l) => {
+            for w in &l.warnings {
+                eprintln!("warning: {w}");
+            }
+            println!("# {}\n{}", f.display(), scenario::plan(&l.scenario));
+        }
+        Err(e) => eprintln!("error: {e}"),
+    })
+}
+
 fn cmd_list(dir: &Path) -> i32 {
-    let files = match expand(&[dir.to_path_buf()]) {
-        Ok(f) => f,
-        Err(e) => {
-            eprintln!("error: {e}");
-            return exit::INVALID;
+    for_each_scenario(&[dir.to_path_buf()], |f, loaded| match loaded {
+        Ok(l) => {
+            let first = l
+                .scenario
+                .description
+                .split_terminator(['.', '\n'])
+                .next()
+                .unwrap_or("")
+                .trim()
+                .to_string();
+            println!(
+                "{:<22} {:>5}  {first}",
+                l.scenario.name,
+                l.scenario.duration.to_string()
+            );
         }
-    };
-    let mut status = exit::PASS;
-    for f in files {
-        match scenario::load_file(&f) {
-            Ok(l) => {
-                let first = l
-                    .scenario
-                    .description
-                    .split_terminator(['.', '\n'])
-                    .next()
-                    .unwrap_or("")
-                    .trim()
-                    .to_string();
-                println!(
-                    "{:<22} {:>5}  {first}",
-                    l.scenario.name,
-                    crate::scenario::Dur(l.scenario.duration.0).to_string()
-                );
-            }
-            Err(e) => {
-                println!(
-                    "{:<22} INVALID  {e}",
-                    f.file_stem().and_then(|s| s.to_str()).unwrap_or("?")
-                );
-                status = exit::INVALID;
-            }
-        }
-    }
-    status
+        Err(e) => println!(
+            "{:<22} INVALID  {e}",
+            f.file_stem().and_then(|s| s.to_str()).unwrap_or("?")
+        ),
+    })
 }
 
 async fn cmd_replay(path: &Path) -> i32 {

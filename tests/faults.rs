@@ -110,14 +110,21 @@ async fn partition_on_end_reset_resets_both_sides() {
     relay.stop().await;
 }
 
-#[tokio::test]
-async fn partition_gives_new_connections_no_handshake_answer() {
+/// A relay with a partition `outage` active, and a client that connected
+/// and sent its upgrade request during it.
+async fn request_during_partition() -> (tokio::net::TcpListener, Relay, EventLog, TcpStream) {
     let (server_l, addr) = listener().await;
     let relay = relay_to_addr(addr).await;
     let log = relay.log().clone();
     start(&relay, "outage", "kind: partition");
     let mut client = TcpStream::connect(relay.addr()).await.unwrap();
     client.write_all(&upgrade_request("/feed")).await.unwrap();
+    (server_l, relay, log, client)
+}
+
+#[tokio::test]
+async fn partition_gives_new_connections_no_handshake_answer() {
+    let (server_l, relay, log, mut client) = request_during_partition().await;
     wait_event(&log, |e| {
         e.conn == Some(1) && matches!(e.kind, EventKind::FaultJoin { .. })
     })
@@ -476,12 +483,7 @@ async fn limit_cuts_after_the_budget() {
 
 #[tokio::test]
 async fn an_answer_after_the_client_gave_up_is_not_an_open() {
-    let (server_l, addr) = listener().await;
-    let relay = relay_to_addr(addr).await;
-    let log = relay.log().clone();
-    start(&relay, "outage", "kind: partition");
-    let mut client = TcpStream::connect(relay.addr()).await.unwrap();
-    client.write_all(&upgrade_request("/feed")).await.unwrap();
+    let (server_l, relay, log, mut client) = request_during_partition().await;
     // The client's handshake timeout: it gives up while the request is held.
     client.shutdown().await.unwrap();
     wait_event(&log, |e| {
