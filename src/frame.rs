@@ -99,10 +99,10 @@ impl FrameScanner {
                     }
                     let need = header_len(&self.hdr[..self.have]);
                     let take = (need - self.have).min(chunk.len() - pos);
-                    // Copy only as many bytes as the header still needs.
-                    let need_now = self.fill_header(&chunk[pos..pos + take]);
+                    // Copy only as many bytes as the header still needs (its
+                    // length is known once the first two bytes are).
+                    self.fill_header(&chunk[pos..pos + take]);
                     pos += take;
-                    let _ = need_now;
                     let need = header_len(&self.hdr[..self.have]);
                     if self.have < need {
                         continue;
@@ -142,10 +142,9 @@ impl FrameScanner {
         }
     }
 
-    fn fill_header(&mut self, bytes: &[u8]) -> usize {
+    fn fill_header(&mut self, bytes: &[u8]) {
         self.hdr[self.have..self.have + bytes.len()].copy_from_slice(bytes);
         self.have += bytes.len();
-        self.have
     }
 
     /// Emit `Info` once the preview is complete and `End` at the frame's end.

@@ -909,9 +909,6 @@ fn on_readable(
             }
         }
     });
-    if pipes[dir.index()].src_done && pipes[dir.index()].queue.is_empty() {
-        // Nothing more will be read; keep the socket for the other direction.
-    }
     apply(pipes, sockets, dir, effects, log, reset_seen);
 }
 
