@@ -31,12 +31,11 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::{TcpListener, TcpStream};
+use tokio::net::TcpStream;
 
-const REQUEST: &[u8] = b"GET /echo HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n";
-const SWITCHING: &[u8] = b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Accept: s3pPLMBiTxaQ9kYGzzhZRbK+xOo=\r\n\r\n";
-
-type Res<T> = Result<T, Box<dyn std::error::Error + Send + Sync>>;
+#[path = "common/echo.rs"]
+mod echo;
+use echo::{echo_server, read_head, Res, REQUEST};
 
 /// The scenario: every fault is a 1 ms `delay` on all connections (so that
 /// starting one really sends commands to the connections).
@@ -68,68 +67,6 @@ fn scenario_yaml(judged: bool) -> String {
         y += "expect:\n  - {kind: stays_connected, side: client, after: start, for: 10s}\n";
     }
     y
-}
-
-async fn read_head(s: &mut TcpStream) -> Res<()> {
-    let mut buf = Vec::with_capacity(512);
-    let mut chunk = [0u8; 512];
-    loop {
-        let n = s.read(&mut chunk).await?;
-        if n == 0 {
-            return Err("eof in head".into());
-        }
-        buf.extend_from_slice(&chunk[..n]);
-        if buf.windows(4).any(|w| w == b"\r\n\r\n") {
-            return Ok(());
-        }
-    }
-}
-
-/// A raw echo upstream: answers the upgrade, then echoes every frame unmasked.
-async fn echo_server() -> Res<SocketAddr> {
-    let l = TcpListener::bind("127.0.0.1:0").await?;
-    let addr = l.local_addr()?;
-    tokio::spawn(async move {
-        while let Ok((s, _)) = l.accept().await {
-            tokio::spawn(async move {
-                let _ = echo_conn(s).await;
-            });
-        }
-    });
-    Ok(addr)
-}
-
-async fn echo_conn(mut s: TcpStream) -> Res<()> {
-    s.set_nodelay(true)?;
-    read_head(&mut s).await?;
-    s.write_all(SWITCHING).await?;
-    let mut h = [0u8; 14];
-    let mut buf = Vec::new();
-    loop {
-        s.read_exact(&mut h[..2]).await?;
-        let hl = flatline::frame::header_len(&h[..2]);
-        s.read_exact(&mut h[2..hl]).await?;
-        let (len, off) = match h[1] & 0x7f {
-            126 => (u16::from_be_bytes([h[2], h[3]]) as usize, 4),
-            127 => (u64::from_be_bytes(h[2..10].try_into()?) as usize, 10),
-            n => (n as usize, 2),
-        };
-        let masked = h[1] & 0x80 != 0;
-        buf.clear();
-        buf.push(h[0]);
-        buf.push(h[1] & 0x7f);
-        buf.extend_from_slice(&h[2..off]);
-        let start = buf.len();
-        buf.resize(start + len, 0);
-        s.read_exact(&mut buf[start..]).await?;
-        if masked {
-            let m = [h[off], h[off + 1], h[off + 2], h[off + 3]];
-            for (i, b) in buf[start..].iter_mut().enumerate() {
-                *b ^= m[i & 3];
-            }
-        }
-        s.write_all(&buf).await?;
-    }
 }
 
 /// One client connection through the relay; with `load`, it keeps up to 32
