@@ -211,16 +211,30 @@ async fn header_split_at_every_offset_to_client() {
     split_everywhere(Direction::ToClient).await;
 }
 
-/// One side half-closes; the other direction keeps carrying data.
-async fn half_close(first: Side) {
+/// A relayed raw pair as (`first`'s socket, the other side's socket), with
+/// the relay and its log.
+async fn pair_from(
+    first: Side,
+) -> (
+    flatline::relay::Relay,
+    flatline::events::EventLog,
+    TcpStream,
+    TcpStream,
+) {
     let (server_l, addr) = listener().await;
     let relay = relay_to_addr(addr).await;
     let log = relay.log().clone();
     let (client, server) = raw_pair(&relay, &server_l).await;
-    let (mut a, mut b) = match first {
+    let (a, b) = match first {
         Side::Client => (client, server),
         Side::Server => (server, client),
     };
+    (relay, log, a, b)
+}
+
+/// One side half-closes; the other direction keeps carrying data.
+async fn half_close(first: Side) {
+    let (relay, log, mut a, mut b) = pair_from(first).await;
     let mask = |s: Side| (s == Side::Client).then_some([1, 2, 3, 4]);
     let before = encode_frame(1, true, b"before fin", mask(first));
     a.write_all(&before).await.unwrap();
@@ -270,14 +284,7 @@ async fn half_close_from_server() {
 
 /// One side resets; the other's read fails with ECONNRESET.
 async fn rst(from: Side) {
-    let (server_l, addr) = listener().await;
-    let relay = relay_to_addr(addr).await;
-    let log = relay.log().clone();
-    let (client, server) = raw_pair(&relay, &server_l).await;
-    let (a, mut b): (TcpStream, TcpStream) = match from {
-        Side::Client => (client, server),
-        Side::Server => (server, client),
-    };
+    let (relay, log, a, mut b) = pair_from(from).await;
     reset(a);
     let (got, r) = read_until_end(&mut b).await;
     assert!(got.is_empty());
@@ -370,14 +377,7 @@ async fn relay_does_not_answer_pings() {
 /// fail. The other side must get the RST (as it would without the relay),
 /// not a relay spinning on a dead socket.
 async fn reset_after_half_close(first: Side) {
-    let (server_l, addr) = listener().await;
-    let relay = relay_to_addr(addr).await;
-    let log = relay.log().clone();
-    let (client, server) = raw_pair(&relay, &server_l).await;
-    let (mut a, mut b) = match first {
-        Side::Client => (client, server),
-        Side::Server => (server, client),
-    };
+    let (relay, log, mut a, mut b) = pair_from(first).await;
     let mask = (first == Side::Server).then_some([1, 2, 3, 4]);
     a.shutdown().await.unwrap();
     let (_, r) = read_until_end(&mut b).await;
