@@ -110,6 +110,24 @@ differs or one failed, 2 the report cannot be read, 3 the run could not be carri
         #[arg(long)]
         keep_extensions: bool,
     },
+    /// A live HTTP control API: sessions, faults now, verdicts on demand,
+    /// and Toxiproxy's API, on one port, until Ctrl-C or SIGTERM.
+    #[command(after_help = "Examples:
+  flatline serve
+  flatline serve --listen 127.0.0.1:9474
+  curl -s -XPOST localhost:8474/sessions -d '{\"upstream\": \"ws://127.0.0.1:9001/feed\"}'
+
+The API is described in docs/serve.md. Listening on a non-loopback address
+needs --allow-remote: a control API that creates relays to any upstream is an
+open proxy.")]
+    Serve {
+        /// Where the API listens (Toxiproxy's port by default).
+        #[arg(long, default_value = "127.0.0.1:8474", value_name = "ADDR")]
+        listen: SocketAddr,
+        /// Allow a non-loopback --listen (and relays on non-loopback addresses).
+        #[arg(long)]
+        allow_remote: bool,
+    },
     /// The reference demo server (echo, text ping → pong, subscriptions).
     #[command(after_help = "Example:
   flatline demo-server --listen 127.0.0.1:9001 --ping-every 5s")]
@@ -219,6 +237,16 @@ pub fn main() -> i32 {
                 events,
                 keep_extensions,
             } => cmd_relay(listen, &upstream, events, keep_extensions).await,
+            Cmd::Serve {
+                listen,
+                allow_remote,
+            } => {
+                let opts = crate::serve::ServeOptions {
+                    listen,
+                    allow_remote,
+                };
+                crate::serve::run_cli(opts, interrupt_token()).await
+            }
             Cmd::DemoServer { listen, opts } => cmd_demo_server(listen, opts).await,
             Cmd::DemoClient { opts } => cmd_demo_client(opts).await,
         }

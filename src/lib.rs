@@ -31,4 +31,5 @@ pub mod relay;
 pub mod report;
 pub mod run;
 pub mod scenario;
+pub mod serve;
 pub mod timeline;

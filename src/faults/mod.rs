@@ -30,7 +30,10 @@ mod partition;
 mod refuse;
 mod reset;
 mod slice;
+mod slow_close;
 mod throttle;
+
+pub use slow_close::SlowClose;
 
 /// The per-pipe RNG: seeded from the scenario seed, the connection number and
 /// the direction, so one connection's traffic never changes another's draws.

@@ -13,6 +13,7 @@ mod plan;
 mod validate;
 pub mod values;
 
+pub(crate) use error::hint_for;
 pub use error::{ScenarioError, MAX_FILE_BYTES};
 pub use model::*;
 pub use parse::{load_file, parse_str, Loaded};
