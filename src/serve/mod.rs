@@ -123,13 +123,26 @@ impl AppState {
             .ok_or_else(|| ApiError::not_found(format!("no session `{id}`")))
     }
 
+    /// Register a proxy's session under its id (replacing an older one).
+    pub fn replace_session(&self, s: Arc<Session>) {
+        self.lock().insert(s.id.clone(), s);
+    }
+
+    /// Unregister a proxy's session (if it is still this one).
+    pub fn forget_session(&self, s: &Arc<Session>) {
+        let mut all = self.lock();
+        if all.get(&s.id).is_some_and(|x| Arc::ptr_eq(x, s)) {
+            all.remove(&s.id);
+        }
+    }
+
     /// Stop every session and proxy.
     pub async fn close_all(&self) {
         let all: Vec<Arc<Session>> = std::mem::take(&mut *self.lock()).into_values().collect();
         for s in all {
             s.stop(CloseHow::Fin).await;
         }
-        self.proxies.lock().await.close_all().await;
+        self.proxies.lock().await.close_all(self).await;
     }
 }
 

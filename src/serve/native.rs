@@ -160,6 +160,11 @@ async fn remove(
             ))
         }
     };
+    if id.starts_with("proxy-") && st.session(&id).is_ok() {
+        return Err(ApiError::conflict(format!(
+            "session `{id}` belongs to a Toxiproxy proxy: delete or disable the proxy instead"
+        )));
+    }
     let s = st.remove_session(&id)?;
     s.stop(how).await;
     Ok(StatusCode::NO_CONTENT)

@@ -17,7 +17,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use serde_json::{json, Map, Value};
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashSet};
 use std::sync::Arc;
 
 type Res<T> = Result<T, ApiError>;
@@ -33,6 +33,7 @@ pub struct Proxy {
     toxics: Vec<Toxic>,
     session: Option<Arc<Session>>,
     /// Fault names used on the current session (a re-created toxic gets a new one).
+    used: HashSet<String>,
     generation: u64,
 }
 
@@ -47,13 +48,14 @@ impl Proxy {
         })
     }
 
+    /// The toxic's name, or `NAME~N` when the session has used it before.
     fn fault_name(&mut self, toxic: &str) -> String {
-        self.generation += 1;
-        if self.generation == 1 {
-            toxic.to_string()
-        } else {
-            format!("{toxic}~{}", self.generation)
+        let mut name = toxic.to_string();
+        while !self.used.insert(name.clone()) {
+            self.generation += 1;
+            name = format!("{toxic}~{}", self.generation);
         }
+        name
     }
 
     /// Start listening (if enabled) with every toxic in place.
@@ -75,7 +77,8 @@ impl Proxy {
         )
         .await?;
         self.listen = s.addr().to_string();
-        self.generation = 0;
+        self.used.clear();
+        st.replace_session(s.clone());
         self.session = Some(s);
         for i in 0..self.toxics.len() {
             let t = self.toxics[i].clone();
@@ -84,8 +87,9 @@ impl Proxy {
         Ok(())
     }
 
-    async fn stop(&mut self) {
+    async fn stop(&mut self, st: &AppState) {
         if let Some(s) = self.session.take() {
+            st.forget_session(&s);
             s.stop(CloseHow::Fin).await;
         }
     }
@@ -124,9 +128,9 @@ pub struct Proxies {
 
 impl Proxies {
     /// Stop every proxy (server shutdown).
-    pub async fn close_all(&mut self) {
+    pub async fn close_all(&mut self, st: &AppState) {
         for p in self.map.values_mut() {
-            p.stop().await;
+            p.stop(st).await;
         }
         self.map.clear();
     }
@@ -260,6 +264,7 @@ fn proxy_from(obj: &Map<String, Value>, at: &str) -> Res<Proxy> {
         enabled,
         toxics: Vec::new(),
         session: None,
+        used: HashSet::new(),
         generation: 0,
     })
 }
@@ -324,7 +329,7 @@ async fn populate_one(st: &AppState, all: &mut Proxies, mut p: Proxy) -> Res<Val
         if same_listen && old.upstream == p.upstream {
             return Ok(old.to_json());
         }
-        old.stop().await;
+        old.stop(st).await;
     }
     p.start(st).await?;
     let v = p.to_json();
@@ -359,7 +364,7 @@ async fn update(
     let new = proxy_from(&merged, "")?;
     let moved = new.listen != p.listen || new.upstream != p.upstream;
     if moved || !new.enabled {
-        p.stop().await;
+        p.stop(&st).await;
     }
     p.listen = new.listen;
     p.upstream = new.upstream;
@@ -370,7 +375,7 @@ async fn update(
 
 async fn remove(State(st): State<Arc<AppState>>, Path(name): Path<String>) -> Res<StatusCode> {
     let mut all = st.proxies.lock().await;
-    all.get(&name)?.stop().await;
+    all.get(&name)?.stop(&st).await;
     all.map.remove(&name);
     Ok(StatusCode::NO_CONTENT)
 }

@@ -124,3 +124,25 @@ pub async fn echo_text(ws: &mut Ws, text: &str) {
     };
     tokio::time::timeout(T, fut).await.expect("echo in time");
 }
+
+/// Follow a session's events until one line satisfies `pred` (bounded).
+pub async fn wait_event(api: SocketAddr, id: &str, pred: impl Fn(&Value) -> bool) -> Value {
+    use tokio::io::AsyncBufReadExt;
+    let fut = async {
+        let mut s = TcpStream::connect(api).await.unwrap();
+        let req = format!("GET /sessions/{id}/events?follow=true HTTP/1.1\r\nHost: x\r\n\r\n");
+        s.write_all(req.as_bytes()).await.unwrap();
+        let mut lines = tokio::io::BufReader::new(s).lines();
+        while let Some(l) = lines.next_line().await.unwrap() {
+            if let Ok(v) = serde_json::from_str::<Value>(&l) {
+                if pred(&v) {
+                    return v;
+                }
+            }
+        }
+        panic!("the event stream of {id} ended");
+    };
+    tokio::time::timeout(T, fut)
+        .await
+        .expect("the event in time")
+}
