@@ -108,7 +108,8 @@ impl<W: Write> LivePrinter<W> {
         }
     }
 
-    /// Take one event.
+    /// Takes one event: prints a line if a person cares about it, and
+    /// counts frames for the summary printed when the connection closes.
     pub fn on_event(&mut self, e: &Event) {
         if let Some(pb) = &self.progress {
             pb.set_position(e.t.as_millis() as u64);

@@ -7,7 +7,7 @@ use crate::report::Report;
 
 /// What one event becomes in the transcript.
 pub(super) enum Class {
-    /// Left out.
+    /// Left out (notes, the first `listening`).
     Skip,
     /// Counted with the similar events (same label) of its connection since
     /// that connection's last state change.

@@ -46,7 +46,7 @@ const PREVIEW_CHARS: usize = 48;
 /// content as [`Transcript::to_text`].
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Transcript {
-    /// Scenario name.
+    /// The scenario's `name`.
     pub scenario: String,
     /// Whether every expectation passed.
     pub passed: bool,
@@ -54,9 +54,9 @@ pub struct Transcript {
     pub times: String,
     /// The timeline, one line per event or collapsed run of frames.
     pub timeline: Vec<String>,
-    /// Fault windows.
+    /// When each fault was active, in order of first start.
     pub faults: Vec<FaultWindow>,
-    /// Verdicts.
+    /// One line per expectation, in scenario order.
     pub expectations: Vec<VerdictLine>,
     /// The timeline as (time, connection, text) for aligned printing.
     #[serde(skip)]
@@ -66,7 +66,7 @@ pub struct Transcript {
 /// When a fault was active and on which connections.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct FaultWindow {
-    /// Fault name.
+    /// The fault's effective name (given, or `<kind>-<index>`).
     pub name: String,
     /// Fault kind (from the scenario; `?` when unknown).
     pub kind: String,
@@ -83,9 +83,9 @@ pub struct FaultWindow {
 /// One verdict, normalised.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct VerdictLine {
-    /// Expectation name.
+    /// The expectation's effective name (given, or `<kind>-<index>`).
     pub name: String,
-    /// Expectation kind.
+    /// Its `kind` (`detects`, `reconnects`, ...).
     pub kind: String,
     /// Whether it passed.
     pub passed: bool,
