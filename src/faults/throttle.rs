@@ -35,8 +35,10 @@ impl Stage for ThrottleStage {
         let start = self.free_at.map_or(ready, |f| f.max(ready));
         let cost = Duration::from_secs_f64(len as f64 / self.bytes_per_sec as f64);
         self.free_at = Some(start + cost);
-        // The chunk is fully "on the wire" when its bytes have had their time.
-        start + cost
+        // The chunk begins when the earlier ones have had their time; its
+        // own time is spent in the paced pieces of `write_size` (releasing
+        // it only at `start + cost` would count its time twice: half the rate).
+        start
     }
     fn write_size(&mut self, _ctx: &mut StageCtx<'_>) -> Option<(usize, Duration)> {
         // Large chunks go out in pieces of about 10 ms worth of bytes.
@@ -73,7 +75,7 @@ mod tests {
         let now = ctx.now;
         let a = s.release(now, 500, &mut ctx);
         let b = s.release(now, 500, &mut ctx);
-        assert_eq!(a - now, Duration::from_millis(500));
-        assert_eq!(b - now, Duration::from_millis(1000));
+        assert_eq!(a - now, Duration::ZERO);
+        assert_eq!(b - now, Duration::from_millis(500));
     }
 }
