@@ -335,6 +335,7 @@ pub async fn run(
         upstream: Upstream::parse(&upstream)?,
         keep_extensions: scenario.extensions == Extensions::Keep,
         seed,
+        raw_fallback: false,
     };
     let relay = match Relay::start(cfg, log.clone()).await {
         Ok(r) => r,

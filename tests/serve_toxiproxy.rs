@@ -298,3 +298,51 @@ async fn timeout_holds_reset_peer_resets_limit_data_cuts() {
     srv.stop().await;
     demo.stop().await.unwrap();
 }
+
+/// A raw TCP echo server (not WebSocket at all).
+async fn tcp_echo() -> SocketAddr {
+    let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let a = l.local_addr().unwrap();
+    tokio::spawn(async move {
+        while let Ok((mut s, _)) = l.accept().await {
+            tokio::spawn(async move {
+                let (mut r, mut w) = s.split();
+                let _ = tokio::io::copy(&mut r, &mut w).await;
+            });
+        }
+    });
+    a
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_proxy_that_is_not_websocket_is_relayed_as_raw_tcp() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let srv = server().await;
+    let api = srv.addr();
+    let up = tcp_echo().await;
+    let listen = proxy(api, "redis", up).await;
+    toxic(
+        api,
+        "redis",
+        json!({"type": "latency", "attributes": {"latency": 200}}),
+    )
+    .await;
+    let mut c = tokio::net::TcpStream::connect(&listen).await.unwrap();
+    let t0 = Instant::now();
+    c.write_all(b"*1\r\n$4\r\nPING\r\n").await.unwrap();
+    let mut got = vec![0u8; 14];
+    tokio::time::timeout(T, c.read_exact(&mut got))
+        .await
+        .expect("echo in time")
+        .unwrap();
+    assert_eq!(&got, b"*1\r\n$4\r\nPING\r\n");
+    assert!(
+        t0.elapsed() >= Duration::from_millis(200),
+        "{:?}",
+        t0.elapsed()
+    );
+    let note = wait_event(api, "proxy-redis", |e| e["kind"] == "note").await;
+    assert!(note["text"].as_str().unwrap().contains("raw TCP"), "{note}");
+    assert_eq!(note["conn"], 1);
+    srv.stop().await;
+}

@@ -757,6 +757,8 @@ pub struct Conn {
     pub rest: Vec<u8>,
     /// Run seed.
     pub seed: u64,
+    /// Not WebSocket: bytes pass unobserved both ways (byte-level faults only).
+    pub raw: bool,
 }
 
 /// Run a connection until both directions are finished or the run stops.
@@ -776,7 +778,9 @@ pub async fn run(c: Conn, mut cmds: mpsc::UnboundedReceiver<ConnCmd>, stop: Canc
             crate::faults::pipe_rng(c.seed, id, Direction::ToClient),
         ),
     ];
-    pipes[1].head = Some(Vec::with_capacity(256));
+    if !c.raw {
+        pipes[1].head = Some(Vec::with_capacity(256));
+    }
     for (name, dir, stage) in c.initial {
         pipes[dir.index()].stages.push((name, stage));
     }
@@ -790,7 +794,7 @@ pub async fn run(c: Conn, mut cmds: mpsc::UnboundedReceiver<ConnCmd>, stop: Canc
         let [client, server] = &sockets;
         let _ = client;
         pipes[0].emit(&c.head, server.as_ref(), &log);
-        pipes[0].scanning = true;
+        pipes[0].scanning = !c.raw;
         pipes[0].on_chunk(&c.rest, server.as_ref(), &log);
     }
     loop {

@@ -104,6 +104,9 @@ pub struct RelayConfig {
     pub keep_extensions: bool,
     /// Seed for the per-pipe RNGs.
     pub seed: u64,
+    /// Relay a connection whose first bytes are not a WebSocket upgrade
+    /// request as raw TCP (byte-level faults only) instead of answering 400.
+    pub raw_fallback: bool,
 }
 
 impl RelayConfig {
@@ -114,6 +117,7 @@ impl RelayConfig {
             upstream: Upstream::parse(upstream)?,
             keep_extensions: false,
             seed: 0,
+            raw_fallback: false,
         })
     }
 }
@@ -531,7 +535,7 @@ async fn setup(
         }
         pre_pipes(&mut client, id, cfg, log).await
     };
-    let (req, server) = tokio::select! {
+    let (req, server, raw) = tokio::select! {
         _ = stop.cancelled() => return Some(Ending::Shutdown),
         r = pre => match r {
             Ok(v) => v,
@@ -548,6 +552,7 @@ async fn setup(
             head: req.head,
             rest: req.rest,
             seed: cfg.seed,
+            raw,
         },
         rx,
         stop,
@@ -556,16 +561,54 @@ async fn setup(
     None
 }
 
+/// A client silent this long is relayed as raw TCP (with `raw_fallback`):
+/// the server speaks first (MySQL, SMTP…).
+const RAW_SILENCE: Duration = Duration::from_millis(250);
+
+/// Read the request head (or, with `raw_fallback`, whatever comes first);
+/// whether the connection is raw TCP.
+async fn read_head(
+    client: &mut TcpStream,
+    id: u32,
+    cfg: &RelayConfig,
+    log: &EventLog,
+) -> Result<(handshake::Request, bool), handshake::HeadError> {
+    let host = cfg.upstream.authority();
+    if !cfg.raw_fallback {
+        return handshake::read_request(client, &host, cfg.keep_extensions)
+            .await
+            .map(|r| (r, false));
+    }
+    match handshake::read_first(client, &host, cfg.keep_extensions, RAW_SILENCE).await? {
+        handshake::First::Upgrade(r) => Ok((r, false)),
+        handshake::First::Raw(bytes, why) => {
+            log.emit(
+                Some(id),
+                EventKind::Note {
+                    text: format!(
+                        "not a WebSocket upgrade ({why}): relayed as raw TCP, byte-level faults only"
+                    ),
+                },
+            );
+            let r = handshake::Request {
+                path: String::new(),
+                head: bytes,
+                rest: Vec::new(),
+                extensions_removed: false,
+            };
+            Ok((r, true))
+        }
+    }
+}
+
 /// Read the request head and connect upstream; `Err` is how it ended.
 async fn pre_pipes(
     client: &mut TcpStream,
     id: u32,
     cfg: &RelayConfig,
     log: &EventLog,
-) -> Result<(handshake::Request, TcpStream), Ending> {
-    let req = match handshake::read_request(client, &cfg.upstream.authority(), cfg.keep_extensions)
-        .await
-    {
+) -> Result<(handshake::Request, TcpStream, bool), Ending> {
+    let (req, raw) = match read_head(client, id, cfg, log).await {
         Ok(r) => r,
         Err(handshake::HeadError::Eof(n)) => {
             log.emit(
@@ -593,13 +636,15 @@ async fn pre_pipes(
             return Err(Ending::Failed);
         }
     };
-    log.emit(
-        Some(id),
-        EventKind::Request {
-            path: req.path.clone(),
-            extensions_removed: req.extensions_removed,
-        },
-    );
+    if !raw {
+        log.emit(
+            Some(id),
+            EventKind::Request {
+                path: req.path.clone(),
+                extensions_removed: req.extensions_removed,
+            },
+        );
+    }
     let authority = cfg.upstream.authority();
     let server = match tokio::time::timeout(
         UPSTREAM_CONNECT_TIMEOUT,
@@ -609,17 +654,23 @@ async fn pre_pipes(
     {
         Ok(Ok(s)) => s,
         Ok(Err(e)) => {
-            return Err(upstream_failed(client, id, log, &authority, &e.to_string()).await)
+            return Err(upstream_failed(client, id, log, &authority, &e.to_string(), raw).await)
         }
         Err(_) => {
-            return Err(
-                upstream_failed(client, id, log, &authority, "connect timed out after 5 s").await,
+            return Err(upstream_failed(
+                client,
+                id,
+                log,
+                &authority,
+                "connect timed out after 5 s",
+                raw,
             )
+            .await)
         }
     };
     let _ = server.set_nodelay(true);
     log.emit(Some(id), EventKind::UpstreamConnected);
-    Ok((req, server))
+    Ok((req, server, raw))
 }
 
 async fn upstream_failed(
@@ -628,6 +679,7 @@ async fn upstream_failed(
     log: &EventLog,
     authority: &str,
     err: &str,
+    raw: bool,
 ) -> Ending {
     log.emit(
         Some(id),
@@ -635,10 +687,13 @@ async fn upstream_failed(
             error: format!("{authority}: {err}"),
         },
     );
-    let body = format!("flatline: upstream {authority} unreachable: {err}\n");
-    let _ = client
-        .write_all(&handshake::http_response(502, "Bad Gateway", &[], &body))
-        .await;
+    if !raw {
+        // A raw TCP client would not understand an HTTP answer: it only sees the close.
+        let body = format!("flatline: upstream {authority} unreachable: {err}\n");
+        let _ = client
+            .write_all(&handshake::http_response(502, "Bad Gateway", &[], &body))
+            .await;
+    }
     let _ = client.shutdown().await;
     Ending::Failed
 }

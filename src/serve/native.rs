@@ -82,7 +82,7 @@ pub fn listen_addr(state: &AppState, field: &str, text: Option<&str>) -> Res<Soc
 
 async fn create(State(st): State<Arc<AppState>>, body: Body_) -> Res<Response> {
     let obj = body_object(body)?;
-    check_keys(&obj, &["upstream", "listen", "seed", "scenario"])?;
+    check_keys(&obj, &["upstream", "listen", "seed", "scenario", "raw_tcp"])?;
     let scenario = obj.get("scenario").map(spec::scenario).transpose()?;
     let upstream_text = string_field(&obj, "upstream")?
         .or_else(|| scenario.as_ref().and_then(|s| s.upstream.clone()))
@@ -104,6 +104,16 @@ async fn create(State(st): State<Arc<AppState>>, body: Body_) -> Res<Response> {
             )
         })?,
     };
+    let raw_fallback = match obj.get("raw_tcp") {
+        None | Some(Value::Null) => false,
+        Some(Value::Bool(b)) => *b,
+        Some(v) => {
+            return Err(ApiError::field(
+                "raw_tcp",
+                format!("`raw_tcp` must be true or false, found {}", json_type(v)),
+            ))
+        }
+    };
     let id = st.next_id();
     let session = Session::start(
         id.clone(),
@@ -113,6 +123,7 @@ async fn create(State(st): State<Arc<AppState>>, body: Body_) -> Res<Response> {
             listen,
             seed,
             scenario,
+            raw_fallback,
         },
     )
     .await?;

@@ -45,6 +45,8 @@ pub struct SessionConfig {
     pub seed: u64,
     /// A scenario run on the session's timeline.
     pub scenario: Option<Scenario>,
+    /// Relay connections that are not WebSocket as raw TCP.
+    pub raw_fallback: bool,
 }
 
 /// A verdict that may still be open: `passed` is `None` while undecided.
@@ -120,6 +122,7 @@ impl Session {
                     .as_ref()
                     .is_some_and(|s| s.extensions == crate::scenario::Extensions::Keep),
                 seed: cfg.seed,
+                raw_fallback: cfg.raw_fallback,
             },
             log.clone(),
         )

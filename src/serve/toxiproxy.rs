@@ -73,6 +73,8 @@ impl Proxy {
                 listen,
                 seed: 0,
                 scenario: None,
+                // A Toxiproxy proxy is often not WebSocket at all.
+                raw_fallback: true,
             },
         )
         .await?;
