@@ -164,6 +164,12 @@ pub fn router(state: Arc<AppState>) -> Router {
         .merge(native::routes())
         .merge(toxiproxy::routes())
         .fallback(|| async { ApiError::not_found("no such endpoint; see docs/serve.md") })
+        .method_not_allowed_fallback(|| async {
+            ApiError::new(
+                axum::http::StatusCode::METHOD_NOT_ALLOWED,
+                "method not allowed on this endpoint; see docs/serve.md",
+            )
+        })
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
         .with_state(state)
 }

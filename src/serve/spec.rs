@@ -52,6 +52,7 @@ fn field_error(e: ScenarioError, list: &str, index: usize) -> ApiError {
                 .map(|p| p.trim_start_matches('.').to_string())
                 .filter(|p| !p.is_empty());
             let message = message
+                .replace(&format!("{own}: "), "")
                 .replace(&format!("{own}."), "")
                 .replace(&own, "the request");
             let mut err = match &field {
