@@ -23,7 +23,62 @@ fn document(faults: Vec<Value>, expect: Vec<Value>) -> String {
     .to_string()
 }
 
-fn known_values(known: &[FaultSpec]) -> Result<Vec<Value>, ApiError> {
+/// Every string inside `v`.
+fn strings<'a>(v: &'a Value, out: &mut Vec<&'a str>) {
+    match v {
+        Value::String(s) => out.push(s),
+        Value::Array(a) => a.iter().for_each(|x| strings(x, out)),
+        Value::Object(m) => m.values().for_each(|x| strings(x, out)),
+        _ => {}
+    }
+}
+
+/// The earlier faults `obj` may refer to (by name, transitively): only those
+/// go into the document, so a request costs the same however many faults the
+/// session already has.
+fn referenced<'a>(obj: &Map<String, Value>, known: &'a [FaultSpec]) -> Vec<&'a FaultSpec> {
+    let mut texts = Vec::new();
+    obj.values().for_each(|v| strings(v, &mut texts));
+    let mut texts: Vec<String> = texts.into_iter().map(str::to_string).collect();
+    let mut picked = vec![false; known.len()];
+    loop {
+        let mut more = false;
+        for (i, f) in known.iter().enumerate() {
+            let Some(name) = f.name.as_deref() else {
+                continue;
+            };
+            if !picked[i] && texts.iter().any(|t| t.contains(name)) {
+                picked[i] = true;
+                more = true;
+                if let Some(at) = serde_json::to_value(&f.at)
+                    .ok()
+                    .as_ref()
+                    .and_then(Value::as_str)
+                {
+                    texts.push(at.to_string());
+                }
+            }
+        }
+        if !more {
+            break;
+        }
+    }
+    known
+        .iter()
+        .zip(picked)
+        .filter_map(|(f, p)| p.then_some(f))
+        .collect()
+}
+
+/// `<kind>-<n>`, `n` counting from `index + 1` until the name is free.
+fn default_name(kind: &str, index: usize, taken: impl Fn(&str) -> bool) -> String {
+    (index + 1..)
+        .map(|n| format!("{kind}-{n}"))
+        .find(|n| !taken(n))
+        .unwrap_or_default()
+}
+
+fn known_values(known: &[&FaultSpec]) -> Result<Vec<Value>, ApiError> {
     known
         .iter()
         .map(|f| {
@@ -69,8 +124,9 @@ fn field_error(e: ScenarioError, list: &str, index: usize) -> ApiError {
 /// One fault in the scenario format; `known` are the session's faults so
 /// far (for references and default names).
 pub fn fault(obj: Map<String, Value>, known: &[FaultSpec]) -> Result<FaultSpec, ApiError> {
-    let index = known.len();
-    let mut faults = known_values(known)?;
+    let refs = referenced(&obj, known);
+    let index = refs.len();
+    let mut faults = known_values(&refs)?;
     faults.push(Value::Object(obj));
     let loaded = parse_str(&document(faults, Vec::new()), "request")
         .map_err(|e| field_error(e, "faults", index))?;
@@ -81,7 +137,8 @@ pub fn fault(obj: Map<String, Value>, known: &[FaultSpec]) -> Result<FaultSpec, 
         .cloned()
         .ok_or_else(|| ApiError::bad("no fault in the request"))?;
     if spec.name.is_none() {
-        spec.name = Some(loaded.scenario.fault_name(index));
+        let taken = |n: &str| known.iter().any(|f| f.name.as_deref() == Some(n));
+        spec.name = Some(default_name(spec.kind.name(), known.len(), taken));
     }
     Ok(spec)
 }
@@ -93,22 +150,17 @@ pub fn expectation(
     known: &[FaultSpec],
     index: usize,
 ) -> Result<ExpectSpec, ApiError> {
-    let faults = known_values(known)?;
-    // Placeholders keep the index (and so the default name) right.
-    let mut expect: Vec<Value> = (0..index)
-        .map(|i| json!({"kind": "closes_with", "code": 1000, "name": format!("__placeholder-{i}")}))
-        .collect();
-    expect.push(Value::Object(obj));
-    let loaded = parse_str(&document(faults, expect), "request")
-        .map_err(|e| field_error(e, "expect", index))?;
+    let faults = known_values(&referenced(&obj, known))?;
+    let loaded = parse_str(&document(faults, vec![Value::Object(obj)]), "request")
+        .map_err(|e| field_error(e, "expect", 0))?;
     let mut spec = loaded
         .scenario
         .expect
-        .get(index)
+        .first()
         .cloned()
         .ok_or_else(|| ApiError::bad("no expectation in the request"))?;
     if spec.name.is_none() {
-        spec.name = Some(loaded.scenario.expect_name(index));
+        spec.name = Some(format!("{}-{}", spec.kind.name(), index + 1));
     }
     Ok(spec)
 }
@@ -183,6 +235,32 @@ mod tests {
         )
         .unwrap_err();
         assert_eq!(e.field.as_deref(), Some("after"), "{e:?}");
+    }
+
+    #[test]
+    fn only_referenced_faults_are_restated() {
+        let mut known = Vec::new();
+        for i in 0..50 {
+            let f = fault(
+                obj(json!({"name": format!("f{i}"), "kind": "partition"})),
+                &known,
+            );
+            known.push(f.unwrap());
+        }
+        let chained = fault(
+            obj(json!({"name": "g", "kind": "partition", "at": "f7.end"})),
+            &known,
+        )
+        .unwrap();
+        known.push(chained);
+        let o = obj(json!({"kind": "detects", "after": "g.end", "within": "1s"}));
+        let names: Vec<_> = referenced(&o, &known)
+            .iter()
+            .filter_map(|f| f.name.clone())
+            .collect();
+        assert_eq!(names, ["f7", "g"]);
+        let d = fault(obj(json!({"kind": "reset", "toward": "client"})), &known).unwrap();
+        assert_eq!(d.name.as_deref(), Some("reset-52"));
     }
 
     #[test]
