@@ -10,10 +10,12 @@
 
 pub mod conn;
 pub mod handshake;
+pub mod pipe;
+pub mod transport;
 
 use crate::events::{Direction, Ending, EventKind, EventLog};
 use crate::faults::{Fault, Refusal};
-use crate::scenario::{ConnWhich, Connections, RefuseHow};
+use crate::scenario::{ConnWhich, Connections};
 use conn::{Conn, ConnCmd};
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -411,7 +413,7 @@ async fn accept_loop(
         // `refuse: refused` closes the listening socket until it ends.
         let refusal = board.refusal();
         match (&refusal, &listener) {
-            (Some((name, r)), Some(_)) if r.how == RefuseHow::Refused => {
+            (Some((name, Refusal::StopListening)), Some(_)) => {
                 listener = None;
                 log.emit(
                     None,
@@ -420,7 +422,7 @@ async fn accept_loop(
                     },
                 );
             }
-            (r, None) if !r.as_ref().is_some_and(|(_, r)| r.how == RefuseHow::Refused) => {
+            (r, None) if !matches!(r, Some((_, Refusal::StopListening))) => {
                 match TcpListener::bind(addr).await {
                     Ok(l) => {
                         listener = Some(l);
@@ -449,7 +451,7 @@ async fn accept_loop(
         // Re-check after arming the notification to avoid a lost wake-up.
         let want_closed = board
             .refusal()
-            .is_some_and(|(_, r)| r.how == RefuseHow::Refused);
+            .is_some_and(|(_, r)| r == Refusal::StopListening);
         if want_closed == listener.is_some() {
             continue;
         }
@@ -542,8 +544,8 @@ async fn setup(
         Conn {
             id,
             log: log.clone(),
-            client,
-            server,
+            client: Box::new(client),
+            server: Box::new(server),
             initial: stages,
             head: req.head,
             rest: req.rest,
@@ -650,33 +652,29 @@ async fn refuse(
     name: &str,
     r: &Refusal,
 ) -> Ending {
-    let how = match r.how {
-        RefuseHow::Refused | RefuseHow::Reset => "reset",
-        RefuseHow::Close => "close",
-        RefuseHow::Stall => "stall",
-        RefuseHow::Http => "http",
+    let how = match r {
+        Refusal::StopListening | Refusal::Reset => "reset".to_string(),
+        Refusal::Close => "close".to_string(),
+        Refusal::Stall => "stall".to_string(),
+        Refusal::Answer { status, .. } => format!("http {status}"),
     };
     log.emit(
         Some(id),
         EventKind::Refused {
             fault: name.to_string(),
-            how: if r.how == RefuseHow::Http {
-                format!("http {}", r.status)
-            } else {
-                how.to_string()
-            },
+            how,
         },
     );
-    match r.how {
-        RefuseHow::Refused | RefuseHow::Reset => {
+    match r {
+        Refusal::StopListening | Refusal::Reset => {
             let _ = socket2::SockRef::from(&*client).set_linger(Some(Duration::ZERO));
             Ending::Reset
         }
-        RefuseHow::Close => {
+        Refusal::Close => {
             let _ = client.shutdown().await;
             Ending::Fin
         }
-        RefuseHow::Stall => {
+        Refusal::Stall => {
             // Accept and never answer: read and discard until the client gives up.
             let mut buf = [0u8; 1024];
             loop {
@@ -703,23 +701,18 @@ async fn refuse(
                 }
             }
         }
-        RefuseHow::Http => {
+        Refusal::Answer { status, headers } => {
             // Read the request head (bounded) so the answer is a real response.
             let _ = tokio::time::timeout(
                 Duration::from_secs(2),
                 handshake::read_request(client, "refused", true),
             )
             .await;
-            let headers: Vec<(String, String)> = r
-                .headers
-                .iter()
-                .map(|(k, v)| (k.clone(), v.clone()))
-                .collect();
             let body = format!("flatline: refused by fault `{name}`\n");
             let bytes = handshake::http_response(
-                r.status,
-                handshake::reason_phrase(r.status),
-                &headers,
+                *status,
+                handshake::reason_phrase(*status),
+                headers,
                 &body,
             );
             let _ = client.write_all(&bytes).await;
@@ -729,7 +722,7 @@ async fn refuse(
                 EventKind::Injected {
                     fault: name.to_string(),
                     to: crate::events::Side::Client,
-                    what: format!("http {}", r.status),
+                    what: format!("http {status}"),
                 },
             );
             Ending::Fin
