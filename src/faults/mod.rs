@@ -245,6 +245,8 @@ fault_kinds! {
     close => Close,
     refuse => Refuse,
     limit => Limit,
+    inject => Inject,
+    replace => Replace,
 }
 
 /// The running fault of a scenario fault kind (same as [`FaultKind::build`]).

@@ -201,6 +201,8 @@ impl Connection {
             });
         } else if status == 101 {
             self.emit(EventKind::Open);
+            self.to_server.opened();
+            self.to_client.opened();
         } else {
             self.to_server.stop_scanning();
             self.emit(EventKind::Rejected { status });

@@ -375,3 +375,80 @@ fn a_closed_destination_loses_bytes_and_logs_them() {
         .iter()
         .any(|k| matches!(k, EventKind::Discarded { bytes, .. } if *bytes == stream.len() as u64)));
 }
+
+/// The frames of `bytes` toward the server, with their unmasked previews.
+fn scanned(bytes: &[u8]) -> Vec<(std::ops::Range<usize>, String)> {
+    let mut out = Vec::new();
+    let (mut start, mut preview) = (0, String::new());
+    FrameScanner::new(Direction::ToServer).feed(bytes, |f| match f {
+        Scan::Start(p) => start = p,
+        Scan::Info(_, i) => preview = i.preview.clone(),
+        Scan::End(p) => out.push((start..p, std::mem::take(&mut preview))),
+        Scan::Violation(v) => panic!("{v}"),
+    });
+    out
+}
+
+#[test]
+fn replace_swaps_a_whole_matching_frame_at_every_split() {
+    let stream = client_stream();
+    let f = frames(&stream);
+    for (a, b) in splits(&stream) {
+        let (mut p, log, mut now) = (pipe(Direction::ToServer), EventLog::new(), Instant::now());
+        p.add_stage(
+            Arc::from("f"),
+            stage_of(
+                "kind: replace\nmatch: {text: hello}\nwith: bye",
+                Direction::ToServer,
+            ),
+        );
+        let w = feed(&mut p, &[a, b], &mut now, &log);
+        let out = scanned(&w.bytes);
+        assert_eq!(out.len(), 5);
+        assert_eq!(out[0].1, "bye");
+        assert_eq!(w.bytes[out[0].0.end..], stream[f[0].end..]);
+    }
+}
+
+#[test]
+fn inject_goes_in_at_a_frame_boundary_at_every_split() {
+    let stream = client_stream();
+    for (a, b) in splits(&stream) {
+        let (mut p, log, mut now) = (pipe(Direction::ToServer), EventLog::new(), Instant::now());
+        p.opened();
+        p.add_stage(
+            Arc::from("f"),
+            stage_of(
+                "kind: inject\nside: server\ntext: INJECTED",
+                Direction::ToServer,
+            ),
+        );
+        let mut w = feed(&mut p, &[a], &mut now, &log);
+        p.tick(now, &log);
+        let rest = feed(&mut p, &[b], &mut now, &log);
+        w.bytes.extend(rest.bytes);
+        drain(&mut p, &mut now, &mut w);
+        let out = scanned(&w.bytes);
+        assert_eq!(out.len(), 6);
+        let (range, _) = out.iter().find(|(_, t)| t == "INJECTED").expect("injected");
+        let without = [&w.bytes[..range.start], &w.bytes[range.end..]].concat();
+        assert_eq!(without, stream);
+        assert!(kinds(&log)
+            .iter()
+            .any(|k| matches!(k, EventKind::Injected { .. })));
+    }
+}
+
+#[test]
+fn inject_waits_for_the_handshake() {
+    let (mut p, log, now) = (pipe(Direction::ToServer), EventLog::new(), Instant::now());
+    p.add_stage(
+        Arc::from("f"),
+        stage_of("kind: inject\nside: server\ntext: hi", Direction::ToServer),
+    );
+    assert_eq!(p.next_timer(), None);
+    p.tick(now, &log);
+    assert!(p.queue.is_empty() && p.deferred.is_empty());
+    p.opened();
+    assert!(p.next_timer().is_some());
+}
