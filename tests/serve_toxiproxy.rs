@@ -257,7 +257,7 @@ async fn timeout_holds_reset_peer_resets_limit_data_cuts() {
         .await
         .expect("delivered after the heal");
 
-    // reset_peer: the next bytes upstream reset the connection.
+    // reset_peer: the connection is reset.
     toxic(
         api,
         "p",

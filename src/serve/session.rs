@@ -389,9 +389,10 @@ impl Session {
         let _ = running.timeline.await;
         let mut open = self.board.live_conns();
         if how == CloseHow::Rst && !open.is_empty() {
-            if let Ok(f) = crate::faults::build(&crate::scenario::FaultKind::Reset {
+            let reset = crate::scenario::FaultKind::Reset(crate::faults::reset::Reset {
                 toward: Toward::Both,
-            }) {
+            });
+            if let Ok(f) = reset.build() {
                 self.board.start_fault(
                     "session-reset",
                     Arc::from(f),

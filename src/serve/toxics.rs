@@ -7,10 +7,15 @@
 //! connections a toxic covers, per connection, from the session's seed.
 
 use super::error::{json_type, ApiError};
-use crate::faults::SlowClose;
+use crate::faults::delay::Delay;
+use crate::faults::limit::{Limit, LimitThen};
+use crate::faults::partition::{OnEnd, Partition};
+use crate::faults::slice::Slice;
+use crate::faults::slow_close::SlowClose;
+use crate::faults::throttle::Throttle;
 use crate::scenario::{
-    ByteSize, ConnWhich, Connections, Directions, Dur, FaultKind, LimitThen, OnEnd, Rate, RefBase,
-    Reference, SizeRange,
+    ByteSize, ConnWhich, Connections, Directions, Dur, FaultKind, Rate, RefBase, Reference,
+    SizeRange,
 };
 use crate::timeline::LiveFault;
 use serde_json::{json, Map, Value};
@@ -42,6 +47,8 @@ const EXTRA_TYPES: &[&str] = &[
     "throttle",
     "slice",
     "limit",
+    "inject",
+    "replace",
 ];
 
 /// Connection numbers a partial `toxicity` is decided for.
@@ -243,37 +250,34 @@ impl Toxic {
         let ms = |k: &str| Duration::from_millis(self.int(k));
         let (kind, at, duration) = match self.kind.as_str() {
             "latency" => (
-                FaultKind::Delay {
+                FaultKind::Delay(Delay {
                     latency: Dur(ms("latency")),
                     jitter: Dur(ms("jitter")),
                     direction: dir,
-                },
+                }),
                 None,
                 None,
             ),
             // Toxiproxy's rate is in KB/s; 0 means no cap.
             "bandwidth" if self.int("rate") == 0 => return Ok(Vec::new()),
             "bandwidth" => (
-                FaultKind::Throttle {
+                FaultKind::Throttle(Throttle {
                     rate: Rate {
                         bytes_per_sec: self.int("rate") * 1000,
                     },
                     direction: dir,
-                },
+                }),
                 None,
                 None,
             ),
-            "slow_close" => {
-                let fault = SlowClose::new(ms("delay"), dir);
-                return Ok(vec![self.live(
-                    name,
-                    Arc::new(fault),
-                    None,
-                    None,
-                    false,
-                    seed,
-                )]);
-            }
+            "slow_close" => (
+                FaultKind::SlowClose(SlowClose {
+                    delay: Dur(ms("delay")),
+                    direction: dir,
+                }),
+                None,
+                None,
+            ),
             // Data stops (held, not dropped); after `timeout` both sides
             // are reset. 0: until the toxic is removed.
             "timeout" => {
@@ -285,23 +289,23 @@ impl Toxic {
                 };
                 let duration = (!t.is_zero()).then_some(t);
                 (
-                    FaultKind::Partition {
+                    FaultKind::Partition(Partition {
                         direction: dir,
                         on_end,
-                    },
+                    }),
                     None,
                     duration,
                 )
             }
-            // The first bytes in the stream (after `timeout`) reset the connection.
+            // A budget of 0 bytes: the connections are reset (after `timeout`).
             "reset_peer" => {
                 let t = ms("timeout");
                 (
-                    FaultKind::Limit {
+                    FaultKind::Limit(Limit {
                         bytes: ByteSize(0),
                         direction: dir,
                         then: LimitThen::Reset,
-                    },
+                    }),
                     (!t.is_zero()).then_some(now + t),
                     None,
                 )
@@ -310,24 +314,24 @@ impl Toxic {
                 let avg = self.int("average_size").max(1);
                 let var = self.int("size_variation").min(avg - 1);
                 (
-                    FaultKind::Slice {
+                    FaultKind::Slice(Slice {
                         size: SizeRange {
                             min: avg - var,
                             max: avg + var,
                         },
                         gap: Dur(Duration::from_micros(self.int("delay"))),
                         direction: dir,
-                    },
+                    }),
                     None,
                     None,
                 )
             }
             "limit_data" => (
-                FaultKind::Limit {
+                FaultKind::Limit(Limit {
                     bytes: ByteSize(self.int("bytes")),
                     direction: dir,
                     then: LimitThen::Fin,
-                },
+                }),
                 None,
                 None,
             ),

@@ -72,7 +72,7 @@ test('timeout 400: the connection is closed after the timeout', async () => {
   assert.equal(ws.pending(), 0);
 });
 
-test('reset_peer: the next bytes reset the connection', async () => {
+test('reset_peer: the connection is reset', async () => {
   const ws = await open(url);
   const toxic = await proxy.addToxic({ type: 'reset_peer', stream: 'upstream', toxicity: 1, attributes: { timeout: 0 } });
   ws.send('boom');
