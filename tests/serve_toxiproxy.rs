@@ -346,3 +346,49 @@ async fn a_proxy_that_is_not_websocket_is_relayed_as_raw_tcp() {
     assert_eq!(note["conn"], 1);
     srv.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn slow_close_delays_the_fin_not_the_data() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let srv = server().await;
+    let api = srv.addr();
+    // A server that answers one line and closes.
+    let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let up = l.local_addr().unwrap();
+    tokio::spawn(async move {
+        while let Ok((mut s, _)) = l.accept().await {
+            let mut b = [0u8; 5];
+            if s.read_exact(&mut b).await.is_ok() {
+                let _ = s.write_all(b"bye\n").await;
+                let _ = s.shutdown().await;
+            }
+        }
+    });
+    let listen = proxy(api, "pg", up).await;
+    toxic(
+        api,
+        "pg",
+        json!({"type": "slow_close", "attributes": {"delay": 300}}),
+    )
+    .await;
+    let mut c = tokio::net::TcpStream::connect(&listen).await.unwrap();
+    c.write_all(b"hello").await.unwrap();
+    let mut line = [0u8; 4];
+    tokio::time::timeout(T, c.read_exact(&mut line))
+        .await
+        .expect("data in time")
+        .unwrap();
+    let t0 = Instant::now();
+    let mut rest = Vec::new();
+    tokio::time::timeout(T, c.read_to_end(&mut rest))
+        .await
+        .expect("FIN in time")
+        .unwrap();
+    assert!(rest.is_empty());
+    assert!(
+        t0.elapsed() >= Duration::from_millis(250),
+        "FIN after {:?}",
+        t0.elapsed()
+    );
+    srv.stop().await;
+}

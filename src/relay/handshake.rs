@@ -89,7 +89,8 @@ pub enum First {
 
 /// Read the client's first bytes: a WebSocket upgrade request head, or
 /// anything else, which is then relayed as raw TCP. A client that sends
-/// nothing for `silence` is raw too.
+/// nothing for `silence`, or stops that long before its head is whole, is
+/// raw too.
 pub async fn read_first(
     client: &mut TcpStream,
     host: &str,
@@ -99,13 +100,13 @@ pub async fn read_first(
     let mut buf = Vec::with_capacity(1024);
     let mut chunk = [0u8; 4096];
     loop {
-        let n = if buf.is_empty() {
-            match tokio::time::timeout(silence, client.read(&mut chunk)).await {
-                Ok(r) => r?,
-                Err(_) => return Ok(First::Raw(buf, "the client sent nothing first")),
+        // A client that pauses mid-head is waiting for an answer: not HTTP.
+        let n = match tokio::time::timeout(silence, client.read(&mut chunk)).await {
+            Ok(r) => r?,
+            Err(_) if buf.is_empty() => {
+                return Ok(First::Raw(buf, "the client sent nothing first"))
             }
-        } else {
-            client.read(&mut chunk).await?
+            Err(_) => return Ok(First::Raw(buf, "the first bytes are not a whole HTTP head")),
         };
         if n == 0 {
             if buf.is_empty() {
@@ -117,6 +118,11 @@ pub async fn read_first(
             ));
         }
         buf.extend_from_slice(&chunk[..n]);
+        // Every HTTP method is upper-case letters then a space.
+        let method = buf.iter().take_while(|b| **b != b' ');
+        if !method.clone().all(u8::is_ascii_uppercase) || method.count() > 16 {
+            return Ok(First::Raw(buf, "the first bytes are not HTTP"));
+        }
         let mut headers = [httparse::EMPTY_HEADER; 128];
         let mut req = httparse::Request::new(&mut headers);
         match req.parse(&buf) {
@@ -288,6 +294,10 @@ mod tests {
         assert!(matches!(redis, First::Raw(b, _) if b == b"*1\r\n$4\r\nPING\r\n"));
         let plain = first(b"GET / HTTP/1.1\r\nHost: a\r\n\r\n").await;
         assert!(matches!(plain, First::Raw(_, why) if why.contains("without a WebSocket upgrade")));
+        let hello = first(b"hello").await;
+        assert!(matches!(hello, First::Raw(b, _) if b == b"hello"));
+        let waiting = first(b"HELLO").await;
+        assert!(matches!(waiting, First::Raw(b, why) if b == b"HELLO" && why.contains("whole")));
         let silent = first(b"").await;
         assert!(matches!(silent, First::Raw(b, _) if b.is_empty()));
     }
