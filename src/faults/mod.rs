@@ -14,7 +14,7 @@
 //! `scenario::FaultKind`, and one arm in [`build`].
 
 use crate::events::{Direction, FrameInfo, Side};
-use crate::scenario::{FaultKind, RefuseHow};
+use crate::scenario::{Directions, FaultKind, RefuseHow, Toward};
 use rand_chacha::ChaCha8Rng;
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
@@ -168,8 +168,47 @@ pub struct Refusal {
     pub headers: BTreeMap<String, String>,
 }
 
+/// What a fault becomes in the kernel in `--netns` mode: nftables rules on
+/// the links between the peers' namespaces and the relay's. Faults without a
+/// kernel equivalent (frame-level ones, delay, throttle, slice) stay in the
+/// relay in that mode too.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum KernelEffect {
+    /// Packets travelling in `direction` are dropped, so the senders' kernels
+    /// retransmit and the bytes arrive after the heal; with `then_reset`
+    /// the flows are answered with TCP RST from the heal on (a NAT that
+    /// forgot them).
+    Drop {
+        /// Which way packets are lost.
+        direction: Directions,
+        /// `on_end: reset`.
+        then_reset: bool,
+    },
+    /// From now on the flow is answered with TCP RST toward `toward`
+    /// (`reject with tcp reset` on every packet it sends or is sent).
+    Reset {
+        /// Whose packets are answered with RST.
+        toward: Toward,
+    },
+    /// While active, a new flow is reset after its handshake (`refuse how:
+    /// reset`).
+    RefuseReset,
+    /// While active, SYNs are answered with RST: ECONNREFUSED (`refuse how:
+    /// refused`).
+    RefuseSyn,
+}
+
 /// A fault kind, as the controller holds it.
 pub trait Fault: Send + Sync {
+    /// Its kernel equivalent, if it has one (used in `--netns` mode).
+    fn kernel(&self) -> Option<KernelEffect> {
+        None
+    }
+    /// Whether it acts on new connection attempts only (open connections are
+    /// not listed as affected).
+    fn new_attempts_only(&self) -> bool {
+        self.refusal().is_some()
+    }
     /// The stage this fault puts on the pipe in `dir`, if it acts there.
     fn stage(&self, _dir: Direction) -> Option<Box<dyn Stage>> {
         None

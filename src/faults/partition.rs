@@ -5,7 +5,7 @@
 //! Holding the upgrade request of a connection accepted during the partition
 //! is what gives it "no handshake answer".
 
-use super::{EndAction, Fault, Stage};
+use super::{EndAction, Fault, KernelEffect, Stage};
 use crate::events::Direction;
 use crate::scenario::{Directions, OnEnd};
 
@@ -39,6 +39,12 @@ impl Stage for Hold {
 }
 
 impl Fault for Partition {
+    fn kernel(&self) -> Option<KernelEffect> {
+        Some(KernelEffect::Drop {
+            direction: self.direction,
+            then_reset: self.on_end == OnEnd::Reset,
+        })
+    }
     fn stage(&self, dir: Direction) -> Option<Box<dyn Stage>> {
         self.direction.covers(dir).then(|| {
             Box::new(Hold {

@@ -5,12 +5,20 @@
 //! status (default 503), headers and a short body, then FIN. Open
 //! connections are untouched.
 
-use super::{Fault, Refusal};
+use super::{Fault, KernelEffect, Refusal};
+use crate::scenario::RefuseHow;
 
 /// The fault.
 pub struct Refuse(pub Refusal);
 
 impl Fault for Refuse {
+    fn kernel(&self) -> Option<KernelEffect> {
+        match self.0.how {
+            RefuseHow::Refused => Some(KernelEffect::RefuseSyn),
+            RefuseHow::Reset => Some(KernelEffect::RefuseReset),
+            _ => None,
+        }
+    }
     fn refusal(&self) -> Option<Refusal> {
         Some(self.0.clone())
     }

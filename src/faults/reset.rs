@@ -1,6 +1,6 @@
 //! `reset` (instant): TCP RST (close with SO_LINGER 0) toward one side or both.
 
-use super::{Action, Fault};
+use super::{Action, Fault, KernelEffect};
 use crate::events::Side;
 use crate::scenario::Toward;
 
@@ -11,6 +11,11 @@ pub struct Reset {
 }
 
 impl Fault for Reset {
+    fn kernel(&self) -> Option<KernelEffect> {
+        Some(KernelEffect::Reset {
+            toward: self.toward,
+        })
+    }
     fn actions(&self) -> Vec<Action> {
         [Side::Client, Side::Server]
             .into_iter()

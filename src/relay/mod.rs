@@ -93,9 +93,32 @@ impl Upstream {
     }
 }
 
+/// Where the relay makes its sockets when not in its own network namespace
+/// (`--netns`: the listener inside the relay's namespace, upstream
+/// connections wherever the server is).
+pub trait Sockets: Send + Sync + std::fmt::Debug {
+    /// Bind the listening socket (non-blocking).
+    fn listen(&self, addr: SocketAddr) -> std::io::Result<std::net::TcpListener>;
+    /// Connect to the upstream `authority` for connection `conn`.
+    fn connect(
+        &self,
+        conn: u32,
+        authority: &str,
+    ) -> std::pin::Pin<Box<dyn std::future::Future<Output = std::io::Result<TcpStream>> + Send>>;
+}
+
+async fn bind(cfg: &RelayConfig, addr: SocketAddr) -> std::io::Result<TcpListener> {
+    match &cfg.sockets {
+        None => TcpListener::bind(addr).await,
+        Some(s) => TcpListener::from_std(s.listen(addr)?),
+    }
+}
+
 /// Settings of a relay.
 #[derive(Debug, Clone)]
 pub struct RelayConfig {
+    /// Where sockets are made (default: this process's network namespace).
+    pub sockets: Option<Arc<dyn Sockets>>,
     /// Where to listen (`127.0.0.1:0` = any free port).
     pub listen: SocketAddr,
     /// Where to connect.
@@ -114,6 +137,7 @@ impl RelayConfig {
             upstream: Upstream::parse(upstream)?,
             keep_extensions: false,
             seed: 0,
+            sockets: None,
         })
     }
 }
@@ -188,7 +212,7 @@ impl Board {
                 // A refusal acts on new attempts only: open connections are
                 // untouched, so it lists none.
                 e.live
-                    && fault.refusal().is_none()
+                    && !fault.new_attempts_only()
                     && match which {
                         Connections::Which(ConnWhich::All | ConnWhich::Open) => true,
                         Connections::Which(ConnWhich::New) => false,
@@ -288,7 +312,7 @@ impl Board {
                 Connections::Which(ConnWhich::Open) => false,
                 Connections::List(l) => l.contains(&id),
             };
-            if !covers || f.fault.refusal().is_some() {
+            if !covers || f.fault.new_attempts_only() {
                 continue;
             }
             f.conns.push(id);
@@ -325,7 +349,7 @@ pub struct Relay {
 impl Relay {
     /// Bind and start accepting. The log's clock is the run's clock.
     pub async fn start(cfg: RelayConfig, log: EventLog) -> Result<Relay, RelayError> {
-        let listener = TcpListener::bind(cfg.listen)
+        let listener = bind(&cfg, cfg.listen)
             .await
             .map_err(|err| RelayError::Bind {
                 addr: cfg.listen.to_string(),
@@ -421,7 +445,7 @@ async fn accept_loop(
                 );
             }
             (r, None) if !r.as_ref().is_some_and(|(_, r)| r.how == RefuseHow::Refused) => {
-                match TcpListener::bind(addr).await {
+                match bind(&cfg, addr).await {
                     Ok(l) => {
                         listener = Some(l);
                         log.emit(
@@ -601,12 +625,11 @@ async fn pre_pipes(
         },
     );
     let authority = cfg.upstream.authority();
-    let server = match tokio::time::timeout(
-        UPSTREAM_CONNECT_TIMEOUT,
-        TcpStream::connect(&authority),
-    )
-    .await
-    {
+    let connect = match &cfg.sockets {
+        None => Box::pin(TcpStream::connect(authority.clone())),
+        Some(s) => s.connect(id, &authority),
+    };
+    let server = match tokio::time::timeout(UPSTREAM_CONNECT_TIMEOUT, connect).await {
         Ok(Ok(s)) => s,
         Ok(Err(e)) => {
             return Err(upstream_failed(client, id, log, &authority, &e.to_string()).await)

@@ -259,6 +259,14 @@ impl<W: Write> LivePrinter<W> {
             }
             EventKind::Stopping => self.line(t, c, "run over: stopping commands and connections"),
             EventKind::Note { text } => self.line(t, c, text),
+            EventKind::Kernel { fault, what } => {
+                self.line(t, c, &format!("{fault} in the kernel: {what}"))
+            }
+            EventKind::KernelGaveUp { from, what, seen } => self.line(
+                t,
+                c,
+                &format!("{from} gave up: {what} (seen in the {seen})"),
+            ),
         }
     }
 

@@ -438,7 +438,10 @@ impl Report {
                 text: "run stopping".into(),
                 breaks: None,
             },
-            EventKind::Note { .. } => Class::Skip,
+            EventKind::Note { .. } | EventKind::Kernel { .. } => Class::Skip,
+            EventKind::KernelGaveUp { from, .. } => {
+                line(format!("{from} gave up (seen in its namespace)"))
+            }
         }
     }
 }
