@@ -14,8 +14,8 @@ use flatline::report::Report;
 use flatline::run::{run, RunOptions};
 use flatline::scenario::parse_str;
 use std::io::{Read, Write};
-use tokio::sync::Mutex;
 use std::time::Duration;
+use tokio::sync::Mutex;
 
 /// The tests share the machine's namespaces list: one at a time, so each can
 /// check that its run left none of this process's behind.
