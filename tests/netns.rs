@@ -54,6 +54,9 @@ fn helper_client() {
     let Ok(mode) = std::env::var("FLATLINE_NETNS_HELPER") else {
         return;
     };
+    if mode == "keepalive-server" {
+        keepalive_server();
+    }
     let url = std::env::var("FLATLINE_URL").expect("FLATLINE_URL");
     let rest = url.strip_prefix("ws://").expect("ws:// URL");
     let (authority, path) = rest.split_at(rest.find('/').unwrap_or(rest.len()));
@@ -81,12 +84,59 @@ fn helper_client() {
     // A masked text frame of 100 bytes (mask 0: payload unchanged).
     let mut frame = vec![0x81, 0x80 | 100, 0, 0, 0, 0];
     frame.extend_from_slice(&[b'x'; 100]);
+    let opened = std::time::Instant::now();
     loop {
+        if mode == "close-later" && opened.elapsed() > Duration::from_millis(800) {
+            // Quiet until 1.5 s (nothing unacknowledged when the link dies),
+            // then a close frame 1000 (masked, mask 0), then silence: no FIN.
+            std::thread::sleep(Duration::from_millis(700));
+            s.set_nodelay(true).unwrap();
+            s.write_all(&[0x88, 0x82, 0, 0, 0, 0, 0x03, 0xe8]).unwrap();
+            println!("close frame sent");
+            std::thread::sleep(Duration::from_secs(1000));
+        }
         if let Err(e) = s.write_all(&frame) {
             println!("write failed: {e} ({:?})", e.kind());
             std::process::exit(3);
         }
         std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// A WebSocket server that says nothing after the handshake and relies on
+/// TCP keepalive (1 s idle, 1 s apart, 2 probes) to notice a vanished
+/// client; it prints how its read ended.
+fn keepalive_server() -> ! {
+    let l = std::net::TcpListener::bind("127.0.0.1:9001").unwrap();
+    // flatline's readiness probe connects first: every connection is served.
+    loop {
+        let (s, _) = l.accept().unwrap();
+        std::thread::spawn(move || serve_with_keepalive(s));
+    }
+}
+
+fn serve_with_keepalive(mut s: std::net::TcpStream) {
+    let ka = socket2::TcpKeepalive::new()
+        .with_time(Duration::from_secs(1))
+        .with_interval(Duration::from_secs(1))
+        .with_retries(2);
+    socket2::SockRef::from(&s).set_tcp_keepalive(&ka).unwrap();
+    let mut head = Vec::new();
+    let mut b = [0u8; 1];
+    while !head.ends_with(b"\r\n\r\n") {
+        if s.read(&mut b).unwrap_or(0) == 0 {
+            return;
+        }
+        head.push(b[0]);
+    }
+    s.write_all(b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Accept: s3pPLMBiTxaQ9kYGzzhZRbK+xOo=\r\n\r\n").unwrap();
+    let mut buf = [0u8; 4096];
+    loop {
+        match s.read(&mut buf) {
+            Ok(0) => return println!("read: EOF"),
+            Ok(_) => {}
+            Err(e) => return println!("read failed: {e} ({:?})", e.kind()),
+        }
     }
 }
 
@@ -393,4 +443,68 @@ fn running(pid: i32) -> bool {
     std::fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(
         |s| !matches!(s.rsplit(')').next().map(str::trim_start), Some(st) if st.starts_with('Z')),
     )
+}
+
+#[tokio::test]
+async fn a_server_relying_on_tcp_keepalive_notices_a_vanished_client() {
+    let _one = ONE_AT_A_TIME.lock().await;
+    if skip() {
+        return;
+    }
+    let scenario = "
+name: vanished-client
+description: The client's network goes away for good one second in.
+duration: 12s
+upstream: ws://127.0.0.1:9001/feed
+faults:
+  - name: gone
+    kind: partition
+    at: open#1 + 1s
+expect:
+  - name: server notices
+    kind: detects
+    side: server
+    after: gone
+    within: 6s
+";
+    let sc = parse_str(scenario, "vanished.yaml").unwrap().scenario;
+    let opts = RunOptions {
+        client_cmd: Some(helper_cmd("plain")),
+        server_cmd: Some(helper_cmd("keepalive-server")),
+        netns: true,
+        ..RunOptions::default()
+    };
+    let r = run(&sc, &opts, |_| {}, |_| {}).await.unwrap();
+    assert!(ours().is_empty(), "left behind: {:?}", ours());
+    let v = &r.expectations[0];
+    assert!(v.passed, "{}: {:?}", v.detail, r.events);
+    assert!(v.detail.contains("keepalive"), "{}", v.detail);
+    let server = r.commands.iter().find(|c| c.role == "server").unwrap();
+    assert!(
+        server.output_tail.contains("TimedOut"),
+        "{}",
+        server.output_tail
+    );
+}
+
+#[tokio::test]
+async fn a_close_frame_in_dropped_packets_counts_when_it_was_sent() {
+    let _one = ONE_AT_A_TIME.lock().await;
+    if skip() {
+        return;
+    }
+    // The partition starts at 1 s, the client sends its close frame at
+    // 1.5 s: the relay never receives it, the dropped packet shows it.
+    let scenario = DETECTS
+        .replace("DIRECTION", "both")
+        .replace("within: 5s", "within: 2s");
+    let r = run_with(&scenario, "close-later", true).await;
+    let v = &r.expectations[0];
+    assert!(v.passed, "{}: {:?}", v.detail, r.events);
+    assert!(v.detail.contains("close frame 1000"), "{}", v.detail);
+    assert!(v.detail.contains("dropped packet"), "{}", v.detail);
+    assert!(!r
+        .events
+        .iter()
+        .any(|e| matches!(&e.kind, EventKind::Frame(f) if f.opcode == Opcode::Close)));
 }

@@ -66,9 +66,17 @@ pub struct Shared {
     pub client_ports: HashMap<u16, u32>,
     /// Active drops: fault name → (direction, the flows).
     drops: BTreeMap<String, (Directions, Flows, Vec<u32>)>,
+    /// Give-ups already logged, by connection and side (one each).
+    reported: std::collections::HashSet<(u32, Side)>,
 }
 
 impl Shared {
+    /// Whether this is the first give-up logged for `side` on `conn`
+    /// (the socket table and the dropped packets may both show it).
+    pub fn first_report(&mut self, conn: u32, side: Side) -> bool {
+        self.reported.insert((conn, side))
+    }
+
     /// Whether the packets `side` sends on `conn` are being dropped.
     pub fn blocked(&self, conn: u32, side: Side) -> bool {
         let dir = side.sending();

@@ -24,6 +24,7 @@
 //! are deleted by the next run's [`Netns::create`].
 
 pub mod kernel;
+pub mod nflog;
 pub mod nft;
 pub mod ns;
 pub mod session;

@@ -81,19 +81,22 @@ pub fn rules(
             direction,
             then_reset,
         } => {
-            let verdict = if healed && then_reset {
-                "reject with tcp reset"
+            // Packets from a peer are copied to NFLOG before being dropped,
+            // so that what it sent during the partition can be read.
+            let logged = format!("log group {} drop", super::nflog::GROUP);
+            let (from_peer, to_peer) = if healed && then_reset {
+                ("reject with tcp reset", "reject with tcp reset")
             } else {
-                "drop"
+                (logged.as_str(), "drop")
             };
             if direction != Directions::ToClient {
                 // Toward the server: from the client, and out to the server.
-                add(false, false, "", verdict);
-                add(true, true, "", verdict);
+                add(false, false, "", from_peer);
+                add(true, true, "", to_peer);
             }
             if direction != Directions::ToServer {
-                add(true, false, "", verdict);
-                add(false, true, "", verdict);
+                add(true, false, "", from_peer);
+                add(false, true, "", to_peer);
             }
         }
         KernelEffect::Reset { toward } => {
@@ -226,7 +229,7 @@ mod tests {
             vec![
                 (
                     "in",
-                    "iifname \"c0\" tcp dport 4000 tcp sport @cports drop".to_string()
+                    "iifname \"c0\" tcp dport 4000 tcp sport @cports log group 7 drop".to_string()
                 ),
                 (
                     "out",

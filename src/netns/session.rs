@@ -69,13 +69,18 @@ impl Session {
                 },
             ));
         }
-        let watchers = peers
+        let mut watchers: Vec<std::thread::JoinHandle<()>> = peers
             .into_iter()
             .map(|(path, peer)| {
                 let (shared, log, stop) = (shared.clone(), log.clone(), stop_watch.clone());
                 std::thread::spawn(move || watch::watch(path, peer, shared, log, stop))
             })
             .collect();
+        let (relay_ns, upstream) = (netns.relay_path(), netns.upstream_ports());
+        let (log2, stop2) = (log.clone(), stop_watch.clone());
+        watchers.push(std::thread::spawn(move || {
+            super::nflog::watch(relay_ns, shared, upstream, log2, stop2)
+        }));
         Session {
             netns,
             stop,

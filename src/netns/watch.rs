@@ -32,8 +32,10 @@ pub struct Row {
     pub state: u8,
     /// Active timer (1 retransmit, 2 keepalive, 4 zero-window probe).
     pub timer: u8,
-    /// Retransmissions (timer 1) or unanswered probes (timers 2, 4).
+    /// Retransmissions of unacknowledged data.
     pub retrans: u32,
+    /// Unanswered keepalive or zero-window probes.
+    pub probes: u32,
 }
 
 const ESTABLISHED: u8 = 1;
@@ -62,6 +64,7 @@ pub fn parse(table: &str) -> Vec<Row> {
                 state: u8::from_str_radix(f.get(3)?, 16).ok()?,
                 timer: u8::from_str_radix(timer, 16).ok()?,
                 retrans: u32::from_str_radix(f.get(6)?, 16).ok()?,
+                probes: f.get(8)?.parse().ok()?,
             })
         })
         .collect()
@@ -119,7 +122,7 @@ impl Peer {
 /// How a socket that vanished ended, from the last row seen; whether its
 /// kernel abandoned it (nothing the relay could see was sent then).
 fn gone_how(last: &Row) -> (String, bool) {
-    match (last.timer, last.retrans) {
+    match (last.timer, if last.timer == 1 { last.retrans } else { last.probes }) {
         (1, n) if n > 0 => (
             format!("abandoned by its kernel after {n} retransmissions (TCP_USER_TIMEOUT or tcp_retries2)"),
             true,
@@ -202,12 +205,10 @@ fn report(
     what: String,
     silent: bool,
 ) -> bool {
-    let blocked = silent
-        || shared
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .blocked(conn, side);
-    if blocked {
+    let mut sh = shared.lock().unwrap_or_else(|p| p.into_inner());
+    let blocked = silent || sh.blocked(conn, side);
+    if blocked && sh.first_report(conn, side) {
+        drop(sh);
         log.emit(
             Some(conn),
             EventKind::KernelGaveUp {
@@ -236,6 +237,7 @@ mod tests {
                 state: ESTABLISHED,
                 timer: 1,
                 retrans: 3,
+                probes: 0,
             }]
         );
         assert!(gone_how(&rows[0]).0.contains("after 3 retransmissions"));
