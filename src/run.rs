@@ -387,7 +387,14 @@ pub async fn run(
     };
     let url = relay.url();
     let client_ns = netns.as_ref().map(Netns::client_path);
-    let session = netns.map(|n| Session::start(n, scenario, &log, relay.addr().port()));
+    let session = match netns.map(|n| Session::start(n, scenario, &log, relay.addr().port())) {
+        Some(Err(e)) => {
+            relay.stop().await;
+            stop_server(server).await;
+            return Err(e.into());
+        }
+        s => s.and_then(Result::ok),
+    };
     on_ready(&url);
     let stop_timeline = CancellationToken::new();
     let timeline_task =

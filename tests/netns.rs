@@ -508,3 +508,39 @@ async fn a_close_frame_in_dropped_packets_counts_when_it_was_sent() {
         .iter()
         .any(|e| matches!(&e.kind, EventKind::Frame(f) if f.opcode == Opcode::Close)));
 }
+
+#[tokio::test]
+async fn refused_is_a_kernel_rst_to_the_syn() {
+    let _one = ONE_AT_A_TIME.lock().await;
+    if skip() {
+        return;
+    }
+    let scenario = "
+name: refused
+description: Nothing accepts connections for the whole run.
+duration: 3s
+faults:
+  - name: nope
+    kind: refuse
+    how: refused
+";
+    let r = run_with(scenario, "plain", true).await;
+    let notes = kernel_notes(&r);
+    assert!(
+        notes
+            .iter()
+            .any(|n| n.contains("SYNs to the relay answered with RST")),
+        "{notes:?}"
+    );
+    // The relay kept listening: the kernel answered, and no attempt got through.
+    assert!(!r.events.iter().any(|e| matches!(
+        e.kind,
+        EventKind::Accept { .. } | EventKind::StoppedListening { .. }
+    )));
+    let client = r.commands.iter().find(|c| c.role == "client").unwrap();
+    assert!(
+        client.output_tail.contains("ConnectionRefused"),
+        "{}",
+        client.output_tail
+    );
+}

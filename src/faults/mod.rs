@@ -190,9 +190,6 @@ pub enum KernelEffect {
         /// Whose packets are answered with RST.
         toward: Toward,
     },
-    /// While active, a new flow is reset after its handshake (`refuse how:
-    /// reset`).
-    RefuseReset,
     /// While active, SYNs are answered with RST: ECONNREFUSED (`refuse how:
     /// refused`).
     RefuseSyn,

@@ -12,12 +12,11 @@ use crate::scenario::RefuseHow;
 pub struct Refuse(pub Refusal);
 
 impl Fault for Refuse {
+    /// Only `refused` has a kernel rule: the RST after accept of `reset` is
+    /// already a real RST on the link, and the relay must accept the attempt
+    /// to count it.
     fn kernel(&self) -> Option<KernelEffect> {
-        match self.0.how {
-            RefuseHow::Refused => Some(KernelEffect::RefuseSyn),
-            RefuseHow::Reset => Some(KernelEffect::RefuseReset),
-            _ => None,
-        }
+        (self.0.how == RefuseHow::Refused).then_some(KernelEffect::RefuseSyn)
     }
     fn refusal(&self) -> Option<Refusal> {
         Some(self.0.clone())

@@ -97,14 +97,27 @@ struct Active {
     conns: Vec<u32>,
 }
 
+/// A fault the kernel carries out, as the controller knows it.
+#[derive(Debug, Clone)]
+pub struct KernelFault {
+    /// Its effect.
+    pub effect: KernelEffect,
+    /// The connections it covers.
+    pub which: Connections,
+    /// Its nftables table (`flatline_N`, N its position in the scenario).
+    pub table: String,
+    /// Due at t = 0: loaded before the client starts.
+    pub at_start: bool,
+}
+
 /// Follows the log and keeps the relay namespace's nftables in step.
 pub struct Controller {
     /// The relay's namespace.
     pub relay_ns: PathBuf,
     /// Ports of the two links.
     pub ports: Ports,
-    /// The kernel faults: name → (effect, which connections).
-    pub faults: HashMap<String, (KernelEffect, Connections)>,
+    /// The kernel faults by name.
+    pub faults: HashMap<String, KernelFault>,
     /// Connection → relay's port toward the server.
     pub upstream_ports: UpstreamPorts,
     /// Shared with the watchers.
@@ -139,9 +152,6 @@ fn describe(effect: KernelEffect, f: &Flows, conns: &[u32], healed: bool) -> Str
             format!("nftables reject with tcp reset toward {toward:?} on {flows}").to_lowercase()
         }
         KernelEffect::RefuseSyn => "nftables: SYNs to the relay answered with RST".into(),
-        KernelEffect::RefuseReset => {
-            "nftables: new flows answered with RST after their handshake".into()
-        }
     }
 }
 
@@ -246,12 +256,23 @@ impl Controller {
             }
         }
         let mut script = String::new();
-        for t in st.tables {
-            script.push_str(&nft::delete_script(&t));
+        for f in self.faults.values() {
+            script.push_str(&nft::delete_script(&f.table));
         }
         if !script.is_empty() {
             let _ = self.load(script).await;
         }
+    }
+
+    /// Load the rules of faults due at t = 0 now, so that they are in force
+    /// before the client's first SYN (logging them waits for their start).
+    pub fn preload(&self) -> Result<(), super::NetnsError> {
+        for f in self.faults.values().filter(|f| f.at_start) {
+            let flows = self.flows(&f.which, &[], &[]);
+            let rules = nft::rules(f.effect, &flows, self.ports, false);
+            nft::load(&self.relay_ns, &nft::table_script(&f.table, &flows, &rules))?;
+        }
+        Ok(())
     }
 
     async fn on_event(&self, log: &EventLog, st: &mut State, conn: Option<u32>, kind: &EventKind) {
@@ -265,19 +286,22 @@ impl Controller {
             }
             (EventKind::Closed { .. }, Some(n)) => st.live.retain(|c| *c != n),
             (EventKind::FaultStart { fault, conns }, _) => {
-                let Some((effect, which)) = self.faults.get(fault) else {
+                let Some(KernelFault {
+                    effect,
+                    which,
+                    table,
+                    ..
+                }) = self.faults.get(fault)
+                else {
                     return;
                 };
-                // A reset acts on the connections open at its instant; a
-                // refusal spares them.
+                // A reset acts on the connections open at its instant.
                 let which = match effect {
                     KernelEffect::Reset { .. } => &Connections::List(conns.clone()),
-                    KernelEffect::RefuseReset => &Connections::Which(ConnWhich::New),
                     _ => which,
                 };
-                st.tables.push(format!("flatline_{}", st.tables.len() + 1));
                 let a = Active {
-                    table: st.tables[st.tables.len() - 1].clone(),
+                    table: table.clone(),
                     effect: *effect,
                     which: which.clone(),
                     flows: self.flows(which, conns, &st.live),
@@ -337,6 +361,5 @@ impl Controller {
 #[derive(Default)]
 struct State {
     live: Vec<u32>,
-    tables: Vec<String>,
     active: HashMap<String, Active>,
 }

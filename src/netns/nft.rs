@@ -117,14 +117,6 @@ pub fn rules(
                 "reject with tcp reset",
             );
         }
-        KernelEffect::RefuseReset => {
-            add(
-                false,
-                false,
-                " tcp flags & syn != syn",
-                "reject with tcp reset",
-            );
-        }
     }
     out
 }

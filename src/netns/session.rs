@@ -2,13 +2,13 @@
 //! listens (the kernel-fault controller and the socket-table watchers) and
 //! stops at its end (rules removed, then the namespaces deleted).
 
-use super::kernel::{Controller, InKernel, SharedState};
+use super::kernel::{Controller, InKernel, KernelFault, SharedState};
 use super::nft::Ports;
 use super::watch::{self, Peer};
 use super::{Netns, RELAY_CLIENT_ADDR};
 use crate::events::EventLog;
 use crate::faults::{self, Fault};
-use crate::scenario::Scenario;
+use crate::scenario::{RefBase, Scenario};
 use std::collections::HashMap;
 use std::net::SocketAddrV4;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -32,12 +32,28 @@ pub fn wrap_fault(netns: &Netns, f: Arc<dyn Fault>) -> Arc<dyn Fault> {
 
 impl Session {
     /// Start following `log` for the scenario's kernel faults, the relay
-    /// listening on `relay_port`.
-    pub fn start(netns: Netns, scenario: &Scenario, log: &EventLog, relay_port: u16) -> Session {
+    /// listening on `relay_port`; the rules of faults due at t = 0 are in
+    /// force when this returns.
+    pub fn start(
+        netns: Netns,
+        scenario: &Scenario,
+        log: &EventLog,
+        relay_port: u16,
+    ) -> Result<Session, super::NetnsError> {
         let mut kernel = HashMap::new();
         for (i, spec) in scenario.faults.iter().enumerate() {
             if let Some(effect) = faults::build(&spec.kind).ok().and_then(|f| f.kernel()) {
-                kernel.insert(scenario.fault_name(i), (effect, spec.connections.clone()));
+                let at_start = spec
+                    .at
+                    .as_ref()
+                    .is_none_or(|r| r.base == RefBase::Start && r.offset.is_zero());
+                let f = KernelFault {
+                    effect,
+                    which: spec.connections.clone(),
+                    table: format!("flatline_{}", i + 1),
+                    at_start,
+                };
+                kernel.insert(scenario.fault_name(i), f);
             }
         }
         let shared = SharedState::default();
@@ -51,6 +67,7 @@ impl Session {
             upstream_ports: netns.upstream_ports(),
             shared: shared.clone(),
         };
+        controller.preload()?;
         let stop = CancellationToken::new();
         let controller = tokio::spawn(controller.run(log.clone(), stop.clone()));
         let stop_watch = Arc::new(AtomicBool::new(false));
@@ -81,13 +98,13 @@ impl Session {
         watchers.push(std::thread::spawn(move || {
             super::nflog::watch(relay_ns, shared, upstream, log2, stop2)
         }));
-        Session {
+        Ok(Session {
             netns,
             stop,
             controller,
             stop_watch,
             watchers,
-        }
+        })
     }
 
     /// Stop watching, remove the rules; the namespaces go when the returned
