@@ -105,6 +105,7 @@ const TOP_KEYS: &[&str] = &[
     "seed",
     "upstream",
     "extensions",
+    "network",
     "resolution",
     "demo_client",
     "faults",
@@ -532,6 +533,9 @@ impl Cx<'_> {
             extensions: self
                 .opt_field(&top.key("extensions"), map.get("extensions"))?
                 .unwrap_or(Extensions::Strip),
+            network: self
+                .opt_field(&top.key("network"), map.get("network"))?
+                .unwrap_or_default(),
             resolution: self.opt_field::<Dur>(&top.key("resolution"), map.get("resolution"))?,
             demo_client: self
                 .opt_field(&top.key("demo_client"), map.get("demo_client"))?
