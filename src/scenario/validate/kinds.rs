@@ -4,10 +4,10 @@
 
 use super::refs::{check_connections, check_ref, window};
 use super::{expect_path, fault_path, Known, Res};
-use crate::scenario::locate::YPath;
 use crate::scenario::model::{ExpectKind, ExpectSpec, FaultKind, FaultSpec, Match, RefuseHow};
 use crate::scenario::parse::Cx;
 use crate::scenario::values::{Dur, Reference};
+use crate::scenario::yaml::YPath;
 use std::collections::BTreeMap;
 
 /// Fault `i`'s parameters; adds warnings for odd but allowed values.

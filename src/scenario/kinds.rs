@@ -1,0 +1,96 @@
+//! The fault and expectation kinds as the front end sees them: for each, its
+//! name and its fields. The shape check (`shape.rs`) uses these tables for
+//! "unknown field" and "did you mean", `plan.rs` to list parameters. They
+//! follow the model (`FaultKind`, `ExpectKind`); a test checks that they
+//! agree with it.
+
+use super::model::{ExpectKind, FaultKind};
+
+/// One family of kinds (faults, or expectations).
+pub(crate) struct KindTable {
+    /// `fault` or `expectation`, for messages.
+    pub what: &'static str,
+    /// `a` or `an`, before `what`.
+    pub article: &'static str,
+    /// The top-level list its kinds are written under.
+    pub section: &'static str,
+    /// Fields every kind takes.
+    pub common: &'static [&'static str],
+    /// Every kind name, in documentation order.
+    pub kinds: &'static [&'static str],
+    /// The fields of one kind, besides the common ones.
+    pub fields: fn(&str) -> &'static [&'static str],
+    /// Kinds that act once (and so take no `duration`).
+    pub instant: &'static [&'static str],
+}
+
+/// The fault kinds.
+pub(crate) const FAULTS: KindTable = KindTable {
+    what: "fault",
+    article: "a",
+    section: "faults",
+    common: &["name", "kind", "at", "duration", "connections"],
+    kinds: FaultKind::KINDS,
+    fields: fault_params,
+    instant: &["half_close", "reset", "close"],
+};
+
+/// The expectation kinds.
+pub(crate) const EXPECTATIONS: KindTable = KindTable {
+    what: "expectation",
+    article: "an",
+    section: "expect",
+    common: &["name", "kind"],
+    kinds: ExpectKind::KINDS,
+    fields: expect_params,
+    instant: &[],
+};
+
+impl KindTable {
+    /// Whether some kind of this family takes `field`.
+    pub fn any_takes(&self, field: &str) -> bool {
+        self.kinds.iter().any(|k| (self.fields)(k).contains(&field))
+    }
+}
+
+/// The kind-specific fields of each fault kind.
+pub(crate) fn fault_params(kind: &str) -> &'static [&'static str] {
+    match kind {
+        "partition" => &["direction", "on_end"],
+        "delay" => &["latency", "jitter", "direction"],
+        "drop" => &["match", "probability", "direction"],
+        "throttle" => &["rate", "direction"],
+        "slice" => &["size", "gap", "direction"],
+        "corrupt" => &["match", "probability", "direction"],
+        "half_close" => &["toward"],
+        "lose_fin" => &["from"],
+        "reset" => &["toward"],
+        "close" => &["toward", "code", "reason", "then"],
+        "refuse" => &["how", "status", "headers"],
+        "limit" => &["bytes", "direction", "then"],
+        _ => &[],
+    }
+}
+
+/// The kind-specific fields of each expectation kind.
+pub(crate) fn expect_params(kind: &str) -> &'static [&'static str] {
+    match kind {
+        "detects" => &["side", "after", "within"],
+        "reconnects" => &["after", "within", "attempts"],
+        "no_reconnect" => &["after", "for"],
+        "stays_connected" => &["side", "during", "after", "for"],
+        "heartbeat" => &["from", "match", "every", "tolerance", "after", "for"],
+        "backoff" => &[
+            "during",
+            "after",
+            "for",
+            "min_gap",
+            "max_gap",
+            "increasing",
+            "max_attempts",
+        ],
+        "sends" => &["from", "match", "after", "within", "count"],
+        "closes_with" => &["side", "code", "connections"],
+        _ => &[],
+    }
+}
