@@ -20,8 +20,8 @@ pub(crate) struct KindTable {
     pub kinds: &'static [&'static str],
     /// The fields of one kind, besides the common ones.
     pub fields: fn(&str) -> &'static [&'static str],
-    /// Kinds that act once (and so take no `duration`).
-    pub instant: &'static [&'static str],
+    /// Whether a kind acts once (and so takes no `duration`).
+    pub instant: fn(&str) -> bool,
 }
 
 /// The fault kinds.
@@ -32,7 +32,7 @@ pub(crate) const FAULTS: KindTable = KindTable {
     common: &["name", "kind", "at", "duration", "connections"],
     kinds: FaultKind::KINDS,
     fields: fault_params,
-    instant: &["half_close", "reset", "close"],
+    instant: |kind| matches!(kind, "half_close" | "reset" | "close"),
 };
 
 /// The expectation kinds.
@@ -43,13 +43,22 @@ pub(crate) const EXPECTATIONS: KindTable = KindTable {
     common: &["name", "kind"],
     kinds: ExpectKind::KINDS,
     fields: expect_params,
-    instant: &[],
+    instant: |_| false,
 };
 
 impl KindTable {
     /// Whether some kind of this family takes `field`.
     pub fn any_takes(&self, field: &str) -> bool {
         self.kinds.iter().any(|k| (self.fields)(k).contains(&field))
+    }
+
+    /// The kinds that act once.
+    pub fn instant_kinds(&self) -> Vec<&'static str> {
+        self.kinds
+            .iter()
+            .copied()
+            .filter(|k| (self.instant)(k))
+            .collect()
     }
 }
 

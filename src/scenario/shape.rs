@@ -203,12 +203,15 @@ impl Cx<'_> {
         let what = table.what;
         let params = (table.fields)(kind);
         let at = path.key(name);
-        if name == "duration" && table.instant.contains(&kind) {
+        if name == "duration" && (table.instant)(kind) {
             return Err(self.err(
                 &at,
                 true,
                 format!("{path}: `duration` makes no sense for a `{kind}` {what}, which acts once"),
-                Some(format!("remove it ({} are instant)", all_of(table.instant))),
+                Some(format!(
+                    "remove it ({} are instant)",
+                    all_of(&table.instant_kinds())
+                )),
             ));
         }
         if table.common.contains(&name) || params.contains(&name) {

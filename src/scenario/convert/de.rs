@@ -212,3 +212,80 @@ pub(crate) fn found_of(node: &Node) -> Found {
         Node::Tagged(tag, _) => Found::Other(format!("a value tagged `!{tag}`")),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::scenario::model::{Extensions, FaultSpec, Scenario};
+
+    fn map(pairs: &[(&str, Node)]) -> Node {
+        Node::Map(
+            pairs
+                .iter()
+                .map(|(k, v)| (Node::Str(k.to_string()), v.clone()))
+                .collect(),
+        )
+    }
+
+    fn s(v: &str) -> Node {
+        Node::Str(v.into())
+    }
+
+    #[test]
+    fn errors_arrive_typed() {
+        let e = from_node::<FaultSpec>(&map(&[("kind", s("delay"))])).expect_err("latency");
+        assert_eq!(e, DeError::MissingField("latency"));
+        let e = from_node::<Extensions>(&s("kep")).expect_err("variant");
+        assert_eq!(
+            e,
+            DeError::UnknownVariant {
+                variant: "kep".into(),
+                expected: &["strip", "keep"]
+            }
+        );
+        let e = from_node::<Extensions>(&Node::Seq(vec![])).expect_err("not a name");
+        assert!(
+            matches!(
+                e,
+                DeError::NotAName {
+                    found: Found::Seq,
+                    ..
+                }
+            ),
+            "{e:?}"
+        );
+        let e = from_node::<u64>(&Node::Int(-1)).expect_err("negative");
+        assert!(
+            matches!(&e, DeError::Invalid { found: Found::Signed(-1), expected } if expected == "u64"),
+            "{e:?}"
+        );
+        let e = from_node::<FaultSpec>(&map(&[("kind", s("delay")), ("latency", s("3 parsecs"))]))
+            .expect_err("bad duration");
+        assert!(
+            matches!(e, DeError::Custom(ref m) if m.contains("parsecs")),
+            "{e:?}"
+        );
+    }
+
+    #[test]
+    fn a_whole_scenario_converts() {
+        let node = map(&[
+            ("name", s("x")),
+            ("description", s("y")),
+            ("duration", s("10s")),
+            ("seed", Node::UInt(7)),
+            (
+                "faults",
+                Node::Seq(vec![map(&[
+                    ("kind", s("partition")),
+                    ("at", s("open#1 + 3s")),
+                    ("connections", Node::Seq(vec![Node::UInt(1)])),
+                ])]),
+            ),
+        ]);
+        let sc = from_node::<Scenario>(&node).expect("converts");
+        assert_eq!(sc.seed, 7);
+        assert_eq!(sc.faults.len(), 1);
+        assert_eq!(sc.faults[0].kind.name(), "partition");
+    }
+}

@@ -300,3 +300,79 @@ fn too_deep_flow(src: &str) -> Option<(usize, usize)> {
     }
     None
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn kind(src: &str) -> (usize, usize, YamlErrorKind) {
+        let e = read(src).expect_err(src);
+        (e.line, e.column, e.kind)
+    }
+
+    #[test]
+    fn refusals_are_typed_and_placed() {
+        let dup = "name: a\nfaults:\n  - kind: delay\n    kind: drop\n";
+        assert_eq!(
+            kind(dup),
+            (4, 5, YamlErrorKind::DuplicateKey("kind".into()))
+        );
+        assert_eq!(
+            kind("a: 1\n---\na: 2\n"),
+            (2, 1, YamlErrorKind::MultipleDocuments)
+        );
+        assert_eq!(kind("# only\n\n"), (1, 1, YamlErrorKind::Empty));
+        assert_eq!(
+            kind("a: 1\nb: {x: 1\n").2.hint(),
+            YamlErrorKind::Unclosed {
+                open: '{',
+                close: '}',
+                opened: None
+            }
+            .hint()
+        );
+        let merge = kind("a: &a 1\nb:\n  <<: *a\n");
+        assert_eq!(
+            merge,
+            (
+                3,
+                3,
+                YamlErrorKind::BadMerge(
+                    "expected a mapping or list of mappings for merging, but found scalar"
+                )
+            )
+        );
+    }
+
+    #[test]
+    fn a_syntax_error_beats_a_duplicate_key() {
+        let src = "a: 1\na: b: c\n";
+        assert_eq!(kind(src).2, YamlErrorKind::UnexpectedColon);
+    }
+
+    #[test]
+    fn merges_tags_and_numbers_build_the_tree() {
+        let n = read("base: &b {x: 1, y: -2}\nm:\n  <<: *b\n  y: 3\nt: !k 1.5\n").expect("valid");
+        let m = n.get("m").expect("m");
+        assert_eq!(m.get("x"), Some(&Node::UInt(1)));
+        assert_eq!(m.get("y"), Some(&Node::UInt(3)));
+        assert_eq!(n.get("base").and_then(|b| b.get("y")), Some(&Node::Int(-2)));
+        assert_eq!(
+            n.get("t"),
+            Some(&Node::Tagged("k".into(), Box::new(Node::Float(1.5))))
+        );
+    }
+
+    #[test]
+    fn alias_bombs_stop_at_the_node_limit() {
+        let mut src = String::from("a: &a [x, x, x, x, x, x, x, x, x, x]\n");
+        for (prev, cur) in ["a", "b", "c", "d", "e", "f", "g"]
+            .windows(2)
+            .map(|w| (w[0], w[1]))
+        {
+            let items = vec![format!("*{prev}"); 10].join(", ");
+            src.push_str(&format!("{cur}: &{cur} [{items}]\n"));
+        }
+        assert_eq!(kind(&src).2, YamlErrorKind::TooManyNodes);
+    }
+}
