@@ -3,7 +3,6 @@
 //! the tables in `kinds.rs`), with "did you mean" suggestions. It reads the
 //! [`Node`] tree only; the values themselves are converted in `convert/`.
 
-use super::convert::example;
 use super::error::{hint_for, one_of, suggest, ScenarioError};
 use super::kinds::KindTable;
 use super::node::{describe, key_str, Node};
@@ -277,4 +276,26 @@ fn all_of(items: &[&str]) -> String {
         1 => quoted[0].clone(),
         n => format!("{} and {}", quoted[..n - 1].join(", "), quoted[n - 1]),
     }
+}
+
+/// An example of a field, for "needs `x`" messages.
+pub(crate) fn example(field: &str) -> Option<&'static str> {
+    Some(match field {
+        "name" => "`name: silent-drop`",
+        "description" => "`description: what it simulates and what a good client does`",
+        "duration" => "`duration: 40s`",
+        "latency" => "`latency: 200ms`",
+        "rate" => "`rate: 64KiB/s`",
+        "size" => "`size: 1..16`",
+        "toward" => "`toward: client`",
+        "from" => "`from: client`",
+        "bytes" => "`bytes: 16KiB`",
+        "after" => "`after: outage.end`",
+        "within" => "`within: 10s`",
+        "for" => "`for: 30s`",
+        "match" => "`match: {opcode: ping}`",
+        "every" => "`every: 5s`",
+        "code" => "`code: 1000`",
+        _ => return None,
+    })
 }

@@ -10,6 +10,7 @@ use super::error::{hint_for, one_of, suggest, ScenarioError};
 use super::model::Match;
 use super::node::{describe, float_text, key_str, short, Node};
 use super::parse::Cx;
+use super::shape::example;
 use super::yaml::{Seg, YPath};
 use de::Found;
 pub(crate) use de::{from_node, DeError};
@@ -274,26 +275,4 @@ fn found_desc(found: &Found, v: &Node) -> String {
         Found::Unit => "an empty value".into(),
         Found::Other(_) => describe(v),
     }
-}
-
-/// An example of a field, for "needs `x`" messages.
-pub(crate) fn example(field: &str) -> Option<&'static str> {
-    Some(match field {
-        "name" => "`name: silent-drop`",
-        "description" => "`description: what it simulates and what a good client does`",
-        "duration" => "`duration: 40s`",
-        "latency" => "`latency: 200ms`",
-        "rate" => "`rate: 64KiB/s`",
-        "size" => "`size: 1..16`",
-        "toward" => "`toward: client`",
-        "from" => "`from: client`",
-        "bytes" => "`bytes: 16KiB`",
-        "after" => "`after: outage.end`",
-        "within" => "`within: 10s`",
-        "for" => "`for: 30s`",
-        "match" => "`match: {opcode: ping}`",
-        "every" => "`every: 5s`",
-        "code" => "`code: 1000`",
-        _ => return None,
-    })
 }
