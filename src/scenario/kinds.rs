@@ -1,8 +1,9 @@
 //! The fault and expectation kinds as the front end sees them: for each, its
 //! name and its fields. The shape check (`shape.rs`) uses these tables for
-//! "unknown field" and "did you mean", `plan.rs` to list parameters. They
-//! follow the model (`FaultKind`, `ExpectKind`); a test checks that they
-//! agree with it.
+//! "unknown field" and "did you mean", `plan.rs` to list parameters. Fault
+//! kinds come from the fault registry (`faults/mod.rs`); the expectation
+//! table follows `ExpectKind`, and a test checks that both agree with the
+//! model.
 
 use super::model::{ExpectKind, FaultKind};
 
@@ -32,7 +33,7 @@ pub(crate) const FAULTS: KindTable = KindTable {
     common: &["name", "kind", "at", "duration", "connections"],
     kinds: FaultKind::KINDS,
     fields: fault_params,
-    instant: |kind| matches!(kind, "half_close" | "reset" | "close"),
+    instant: |kind| FaultKind::info(kind).is_some_and(|k| k.instant),
 };
 
 /// The expectation kinds.
@@ -62,23 +63,9 @@ impl KindTable {
     }
 }
 
-/// The kind-specific fields of each fault kind.
+/// The kind-specific fields of each fault kind (from the fault registry).
 pub(crate) fn fault_params(kind: &str) -> &'static [&'static str] {
-    match kind {
-        "partition" => &["direction", "on_end"],
-        "delay" => &["latency", "jitter", "direction"],
-        "drop" => &["match", "probability", "direction"],
-        "throttle" => &["rate", "direction"],
-        "slice" => &["size", "gap", "direction"],
-        "corrupt" => &["match", "probability", "direction"],
-        "half_close" => &["toward"],
-        "lose_fin" => &["from"],
-        "reset" => &["toward"],
-        "close" => &["toward", "code", "reason", "then"],
-        "refuse" => &["how", "status", "headers"],
-        "limit" => &["bytes", "direction", "then"],
-        _ => &[],
-    }
+    FaultKind::fields(kind)
 }
 
 /// The kind-specific fields of each expectation kind.
