@@ -2,9 +2,10 @@
 //!
 //! [`read`] turns scenario text into a [`Node`] tree, refusing on the way
 //! what a scenario never needs and what could hurt the reader: deep nesting,
-//! alias bombs, duplicate keys, several documents, tabs in indentation,
-//! control characters. Every refusal is a [`YamlError`] with a position;
-//! the parser's own syntax errors are translated in `syntax.rs`. Positions of
+//! alias bombs, duplicate keys, several documents, bad `<<` merges. Every
+//! refusal is a [`YamlError`] with a position; the parser's own syntax
+//! errors (tabs in indentation, control characters, unclosed brackets...)
+//! are translated in `syntax.rs`. Positions of
 //! nodes for later messages come from `locate.rs`. Swapping the YAML library
 //! means rewriting this module and nothing else.
 
