@@ -171,6 +171,11 @@ pub struct RunArgs {
     /// Run the built-in demo client.
     #[arg(long, conflicts_with = "client_cmd")]
     pub demo: bool,
+    /// Run the client (and a --server-cmd) in network namespaces: partitions,
+    /// resets and refusals become nftables rules that the peers' own TCP
+    /// stacks see (needs root and `nft`).
+    #[arg(long, conflicts_with = "demo")]
+    pub netns: bool,
     /// Extra argument for the built-in demo client (repeatable), e.g. --demo-arg=--no-heartbeat.
     #[arg(
         long = "demo-arg",
@@ -340,6 +345,12 @@ async fn cmd_run(args: RunArgs) -> i32 {
             return exit::INVALID;
         }
     }
+    if args.netns {
+        if let Err(e) = crate::netns::preflight() {
+            eprintln!("error: {e}");
+            return exit::CANNOT_RUN;
+        }
+    }
     let interrupt = interrupt_token();
     let many = files.len() > 1;
     let color = std::io::stdout().is_terminal();
@@ -402,6 +413,7 @@ async fn cmd_run(args: RunArgs) -> i32 {
             demo: args.demo,
             demo_args: Vec::new(),
             interrupt: interrupt.clone(),
+            netns: args.netns,
         };
         match run_one(&sc, &opts, args.quiet).await {
             Ok(report) => {
@@ -678,6 +690,7 @@ async fn cmd_replay(path: &Path) -> i32 {
         demo: s.demo,
         demo_args: Vec::new(),
         interrupt: interrupt_token(),
+        netns: s.netns,
     };
     let new = match run_one(&sc, &opts, false).await {
         Ok(r) => r,

@@ -123,6 +123,7 @@ impl Session {
                     .is_some_and(|s| s.extensions == crate::scenario::Extensions::Keep),
                 seed: cfg.seed,
                 raw_fallback: cfg.raw_fallback,
+                sockets: None,
             },
             log.clone(),
         )
@@ -431,5 +432,6 @@ fn empty_scenario() -> Scenario {
         faults: Vec::new(),
         expect: Vec::new(),
         demo_client: Vec::new(),
+        network: Default::default(),
     }
 }
