@@ -51,6 +51,9 @@ const EXTRA_TYPES: &[&str] = &[
     "replace",
 ];
 
+/// Largest integer attribute (ms, bytes, KB/s): about 31 years in ms.
+const MAX_ATTRIBUTE: f64 = 1e12;
+
 /// Connection numbers a partial `toxicity` is decided for.
 const SAMPLED_CONNS: u32 = 65_536;
 
@@ -211,10 +214,16 @@ impl Toxic {
             for k in *keys {
                 let v = self.attributes.get(*k).cloned().unwrap_or(json!(0));
                 let x = number(&v, &format!("attributes.{k}"))?;
-                if x < 0.0 && *k != "jitter" {
+                if x < 0.0 {
                     return Err(ApiError::field(
                         &format!("attributes.{k}"),
                         format!("`{k}` cannot be negative"),
+                    ));
+                }
+                if x > MAX_ATTRIBUTE {
+                    return Err(ApiError::field(
+                        &format!("attributes.{k}"),
+                        format!("`{k}` is too large (at most {MAX_ATTRIBUTE})"),
                     ));
                 }
                 self.attributes.insert(k.to_string(), json!(x as i64));
@@ -462,6 +471,17 @@ mod tests {
         ))
         .unwrap_err();
         assert_eq!(e.field.as_deref(), Some("attributes.latency"));
+    }
+
+    #[test]
+    fn negative_and_huge_attributes_are_refused() {
+        for v in [json!(-1), json!(1e15)] {
+            let e = Toxic::create(&obj(
+                json!({"type": "latency", "attributes": {"jitter": v}}),
+            ))
+            .unwrap_err();
+            assert_eq!(e.field.as_deref(), Some("attributes.jitter"), "{e:?}");
+        }
     }
 
     #[test]
