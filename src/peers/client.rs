@@ -20,7 +20,12 @@
 //!    `--backoff-min` and `--backoff-max`; failed attempts (refused, reset,
 //!    HTTP error) back off further, and an HTTP `Retry-After` is honoured
 //!    (capped at `--backoff-max`). A connection that stayed open for
-//!    `--timeout` resets the backoff.
+//!    `--timeout` resets the backoff. The first retry after a healthy
+//!    connection is lost waits a full-jitter delay (uniform between 0 and
+//!    `--backoff-min`): when a server drops thousands of clients at once,
+//!    their first retries are spread out instead of arriving together (a
+//!    thundering herd). Later retries grow as `--backoff-min · 2^n` times a
+//!    jitter factor in `[1, 1.5)`, so that the gaps never shrink.
 //!
 //! Every decision is logged with the time since the client started.
 
@@ -104,6 +109,10 @@ pub struct DemoClientOpts {
     /// Broken: reconnect immediately, with no delay (and ignore `Retry-After`).
     #[arg(long)]
     pub no_backoff: bool,
+    /// Broken: back off without jitter (every client retries at the same
+    /// instants: a thundering herd after a server restart).
+    #[arg(long)]
+    pub no_jitter: bool,
     /// Broken: reconnect even after the client's own intentional close.
     #[arg(long)]
     pub reconnect_after_close: bool,
@@ -131,6 +140,7 @@ impl Default for DemoClientOpts {
             max_runtime: None,
             no_heartbeat: false,
             no_backoff: false,
+            no_jitter: false,
             reconnect_after_close: false,
             no_resubscribe: false,
             no_connect_timeout: false,
@@ -198,6 +208,7 @@ pub struct Backoff {
     max: Duration,
     failures: u32,
     rng: ChaCha8Rng,
+    jitter: bool,
 }
 
 impl Backoff {
@@ -208,12 +219,37 @@ impl Backoff {
             max: max.max(min),
             failures: 0,
             rng: ChaCha8Rng::seed_from_u64(seed),
+            jitter: true,
         }
+    }
+
+    /// The same without any jitter (the broken `--no-jitter` client): the
+    /// delay before attempt `n` is exactly `min(backoff_max, backoff_min * 2^n)`.
+    pub fn without_jitter(min: Duration, max: Duration) -> Self {
+        Backoff {
+            jitter: false,
+            ..Backoff::new(min, max, 0)
+        }
+    }
+
+    /// The delay before the first retry after a healthy connection was lost
+    /// (no failure counted yet): full jitter, uniform in `[0, min)`; without
+    /// jitter, `min`. Counts no failure.
+    pub fn first_retry(&mut self) -> Duration {
+        if !self.jitter {
+            return self.min;
+        }
+        self.min.mul_f64(self.rng.gen_range(0.0..1.0))
     }
 
     /// The delay before the next attempt; counts one more failure.
     pub fn next_delay(&mut self) -> Duration {
-        let factor = 2f64.powi(self.failures.min(40) as i32) * self.rng.gen_range(1.0..1.5);
+        let j = if self.jitter {
+            self.rng.gen_range(1.0..1.5)
+        } else {
+            1.0
+        };
+        let factor = 2f64.powi(self.failures.min(40) as i32) * j;
         self.failures = self.failures.saturating_add(1);
         let secs = self.min.as_secs_f64() * factor;
         if !secs.is_finite() || secs >= self.max.as_secs_f64() {
@@ -307,7 +343,11 @@ pub async fn run_client(
     }
     let mut client = Client {
         url,
-        backoff: Backoff::new(opts.backoff_min, opts.backoff_max, opts.seed),
+        backoff: if opts.no_jitter {
+            Backoff::without_jitter(opts.backoff_min, opts.backoff_max)
+        } else {
+            Backoff::new(opts.backoff_min, opts.backoff_max, opts.seed)
+        },
         stop_at: opts.max_runtime.map(|d| Instant::now() + d),
         opts,
         shutdown,
@@ -360,6 +400,18 @@ impl<F: FnMut(&str)> Client<F> {
         match retry_after {
             Some(ra) => delay.max(ra.min(self.opts.backoff_max)),
             None => delay,
+        }
+    }
+
+    /// The delay before the first attempt after an open connection ended:
+    /// full jitter when no failure is counted, the backoff otherwise.
+    fn lost_delay(&mut self) -> Duration {
+        if self.opts.no_backoff {
+            Duration::ZERO
+        } else if self.backoff.failures() == 0 {
+            self.backoff.first_retry()
+        } else {
+            self.backoff.next_delay()
         }
     }
 
@@ -443,7 +495,7 @@ impl<F: FnMut(&str)> Client<F> {
                         self.log("closed intentionally: not reconnecting");
                         return ClientExit::IntentionalClose;
                     }
-                    delay = self.reconnect_delay(None);
+                    delay = self.lost_delay();
                     self.log(format!(
                         "reconnecting after my own close anyway (--reconnect-after-close) in {}",
                         fmt_dur(delay)
@@ -456,7 +508,7 @@ impl<F: FnMut(&str)> Client<F> {
                         "heartbeat timeout",
                     )
                     .await;
-                    delay = self.reconnect_delay(None);
+                    delay = self.lost_delay();
                     self.log(format!(
                         "nothing from the server for {}: link declared dead, sent close {HEARTBEAT_TIMEOUT_CODE} and abandoned the socket; reconnecting in {}",
                         fmt_dur(self.opts.timeout),
@@ -470,7 +522,7 @@ impl<F: FnMut(&str)> Client<F> {
                     })
                     .await;
                     drop(ws);
-                    delay = self.reconnect_delay(None);
+                    delay = self.lost_delay();
                     self.log(format!(
                         "server closed the connection ({}): reconnecting in {}",
                         describe_close(&frame),
@@ -479,7 +531,7 @@ impl<F: FnMut(&str)> Client<F> {
                 }
                 SessionEnd::Eof => {
                     drop(ws);
-                    delay = self.reconnect_delay(None);
+                    delay = self.lost_delay();
                     self.log(format!(
                         "connection ended without a close frame (abnormal, 1006): reconnecting in {}",
                         fmt_dur(delay)
@@ -487,7 +539,7 @@ impl<F: FnMut(&str)> Client<F> {
                 }
                 SessionEnd::Error(e) => {
                     drop(ws);
-                    delay = self.reconnect_delay(None);
+                    delay = self.lost_delay();
                     self.log(format!(
                         "connection failed ({e}): reconnecting in {}",
                         fmt_dur(delay)

@@ -106,11 +106,12 @@ const TOP_KEYS: &[&str] = &[
     "extensions",
     "resolution",
     "demo_client",
+    "clients",
     "faults",
     "expect",
 ];
 const FAULT_COMMON: &[&str] = &["name", "kind", "at", "duration", "connections"];
-const EXPECT_COMMON: &[&str] = &["name", "kind"];
+const EXPECT_COMMON: &[&str] = &["name", "kind", "clients"];
 const MATCH_KEYS: &[&str] = &["opcode", "text", "regex", "min_len", "max_len", "any"];
 const OPCODES: &[&str] = &["text", "binary", "ping", "pong", "close", "continuation"];
 const CONN_WHICH: &[&str] = &["all", "open", "new"];
@@ -153,6 +154,7 @@ pub(crate) fn expect_params(kind: &str) -> &'static [&'static str] {
         ],
         "sends" => &["from", "match", "after", "within", "count"],
         "closes_with" => &["side", "code", "connections"],
+        "herd" => &["after", "max_attempts", "window", "min_spread", "for"],
         _ => &[],
     }
 }
@@ -535,6 +537,7 @@ impl Cx<'_> {
             demo_client: self
                 .opt_field(&top.key("demo_client"), map.get("demo_client"))?
                 .unwrap_or_default(),
+            clients: self.opt_field(&top.key("clients"), map.get("clients"))?,
             faults: Vec::new(),
             expect: Vec::new(),
         };

@@ -12,6 +12,9 @@ use std::time::Duration;
 
 type Res<T> = Result<T, ScenarioError>;
 
+/// Most clients a run may start.
+pub const MAX_CLIENTS: usize = 10_000;
+
 /// Validates `s`; returns the warnings.
 pub(crate) fn validate(s: &Scenario, cx: &Cx<'_>) -> Res<Vec<String>> {
     let top = YPath::root();
@@ -48,6 +51,17 @@ pub(crate) fn validate(s: &Scenario, cx: &Cx<'_>) -> Res<Vec<String>> {
             "duration: the run's duration must be above zero",
             Some("expected e.g. `duration: 40s`".into()),
         ));
+    }
+
+    if let Some(n) = s.clients {
+        if !(1..=MAX_CLIENTS).contains(&n) {
+            return Err(cx.err(
+                &top.key("clients"),
+                false,
+                format!("clients: {n} is not a number of clients"),
+                Some(format!("expected 1 to {MAX_CLIENTS}")),
+            ));
+        }
     }
 
     // Names.
@@ -369,6 +383,27 @@ pub(crate) fn validate(s: &Scenario, cx: &Cx<'_>) -> Res<Vec<String>> {
                 }
                 check_connections(cx, &p.key("connections"), connections)?;
             }
+            ExpectKind::Herd {
+                after,
+                window,
+                max_attempts,
+                for_,
+                ..
+            } => {
+                after_ref(after)?;
+                positive("window", window)?;
+                if let Some(f) = for_ {
+                    positive("for", f)?;
+                }
+                if *max_attempts == 0 {
+                    return Err(cx.err(
+                        &p.key("max_attempts"),
+                        false,
+                        format!("expect[{i}].max_attempts: 0 attempts in any window always fails"),
+                        Some("expected 1 or more".into()),
+                    ));
+                }
+            }
         }
     }
 
@@ -428,7 +463,8 @@ pub(crate) fn validate(s: &Scenario, cx: &Cx<'_>) -> Res<Vec<String>> {
             ExpectKind::Detects { after, .. }
             | ExpectKind::Reconnects { after, .. }
             | ExpectKind::NoReconnect { after, .. }
-            | ExpectKind::Sends { after, .. } => Some(after),
+            | ExpectKind::Sends { after, .. }
+            | ExpectKind::Herd { after, .. } => Some(after),
             ExpectKind::StaysConnected { after, .. }
             | ExpectKind::Heartbeat { after, .. }
             | ExpectKind::Backoff { after, .. } => after.as_ref(),
