@@ -16,7 +16,7 @@ mod closes_with;
 mod common;
 mod detects;
 mod heartbeat;
-mod herd;
+pub mod herd;
 mod no_reconnect;
 mod reconnects;
 pub mod refs;
