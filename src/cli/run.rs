@@ -436,8 +436,18 @@ pub(crate) async fn run_one(
         opts,
         |url| {
             if opts.client_cmd.is_none() && !opts.demo {
+                let many = match opts.clients.or(sc.clients).unwrap_or(1) {
+                    n if n > 1 => format!(
+                        " ({n} clients: client i at {})",
+                        crate::run::client_url(url, 0, n)
+                            .strip_suffix('0')
+                            .map(|u| format!("{u}<i>"))
+                            .unwrap_or_default()
+                    ),
+                    _ => String::new(),
+                };
                 say.say(format!(
-                    "flatline: `{}` listening on {url}: connect your client there",
+                    "flatline: `{}` listening on {url}: connect your client there{many}",
                     sc.name
                 ));
             } else if !quiet {

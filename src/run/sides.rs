@@ -247,3 +247,24 @@ impl DemoClients {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn client_urls_carry_the_index_only_when_there_are_several() {
+        let u = "ws://127.0.0.1:9000/feed";
+        assert_eq!(client_url(u, 0, 1), u);
+        assert_eq!(
+            client_url(u, 3, 5),
+            "ws://127.0.0.1:9000/feed?flatline_client=3"
+        );
+        assert_eq!(
+            client_url("ws://h:1/f?token=a", 1, 2),
+            "ws://h:1/f?token=a&flatline_client=1"
+        );
+        let back = crate::expect::scope::client_in_target(&client_url("/f?token=a", 7, 9));
+        assert_eq!(back, Some(7));
+    }
+}
