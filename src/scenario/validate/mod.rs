@@ -11,6 +11,7 @@
 //!    (a fault that can only start after the run ends).
 
 mod kinds;
+pub use kinds::FaultCheck;
 mod names;
 mod refs;
 mod timing;
