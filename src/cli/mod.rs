@@ -327,6 +327,7 @@ async fn cmd_replay(path: &Path) -> i32 {
         clients: None,
         demo_args: Vec::new(),
         interrupt: interrupt_token(),
+        netns: s.netns,
     };
     let new = match run::run_one(&sc, &opts, false, &mut run::Sink::stderr()).await {
         Ok(r) => r,

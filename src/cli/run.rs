@@ -36,6 +36,11 @@ pub struct RunArgs {
     /// Run the built-in demo client.
     #[arg(long, conflicts_with = "client_cmd")]
     pub demo: bool,
+    /// Run the client (and a --server-cmd) in network namespaces: partitions,
+    /// resets and refusals become nftables rules that the peers' own TCP
+    /// stacks see (needs root and `nft`).
+    #[arg(long, conflicts_with = "demo")]
+    pub netns: bool,
     /// Extra argument for the built-in demo client (repeatable), e.g. --demo-arg=--no-heartbeat.
     #[arg(
         long = "demo-arg",
@@ -203,6 +208,12 @@ pub(crate) async fn cmd_run(args: RunArgs) -> i32 {
         eprintln!("error: {e}");
         return exit::INVALID;
     }
+    if args.netns {
+        if let Err(e) = crate::netns::preflight() {
+            eprintln!("error: {e}");
+            return exit::CANNOT_RUN;
+        }
+    }
     // Report file names depend on the whole selection, not on the shard.
     let many = all.len() > 1;
     let files = match args.shard {
@@ -345,6 +356,7 @@ async fn run_file(
         clients: None,
         demo_args: Vec::new(),
         interrupt: interrupt.clone(),
+        netns: args.netns,
     };
     let report = match run_one(&sc, &opts, args.quiet, &mut sink).await {
         Ok(r) => r,

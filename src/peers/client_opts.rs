@@ -1,7 +1,7 @@
 //! The demo client's options: `flatline demo-client`'s flags, and the
 //! scenario's `demo_client:` arguments under `--demo`.
 
-use super::client::DEFAULT_SUBSCRIBE;
+use super::client::{DEFAULT_RECONNECT_MESSAGE, DEFAULT_SUBSCRIBE};
 use super::server::parse_duration;
 use std::time::Duration;
 
@@ -71,6 +71,13 @@ pub struct DemoClientOpts {
     /// Broken: no handshake timeout (an unanswered attempt hangs forever).
     #[arg(long)]
     pub no_connect_timeout: bool,
+    /// The text message with which the server asks for a reconnect: the
+    /// client closes with 1000 and reconnects after the shortest backoff.
+    #[arg(long, value_name = "TEXT", default_value = DEFAULT_RECONNECT_MESSAGE)]
+    pub reconnect_message: String,
+    /// Broken: ignore the server's reconnect message.
+    #[arg(long)]
+    pub ignore_reconnect: bool,
 }
 
 impl Default for DemoClientOpts {
@@ -93,6 +100,8 @@ impl Default for DemoClientOpts {
             reconnect_after_close: false,
             no_resubscribe: false,
             no_connect_timeout: false,
+            reconnect_message: DEFAULT_RECONNECT_MESSAGE.to_owned(),
+            ignore_reconnect: false,
         }
     }
 }

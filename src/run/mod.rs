@@ -7,25 +7,22 @@
 
 mod judge;
 mod proc;
+mod setup;
 mod sides;
 
 pub use sides::{client_url, CLIENT_QUERY};
 
 use crate::events::{Event, EventKind, EventLog};
 use crate::expect;
-use crate::peers::client::DemoClientOpts;
-use crate::relay::{Relay, RelayConfig, Upstream};
+use crate::netns::{Netns, NetnsError};
 use crate::report::{CommandOutcome, Report, RunSettings};
-use crate::scenario::{Extensions, Scenario};
-use crate::timeline::Timeline;
+use crate::scenario::{Network, Scenario};
 use judge::{Judge, WatchEnd};
+use setup::{Running, Setup};
 use sides::{Clients, ServerSide};
 use std::net::SocketAddr;
 use std::time::Duration;
 use tokio_util::sync::CancellationToken;
-
-/// How long connections get to finish their closing handshakes at the end.
-const CLOSE_GRACE: Duration = Duration::from_secs(1);
 
 /// Settings of a run besides the scenario.
 #[derive(Debug, Clone)]
@@ -48,6 +45,9 @@ pub struct RunOptions {
     pub demo_args: Vec<String>,
     /// Cancelled on Ctrl-C: the run stops early and still reports.
     pub interrupt: CancellationToken,
+    /// `--netns`: the commands run in network namespaces and faults with a
+    /// kernel equivalent are nftables rules (also `network: netns`).
+    pub netns: bool,
 }
 
 impl Default for RunOptions {
@@ -62,6 +62,7 @@ impl Default for RunOptions {
             clients: None,
             demo_args: Vec::new(),
             interrupt: CancellationToken::new(),
+            netns: false,
         }
     }
 }
@@ -92,116 +93,13 @@ pub enum RunError {
         /// OS error.
         err: std::io::Error,
     },
+    /// `--netns` cannot be used here, or its namespaces could not be made.
+    #[error("{0}")]
+    Netns(#[from] NetnsError),
     /// The demo server could not start, or the scenario's faults or
     /// expectations could not be built.
     #[error("{0}")]
     Setup(String),
-}
-
-/// Start the relay on the upstream; the server is stopped if it cannot.
-async fn start_relay(
-    scenario: &Scenario,
-    opts: &RunOptions,
-    upstream: &str,
-    seed: u64,
-    log: &EventLog,
-    server: ServerSide,
-) -> Result<(Relay, ServerSide), RunError> {
-    let cfg = match Upstream::parse(upstream) {
-        Ok(up) => RelayConfig {
-            listen: opts.listen,
-            upstream: up,
-            keep_extensions: scenario.extensions == Extensions::Keep,
-            seed,
-        },
-        Err(e) => {
-            server.stop().await;
-            return Err(e.into());
-        }
-    };
-    match Relay::start(cfg, log.clone()).await {
-        Ok(r) => Ok((r, server)),
-        Err(e) => {
-            server.stop().await;
-            Err(e.into())
-        }
-    }
-}
-
-/// What a run decides before it starts anything: the expectations, the
-/// timeline, the seed, and the demo client's options (checked first).
-struct Setup {
-    seed: u64,
-    exps: Vec<expect::Named>,
-    timeline: Timeline,
-    clients: usize,
-    demo_args: Vec<String>,
-    demo: Option<DemoClientOpts>,
-}
-
-impl Setup {
-    fn new(scenario: &Scenario, opts: &RunOptions) -> Result<Setup, RunError> {
-        let seed = opts.seed.unwrap_or(scenario.seed);
-        let exps = expect::build(scenario).map_err(RunError::Setup)?;
-        let timeline = Timeline::new(scenario).map_err(RunError::Setup)?;
-        // The demo client's jitter comes from the run's seed too (an explicit
-        // `--seed` in the scenario's `demo_client` or `--demo-arg` wins: the
-        // last one counts); client i adds i to it.
-        let demo_args: Vec<String> = ["--seed".to_string(), seed.to_string()]
-            .into_iter()
-            .chain(scenario.demo_client.iter().cloned())
-            .chain(opts.demo_args.iter().cloned())
-            .collect();
-        let demo = if opts.demo {
-            Some(DemoClientOpts::from_args(&demo_args).map_err(|e| {
-                RunError::Setup(format!("demo client arguments {demo_args:?}: {e}"))
-            })?)
-        } else {
-            None
-        };
-        let clients = opts.clients.or(scenario.clients).unwrap_or(1).max(1);
-        Ok(Setup {
-            seed,
-            exps,
-            timeline,
-            clients,
-            demo_args,
-            demo,
-        })
-    }
-}
-
-/// Everything a started run holds until its teardown.
-struct Running {
-    log: EventLog,
-    relay: Relay,
-    server: ServerSide,
-    stop_timeline: CancellationToken,
-    timeline_task: tokio::task::JoinHandle<()>,
-}
-
-impl Running {
-    /// Stop the timeline, let closing handshakes finish (bounded), stop the
-    /// relay and the server. Returns the server command's outcome.
-    async fn stop(self) -> Option<CommandOutcome> {
-        self.stop_timeline.cancel();
-        let _ = self.timeline_task.await;
-        // Let closing handshakes the stop started finish (bounded), so a run
-        // ends the same way each time instead of racing the relay's shutdown.
-        let mut open = self.relay.board().live_conns();
-        if !open.is_empty() {
-            self.log
-                .wait_for(CLOSE_GRACE, |e| {
-                    if let (Some(n), EventKind::Closed { .. }) = (e.conn, &e.kind) {
-                        open.retain(|c| *c != n);
-                    }
-                    open.is_empty()
-                })
-                .await;
-        }
-        self.relay.stop().await;
-        self.server.stop().await
-    }
 }
 
 /// Run `scenario`; `on_event` sees every event as it is logged (for the live
@@ -212,31 +110,26 @@ pub async fn run(
     mut on_ready: impl FnMut(&str),
     mut on_event: impl FnMut(&Event),
 ) -> Result<Report, RunError> {
-    let setup = Setup::new(scenario, opts)?;
     let upstream_url = opts.upstream.clone().or_else(|| scenario.upstream.clone());
-    let (upstream, server) = ServerSide::start(upstream_url.as_deref(), opts).await?;
+    let mut setup = Setup::new(scenario, opts, upstream_url.as_deref())?;
+    let upstream = ServerSide::start(upstream_url.as_deref(), opts, setup.netns.as_ref()).await?;
+    let client_ns = setup.netns.as_ref().map(Netns::client_path);
 
     // t = 0: the relay listens and the upstream is reachable.
     let log = EventLog::new();
     let (past, mut rx) = log.snapshot_and_subscribe();
     debug_assert!(past.is_empty());
-    let (relay, server) = start_relay(scenario, opts, &upstream, setup.seed, &log, server).await?;
-    let url = relay.url();
+    let running = Running::start(scenario, opts, &mut setup, upstream, &log).await?;
+    let url = running.relay.url();
     on_ready(&url);
-    let stop_timeline = CancellationToken::new();
-    let timeline_task = tokio::spawn(setup.timeline.drive(
-        relay.board().clone(),
-        log.clone(),
-        stop_timeline.clone(),
-    ));
-    let running = Running {
-        log: log.clone(),
-        relay,
-        server,
-        stop_timeline,
-        timeline_task,
-    };
-    let started = Clients::start(opts, setup.demo, &setup.demo_args, &url, setup.clients).await;
+    let started = Clients::start(
+        opts,
+        setup.demo.take(),
+        &setup.demo_args,
+        (&url, setup.clients),
+        client_ns.as_deref(),
+    )
+    .await;
     let mut clients = match started {
         Ok(c) => c,
         Err(e) => {
@@ -247,7 +140,7 @@ pub async fn run(
 
     // Judge as the log grows; stop when every verdict is known.
     let deadline = tokio::time::Instant::from_std(log.start() + scenario.duration.0);
-    let mut judge = Judge::new(setup.exps, setup.clients);
+    let mut judge = Judge::new(std::mem::take(&mut setup.exps), setup.clients);
     let end_how = judge
         .watch(
             &log,
@@ -346,6 +239,7 @@ fn conclude(
             client_cmd: opts.client_cmd.clone(),
             server_cmd: opts.server_cmd.clone(),
             demo: opts.demo,
+            netns: opts.netns || scenario.network == Network::Netns,
             resolution: None,
         },
     }

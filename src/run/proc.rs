@@ -2,6 +2,7 @@
 //! process group of its own, with the tail of its output kept for the report.
 
 use super::RunError;
+use crate::relay::Sockets;
 use crate::report::CommandOutcome;
 use std::collections::VecDeque;
 use std::process::Stdio;
@@ -54,11 +55,13 @@ fn keep_lines(out: impl AsyncRead + Unpin + Send + 'static, tail: Tail) {
 }
 
 impl Proc {
-    /// `sh -c cmd` with `env` added to the caller's environment.
+    /// `sh -c cmd` with `env` added to the caller's environment, in the
+    /// network namespace at `netns` if given.
     pub(super) fn spawn(
         role: &'static str,
         cmd: &str,
         env: &[(&str, String)],
+        netns: Option<&std::path::Path>,
     ) -> Result<Proc, RunError> {
         let mut c = Command::new("sh");
         c.arg("-c")
@@ -71,11 +74,18 @@ impl Proc {
         for (k, v) in env {
             c.env(k, v);
         }
-        let mut child = c.spawn().map_err(|err| RunError::Command {
+        let err = |err| RunError::Command {
             role,
             cmd: cmd.to_string(),
             err,
-        })?;
+        };
+        if let Some(path) = netns {
+            // SAFETY: the hook only calls setns(2).
+            unsafe {
+                c.pre_exec(crate::netns::enter_in_child(path).map_err(err)?);
+            }
+        }
+        let mut child = c.spawn().map_err(err)?;
         let tail: Tail = Arc::new(Mutex::new(VecDeque::new()));
         if let Some(out) = child.stdout.take() {
             keep_lines(out, tail.clone());
@@ -137,10 +147,18 @@ impl Proc {
 
 /// Wait (bounded) until `addr` accepts TCP; fail early when the server
 /// command that should listen there exits.
-pub(super) async fn wait_for_tcp(addr: &str, server: &mut Option<Proc>) -> Result<(), RunError> {
+pub(super) async fn wait_for_tcp(
+    addr: &str,
+    server: &mut Option<Proc>,
+    sockets: Option<&Arc<dyn Sockets>>,
+) -> Result<(), RunError> {
     let deadline = tokio::time::Instant::now() + UPSTREAM_WAIT;
     loop {
-        if tokio::net::TcpStream::connect(addr).await.is_ok() {
+        let connected = match sockets {
+            None => tokio::net::TcpStream::connect(addr).await.is_ok(),
+            Some(s) => s.connect(0, addr).await.is_ok(),
+        };
+        if connected {
             return Ok(());
         }
         if let Some(p) = server.as_mut() {

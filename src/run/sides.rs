@@ -5,6 +5,7 @@
 use super::proc::{push_tail, tail_text, wait_for_tcp, Proc, Tail, TERM_GRACE};
 use super::{RunError, RunOptions};
 use crate::events::{EventKind, EventLog};
+use crate::netns::Netns;
 use crate::peers::client::{run_client, DemoClientOpts};
 use crate::peers::server::{spawn_demo_server, DemoServerHandle, DemoServerOpts};
 use crate::relay::Upstream;
@@ -41,11 +42,14 @@ impl ServerSide {
     pub(super) async fn start(
         upstream_url: Option<&str>,
         opts: &RunOptions,
+        netns: Option<&Netns>,
     ) -> Result<(String, ServerSide), RunError> {
+        let ns = netns.and_then(Netns::server_path);
         let mut server_proc = match &opts.server_cmd {
-            Some(cmd) => Some(Proc::spawn("server", cmd, &[])?),
+            Some(cmd) => Some(Proc::spawn("server", cmd, &[], ns.as_deref())?),
             None => None,
         };
+        let sockets = netns.map(Netns::sockets);
         let Some(u) = upstream_url else {
             if let Some(p) = server_proc.take() {
                 p.stop().await;
@@ -60,7 +64,7 @@ impl ServerSide {
         };
         let authority = Upstream::parse(u)?.authority();
         let waited = tokio::select! {
-            r = wait_for_tcp(&authority, &mut server_proc) => r,
+            r = wait_for_tcp(&authority, &mut server_proc, sockets.as_ref()) => r,
             _ = opts.interrupt.cancelled() => Err(RunError::Setup(format!(
                 "interrupted while waiting for the upstream {authority} to accept TCP"
             ))),
@@ -118,8 +122,8 @@ impl Clients {
         opts: &RunOptions,
         demo: Option<DemoClientOpts>,
         args: &[String],
-        url: &str,
-        count: usize,
+        (url, count): (&str, usize),
+        netns: Option<&std::path::Path>,
     ) -> Result<Clients, RunError> {
         if let Some(cmd) = &opts.client_cmd {
             let mut procs = Vec::with_capacity(count);
@@ -128,7 +132,7 @@ impl Clients {
                     ("FLATLINE_URL", client_url(url, i, count)),
                     ("FLATLINE_CLIENT", i.to_string()),
                 ];
-                match Proc::spawn("client", cmd, &env) {
+                match Proc::spawn("client", cmd, &env, netns) {
                     Ok(p) => procs.push((p, false)),
                     Err(e) => {
                         // Those started are stopped before the error returns.

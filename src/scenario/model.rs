@@ -27,6 +27,11 @@ pub struct Scenario {
     /// `strip` (default) removes `Sec-WebSocket-Extensions`; `keep` keeps it.
     #[serde(default)]
     pub extensions: Extensions,
+    /// `relay` (default): the relay alone makes the faults. `netns`: the
+    /// client (and a `--server-cmd`) run in network namespaces and faults
+    /// with a kernel equivalent become nftables rules (like `--netns`).
+    #[serde(default, skip_serializing_if = "Network::is_relay")]
+    pub network: Network,
     /// Transcript time resolution (default 100ms); `0s` shows ordering only.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub resolution: Option<Dur>,
@@ -124,6 +129,25 @@ pub enum Extensions {
     Strip,
     /// Keep it (payload matching becomes unavailable).
     Keep,
+}
+
+/// Where the network path of a run is made.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Network {
+    /// Peers on loopback; the relay makes every fault.
+    #[default]
+    Relay,
+    /// Peers in network namespaces joined to the relay by veth pairs; faults
+    /// with a kernel equivalent are nftables rules on those links.
+    Netns,
+}
+
+impl Network {
+    /// Whether this is the default.
+    pub fn is_relay(&self) -> bool {
+        *self == Network::Relay
+    }
 }
 
 /// Which directions a fault applies to.
