@@ -544,3 +544,33 @@ faults:
         client.output_tail
     );
 }
+
+#[tokio::test]
+async fn without_nft_the_run_stops_before_anything_starts() {
+    let _one = ONE_AT_A_TIME.lock().await;
+    if skip() {
+        return;
+    }
+    // A PATH with `ip` but no `nft`.
+    let dir = std::env::temp_dir().join(format!("flatline-nonft-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let ip = ["/usr/sbin/ip", "/sbin/ip", "/usr/bin/ip", "/bin/ip"]
+        .into_iter()
+        .find(|p| std::path::Path::new(p).exists())
+        .expect("ip");
+    let _ = std::os::unix::fs::symlink(ip, dir.join("ip"));
+    let file = dir.join("idle.yaml");
+    std::fs::write(&file, IDLE).unwrap();
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_flatline"))
+        .args(["run", "--netns", "--client-cmd", "true"])
+        .arg(&file)
+        .env("PATH", &dir)
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(3), "{err}");
+    assert_eq!(err.trim().lines().count(), 1, "{err}");
+    assert!(err.contains("`nft`") && err.contains("nftables"), "{err}");
+    assert!(ours().is_empty());
+    let _ = std::fs::remove_dir_all(&dir);
+}
