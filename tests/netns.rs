@@ -574,3 +574,53 @@ async fn without_nft_the_run_stops_before_anything_starts() {
     assert!(ours().is_empty());
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+#[tokio::test]
+async fn ctrl_c_on_the_command_line_removes_the_namespaces() {
+    let _one = ONE_AT_A_TIME.lock().await;
+    if skip() {
+        return;
+    }
+    let dir = std::env::temp_dir().join(format!("flatline-netns-int-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let file = dir.join("idle.yaml");
+    std::fs::write(&file, IDLE).unwrap();
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_flatline"))
+        .args(["run", "--netns", "--client-cmd", "exec sleep 1000"])
+        .arg(&file)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let pid = child.id();
+    let theirs = || -> Vec<String> {
+        let p = format!("{}{pid}.", ns::PREFIX);
+        ns::list_ours()
+            .into_iter()
+            .filter(|n| n.starts_with(&p))
+            .collect()
+    };
+    let mut out = std::io::BufReader::new(child.stderr.take().unwrap());
+    let mut line = String::new();
+    while !line.contains("relay at") {
+        line.clear();
+        assert!(
+            std::io::BufRead::read_line(&mut out, &mut line).unwrap() > 0,
+            "no URL"
+        );
+    }
+    assert_eq!(theirs().len(), 2, "{:?}", theirs());
+    // SAFETY: signalling our own child.
+    unsafe {
+        libc::kill(pid as i32, libc::SIGINT);
+    }
+    let mut rest = String::new();
+    std::io::Read::read_to_string(&mut out, &mut rest).unwrap();
+    let status = child.wait().unwrap();
+    assert!(
+        !status.success(),
+        "an interrupted run does not pass: {rest}"
+    );
+    assert!(theirs().is_empty(), "{:?}", theirs());
+    let _ = std::fs::remove_dir_all(&dir);
+}
