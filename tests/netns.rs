@@ -403,28 +403,49 @@ async fn a_killed_run_is_cleaned_up_by_the_next() {
             .filter(|n| n.starts_with(&p))
             .collect()
     };
-    // The run prints its URL once its namespaces exist.
-    let out = std::io::BufReader::new(child.stderr.take().unwrap());
-    let line = std::io::BufRead::lines(out)
-        .map_while(Result::ok)
-        .find(|l| l.contains("relay at"))
-        .expect("the relay's URL");
+    // The run prints its URL once its namespaces exist. Its stderr stays
+    // open (and read) until it is killed: a closed pipe would end it early.
+    let mut out = std::io::BufReader::new(child.stderr.take().unwrap());
+    let mut line = String::new();
+    while !line.contains("relay at") {
+        line.clear();
+        assert!(
+            std::io::BufRead::read_line(&mut out, &mut line).unwrap() > 0,
+            "no URL"
+        );
+    }
     assert!(line.contains("10.77.0.1"), "{line}");
+    let drain = std::thread::spawn(move || std::io::Read::read_to_end(&mut out, &mut Vec::new()));
     assert_eq!(theirs().len(), 2, "{:?}", theirs());
     child.kill().unwrap();
     child.wait().unwrap();
+    let _ = drain.join();
     assert_eq!(theirs().len(), 2, "a SIGKILLed run cannot clean up");
     // The next run (here: the next set of namespaces) removes them.
     // Its client command (orphaned in the client's namespace) is ended too.
-    let orphan = std::process::Command::new("ip")
-        .args(["netns", "pids"])
-        .arg(theirs().iter().find(|n| n.ends_with("-client")).unwrap())
-        .output()
+    // The URL is printed just before the client starts: a bounded wait for
+    // its process to show up in the namespace (another process's state has
+    // no event to await).
+    let client_ns = theirs()
+        .into_iter()
+        .find(|n| n.ends_with("-client"))
         .unwrap();
-    let orphan: i32 = String::from_utf8_lossy(&orphan.stdout)
-        .trim()
-        .parse()
-        .unwrap();
+    let deadline = std::time::Instant::now() + Duration::from_secs(15);
+    let orphan: i32 = loop {
+        let out = std::process::Command::new("ip")
+            .args(["netns", "pids", &client_ns])
+            .output()
+            .unwrap();
+        if let Ok(p) = String::from_utf8_lossy(&out.stdout).trim().parse() {
+            break p;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the client never started: {:?}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        std::thread::sleep(Duration::from_millis(10));
+    };
     let next = flatline::netns::Netns::create(None).unwrap();
     assert!(theirs().is_empty(), "{:?}", theirs());
     assert!(next.cleaned.iter().any(|n| n.contains(&format!("{pid}."))));
@@ -623,4 +644,27 @@ async fn ctrl_c_on_the_command_line_removes_the_namespaces() {
     );
     assert!(theirs().is_empty(), "{:?}", theirs());
     let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn network_netns_in_a_scenario_is_the_same_as_the_flag() {
+    use flatline::scenario::Network;
+    let sc = parse_str(
+        &IDLE.replace("duration:", "network: netns\nduration:"),
+        "n.yaml",
+    )
+    .unwrap()
+    .scenario;
+    assert_eq!(sc.network, Network::Netns);
+    assert_eq!(
+        parse_str(IDLE, "n.yaml").unwrap().scenario.network,
+        Network::Relay
+    );
+    let Err(err) = parse_str(
+        &IDLE.replace("duration:", "network: kernel\nduration:"),
+        "n.yaml",
+    ) else {
+        panic!("an unknown network was accepted");
+    };
+    assert!(err.to_string().contains("n.yaml:"), "{err}");
 }
