@@ -5,10 +5,10 @@
 use super::refs::{check_connections, check_ref, window};
 use super::{expect_path, fault_path, Known, Res};
 use crate::scenario::error::ScenarioError;
-use crate::scenario::locate::YPath;
 use crate::scenario::model::{ExpectKind, ExpectSpec, FaultSpec, Match};
 use crate::scenario::parse::Cx;
 use crate::scenario::values::{Dur, Reference};
+use crate::scenario::yaml::YPath;
 
 /// Fault `i`'s parameters, checked by its kind; adds warnings for odd but
 /// allowed values.

@@ -17,9 +17,9 @@ mod refs;
 mod timing;
 
 use super::error::ScenarioError;
-use super::locate::YPath;
 use super::model::{Extensions, Scenario};
 use super::parse::Cx;
+use super::yaml::YPath;
 use std::collections::HashMap;
 
 type Res<T> = Result<T, ScenarioError>;
