@@ -433,5 +433,6 @@ fn empty_scenario() -> Scenario {
         expect: Vec::new(),
         demo_client: Vec::new(),
         network: Default::default(),
+        clients: None,
     }
 }
