@@ -18,6 +18,7 @@
 //! - [`expect`]: one module per expectation kind, judged from the log.
 //! - [`report`]: terminal, JSON, JUnit, HTML and the snapshot transcript.
 //! - [`peers`]: the reference demo server and demo client.
+//! - [`tls`]: wss:// on either leg: certificates, trust, the TLS transport.
 #![warn(missing_docs)]
 
 pub mod cli;
@@ -32,3 +33,4 @@ pub mod report;
 pub mod run;
 pub mod scenario;
 pub mod timeline;
+pub mod tls;
