@@ -335,6 +335,8 @@ pub async fn run(
         upstream: Upstream::parse(&upstream)?,
         keep_extensions: scenario.extensions == Extensions::Keep,
         seed,
+        tls: None,
+        upstream_trust: Default::default(),
     };
     let relay = match Relay::start(cfg, log.clone()).await {
         Ok(r) => r,

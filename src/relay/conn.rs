@@ -14,12 +14,12 @@ use super::handshake::{head_end, response_status, MAX_HEAD};
 use crate::events::{Direction, Ending, EventKind, EventLog, FrameInfo, Side};
 use crate::faults::{Action, CutHow, EndAction, FrameAction, PipeRng, Stage, StageCtx};
 use crate::frame::{header_len, FrameScanner, Scan};
+use crate::tls::Stream;
 use std::cell::RefCell;
 use std::collections::VecDeque;
 use std::io;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
-use tokio::net::TcpStream;
+use std::time::Instant;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
@@ -261,7 +261,7 @@ impl Pipe {
     }
 
     /// Bytes that passed the frame gate.
-    fn emit(&mut self, bytes: &[u8], dst: Option<&TcpStream>, log: &EventLog) {
+    fn emit(&mut self, bytes: &[u8], dst: Option<&Stream>, log: &EventLog) {
         if bytes.is_empty() {
             return;
         }
@@ -305,7 +305,7 @@ impl Pipe {
     }
 
     /// A chunk read from the source.
-    fn on_chunk(&mut self, chunk: &[u8], dst: Option<&TcpStream>, log: &EventLog) -> Vec<Effect> {
+    fn on_chunk(&mut self, chunk: &[u8], dst: Option<&Stream>, log: &EventLog) -> Vec<Effect> {
         let mut effects = Vec::new();
         let mut chunk = chunk;
         if let Some(head) = self.head.as_mut() {
@@ -367,7 +367,7 @@ impl Pipe {
     }
 
     /// The slow path: split the chunk at frame boundaries and let stages decide.
-    fn gated_chunk(&mut self, chunk: &[u8], dst: Option<&TcpStream>, log: &EventLog) {
+    fn gated_chunk(&mut self, chunk: &[u8], dst: Option<&Stream>, log: &EventLog) {
         let frame_mode = self.frame_stages();
         let mut scans = Vec::new();
         self.scanner.feed(chunk, |s| scans.push(s));
@@ -414,7 +414,7 @@ impl Pipe {
     }
 
     /// Bytes of the current frame, through the gate.
-    fn pass(&mut self, bytes: &[u8], dst: Option<&TcpStream>, log: &EventLog) {
+    fn pass(&mut self, bytes: &[u8], dst: Option<&Stream>, log: &EventLog) {
         if bytes.is_empty() {
             return;
         }
@@ -426,7 +426,7 @@ impl Pipe {
     }
 
     /// A frame's header and preview are known: ask the stages.
-    fn decide(&mut self, info: &FrameInfo, dst: Option<&TcpStream>, log: &EventLog) {
+    fn decide(&mut self, info: &FrameInfo, dst: Option<&Stream>, log: &EventLog) {
         let Gate::Pending(_) = self.gate else { return };
         let mut action = FrameAction::Pass;
         let mut by = String::new();
@@ -508,7 +508,7 @@ impl Pipe {
     }
 
     /// Write what is due. Returns effects (FIN/RST to deliver, limit cuts).
-    fn flush(&mut self, dst: Option<&TcpStream>, log: &EventLog) -> Vec<Effect> {
+    fn flush(&mut self, dst: Option<&Stream>, log: &EventLog) -> Vec<Effect> {
         let mut effects = Vec::new();
         let Some(dst) = dst else { return effects };
         loop {
@@ -663,32 +663,10 @@ impl Pipe {
     }
 }
 
-/// `try_read`, and a short read clears the socket's read readiness (as
-/// tokio's own `poll_read` does): the socket is drained, so the next loop
-/// waits for epoll instead of paying a `recv` that returns `EAGAIN`. That
-/// saves one syscall per chunk, which is most of a small frame's cost.
-fn read_drained(src: &TcpStream, buf: &mut [u8]) -> io::Result<usize> {
-    let len = buf.len();
-    let mut got = None;
-    let r = src.try_io(tokio::io::Interest::READABLE, || {
-        let n = src.try_read(buf)?;
-        got = Some(n);
-        if n > 0 && n < len {
-            // Makes try_io clear the readiness it saw; the bytes are in `got`.
-            return Err(io::ErrorKind::WouldBlock.into());
-        }
-        Ok(n)
-    });
-    match (r, got) {
-        (_, Some(n)) => Ok(n),
-        (r, None) => r,
-    }
-}
-
 /// Write as much as the socket takes now, without waiting. `Err` means the
 /// destination is broken (reset by its peer, or gone): nothing more can be
 /// delivered to it.
-fn write_some(dst: &TcpStream, bytes: &[u8]) -> io::Result<usize> {
+fn write_some(dst: &Stream, bytes: &[u8]) -> io::Result<usize> {
     let mut n = 0;
     while n < bytes.len() {
         match dst.try_write(&bytes[n..]) {
@@ -709,14 +687,14 @@ fn log_scan(log: &EventLog, conn: u32, dir: Direction, s: Scan) {
     }
 }
 
-async fn readable(s: Option<&TcpStream>) -> io::Result<()> {
+async fn readable(s: Option<&Stream>) -> io::Result<()> {
     match s {
         Some(s) => s.readable().await,
         None => std::future::pending().await,
     }
 }
 
-async fn writable(s: Option<&TcpStream>) -> io::Result<()> {
+async fn writable(s: Option<&Stream>) -> io::Result<()> {
     match s {
         Some(s) => s.writable().await,
         None => std::future::pending().await,
@@ -731,9 +709,8 @@ async fn sleep_until(at: Option<Instant>) {
 }
 
 /// Close a socket with RST (SO_LINGER 0, then close).
-pub fn reset_socket(s: TcpStream) {
-    let _ = socket2::SockRef::from(&s).set_linger(Some(Duration::ZERO));
-    drop(s);
+pub fn reset_socket(s: Stream) {
+    s.reset();
 }
 
 /// Fault stages a connection starts with: (fault name, pipe, stage).
@@ -745,10 +722,10 @@ pub struct Conn {
     pub id: u32,
     /// Log.
     pub log: EventLog,
-    /// The client's socket.
-    pub client: TcpStream,
-    /// The server's socket.
-    pub server: TcpStream,
+    /// The client's socket (TCP or TLS).
+    pub client: Stream,
+    /// The server's socket (TCP or TLS).
+    pub server: Stream,
     /// Stages active at accept (faults covering new connections).
     pub initial: InitialStages,
     /// The rewritten request head.
@@ -763,7 +740,7 @@ pub struct Conn {
 pub async fn run(c: Conn, mut cmds: mpsc::UnboundedReceiver<ConnCmd>, stop: CancellationToken) {
     let log = c.log.clone();
     let id = c.id;
-    let mut sockets: [Option<TcpStream>; 2] = [Some(c.client), Some(c.server)];
+    let mut sockets: [Option<Stream>; 2] = [Some(c.client), Some(c.server)];
     let mut pipes = [
         Pipe::new(
             Direction::ToServer,
@@ -794,6 +771,12 @@ pub async fn run(c: Conn, mut cmds: mpsc::UnboundedReceiver<ConnCmd>, stop: Canc
         pipes[0].on_chunk(&c.rest, server.as_ref(), &log);
     }
     loop {
+        // TLS records (and a FIN behind them) that did not fit earlier.
+        for s in sockets.iter().flatten() {
+            if s.wants_flush() {
+                let _ = s.flush();
+            }
+        }
         // Write what is due, apply effects.
         for d in Direction::BOTH {
             let dst_i = side_index(d.to_side());
@@ -842,8 +825,8 @@ pub async fn run(c: Conn, mut cmds: mpsc::UnboundedReceiver<ConnCmd>, stop: Canc
             r = readable(server.as_ref()), if p1.wants_read() && server.is_some() => {
                 on_readable(r, Direction::ToClient, &mut pipes, &mut sockets, &log, &mut reset_seen);
             }
-            _ = writable(server.as_ref()), if p0.wants_write(now) && server.is_some() => {}
-            _ = writable(client.as_ref()), if p1.wants_write(now) && client.is_some() => {}
+            _ = writable(server.as_ref()), if server.as_ref().is_some_and(|s| p0.wants_write(now) || s.wants_flush()) => {}
+            _ = writable(client.as_ref()), if client.as_ref().is_some_and(|s| p1.wants_write(now) || s.wants_flush()) => {}
             _ = sleep_until(timer), if timer.is_some() => {}
         }
     }
@@ -874,7 +857,7 @@ fn on_readable(
     r: io::Result<()>,
     dir: Direction,
     pipes: &mut [Pipe; 2],
-    sockets: &mut [Option<TcpStream>; 2],
+    sockets: &mut [Option<Stream>; 2],
     log: &EventLog,
     reset_seen: &mut bool,
 ) {
@@ -894,7 +877,7 @@ fn on_readable(
             return Vec::new();
         };
         let pipe = &mut pipes[dir.index()];
-        match read_drained(src, &mut scratch[..]) {
+        match src.read(&mut scratch[..]) {
             Ok(0) => {
                 pipe.on_src_end(false, log);
                 Vec::new()
@@ -914,7 +897,7 @@ fn on_readable(
 
 fn apply(
     pipes: &mut [Pipe; 2],
-    sockets: &mut [Option<TcpStream>; 2],
+    sockets: &mut [Option<Stream>; 2],
     dir: Direction,
     effects: Vec<Effect>,
     log: &EventLog,
@@ -945,7 +928,7 @@ fn apply(
             Effect::FinDst => {
                 let to = dir.to_side();
                 if let Some(s) = sockets[side_index(to)].as_ref() {
-                    let _ = socket2::SockRef::from(s).shutdown(std::net::Shutdown::Write);
+                    let _ = s.shutdown_write();
                     log.emit(Some(id), EventKind::FinSent { to });
                 }
                 pipes[dir.index()].fin_sent = true;
@@ -987,7 +970,7 @@ fn inject_rst(
     fault: &str,
     to: Side,
     pipes: &mut [Pipe; 2],
-    sockets: &mut [Option<TcpStream>; 2],
+    sockets: &mut [Option<Stream>; 2],
     log: &EventLog,
     reset_seen: &mut bool,
 ) {
@@ -1007,7 +990,7 @@ fn inject_rst(
 fn reset_toward(
     to: Side,
     pipes: &mut [Pipe; 2],
-    sockets: &mut [Option<TcpStream>; 2],
+    sockets: &mut [Option<Stream>; 2],
     log: &EventLog,
     why: &str,
 ) {
@@ -1022,7 +1005,7 @@ fn reset_toward(
 fn fin_now(
     to: Side,
     pipes: &mut [Pipe; 2],
-    sockets: &mut [Option<TcpStream>; 2],
+    sockets: &mut [Option<Stream>; 2],
     log: &EventLog,
     why: &str,
 ) {
@@ -1031,7 +1014,7 @@ fn fin_now(
         p.discard(why, log);
         p.dst_done = true;
         if let Some(s) = sockets[side_index(to)].as_ref() {
-            let _ = socket2::SockRef::from(s).shutdown(std::net::Shutdown::Write);
+            let _ = s.shutdown_write();
             log.emit(Some(p.conn), EventKind::FinSent { to });
         }
     }
@@ -1052,7 +1035,7 @@ fn mark_gone(side: Side, pipes: &mut [Pipe; 2], log: &EventLog, why: &str) {
 fn on_cmd(
     cmd: ConnCmd,
     pipes: &mut [Pipe; 2],
-    sockets: &mut [Option<TcpStream>; 2],
+    sockets: &mut [Option<Stream>; 2],
     log: &EventLog,
     reset_seen: &mut bool,
 ) {
@@ -1161,7 +1144,7 @@ impl Stage for KeepHolding {
     }
 }
 
-fn shutdown(pipes: &mut [Pipe; 2], sockets: &mut [Option<TcpStream>; 2], log: &EventLog) {
+fn shutdown(pipes: &mut [Pipe; 2], sockets: &mut [Option<Stream>; 2], log: &EventLog) {
     for p in pipes.iter_mut() {
         p.discard("shutdown", log);
     }

@@ -14,19 +14,24 @@ pub mod handshake;
 use crate::events::{Direction, Ending, EventKind, EventLog};
 use crate::faults::{Fault, Refusal};
 use crate::scenario::{ConnWhich, Connections, RefuseHow};
+use crate::tls::{self, AsyncStream, ServerTls, Stream, TlsStream, UpstreamTrust};
 use conn::{Conn, ConnCmd};
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::io::AsyncWriteExt;
+
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{mpsc, Notify};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-/// How long the relay waits for the upstream to accept TCP.
+/// How long the relay waits for the upstream to accept TCP (and again for
+/// its TLS handshake).
 const UPSTREAM_CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+/// How long a client gets for its TLS handshake.
+const CLIENT_TLS_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Errors starting the relay.
 #[derive(Debug, thiserror::Error)]
@@ -47,9 +52,12 @@ pub enum RelayError {
         /// OS error.
         err: std::io::Error,
     },
+    /// TLS settings could not be built (certificate, key, roots).
+    #[error("TLS: {0}")]
+    Tls(#[from] tls::TlsError),
 }
 
-/// A `ws://` upstream.
+/// A `ws://` or `wss://` upstream.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Upstream {
     /// Host as written.
@@ -58,29 +66,41 @@ pub struct Upstream {
     pub port: u16,
     /// Path and query (default `/`).
     pub path: String,
+    /// `wss://`: TLS toward the server, SNI from `host`.
+    pub tls: bool,
 }
 
 impl Upstream {
-    /// Parse `ws://host:port/path`.
+    /// Parse `ws://host:port/path` or `wss://host:port/path`.
     pub fn parse(url: &str) -> Result<Upstream, RelayError> {
         let bad = |why: &str| RelayError::BadUpstream {
             url: url.to_string(),
             why: why.to_string(),
         };
         let u = url::Url::parse(url).map_err(|e| bad(&e.to_string()))?;
-        match u.scheme() {
-            "ws" | "http" => {}
-            "wss" | "https" => return Err(bad("TLS upstreams are not supported; use ws://")),
-            s => return Err(bad(&format!("scheme `{s}`, expected ws://"))),
-        }
+        let tls = match u.scheme() {
+            "ws" | "http" => false,
+            "wss" | "https" => true,
+            s => return Err(bad(&format!("scheme `{s}`, expected ws:// or wss://"))),
+        };
         let host = u.host_str().ok_or_else(|| bad("no host"))?.to_string();
-        let port = u.port_or_known_default().unwrap_or(80);
+        if tls {
+            tls::server_name(&host).map_err(|e| bad(&e))?;
+        }
+        let port = u
+            .port_or_known_default()
+            .unwrap_or(if tls { 443 } else { 80 });
         let mut path = u.path().to_string();
         if let Some(q) = u.query() {
             path.push('?');
             path.push_str(q);
         }
-        Ok(Upstream { host, port, path })
+        Ok(Upstream {
+            host,
+            port,
+            path,
+            tls,
+        })
     }
 
     /// `host:port` for the `Host` header and connecting.
@@ -104,6 +124,10 @@ pub struct RelayConfig {
     pub keep_extensions: bool,
     /// Seed for the per-pipe RNGs.
     pub seed: u64,
+    /// Serve `wss://` to clients with this certificate (`None`: `ws://`).
+    pub tls: Option<Arc<ServerTls>>,
+    /// How a `wss://` upstream's certificate is checked.
+    pub upstream_trust: UpstreamTrust,
 }
 
 impl RelayConfig {
@@ -114,6 +138,8 @@ impl RelayConfig {
             upstream: Upstream::parse(upstream)?,
             keep_extensions: false,
             seed: 0,
+            tls: None,
+            upstream_trust: UpstreamTrust::System,
         })
     }
 }
@@ -312,10 +338,18 @@ impl Board {
     }
 }
 
+/// A relay's settings plus what was built from them once.
+struct Ctx {
+    cfg: RelayConfig,
+    /// rustls settings toward a `wss://` upstream.
+    upstream_tls: Option<tokio_rustls::TlsConnector>,
+}
+
 /// A running relay.
 pub struct Relay {
     addr: SocketAddr,
     upstream: Upstream,
+    tls: bool,
     log: EventLog,
     board: Arc<Board>,
     stop: CancellationToken,
@@ -325,6 +359,13 @@ pub struct Relay {
 impl Relay {
     /// Bind and start accepting. The log's clock is the run's clock.
     pub async fn start(cfg: RelayConfig, log: EventLog) -> Result<Relay, RelayError> {
+        let upstream_tls = if cfg.upstream.tls {
+            Some(tokio_rustls::TlsConnector::from(tls::client_config(
+                &cfg.upstream_trust,
+            )?))
+        } else {
+            None
+        };
         let listener = TcpListener::bind(cfg.listen)
             .await
             .map_err(|err| RelayError::Bind {
@@ -349,10 +390,11 @@ impl Relay {
         let stop = CancellationToken::new();
         let tracker = TaskTracker::new();
         let upstream = cfg.upstream.clone();
+        let tls = cfg.tls.is_some();
         tracker.spawn(accept_loop(
             listener,
             addr,
-            Arc::new(cfg),
+            Arc::new(Ctx { cfg, upstream_tls }),
             log.clone(),
             board.clone(),
             stop.clone(),
@@ -361,6 +403,7 @@ impl Relay {
         Ok(Relay {
             addr,
             upstream,
+            tls,
             log,
             board,
             stop,
@@ -373,9 +416,11 @@ impl Relay {
         self.addr
     }
 
-    /// `ws://ADDR/PATH`: the relay's address plus the upstream's path.
+    /// `ws://ADDR/PATH` (`wss://` with a listener certificate): the relay's
+    /// address plus the upstream's path.
     pub fn url(&self) -> String {
-        format!("ws://{}{}", self.addr, self.upstream.path)
+        let scheme = if self.tls { "wss" } else { "ws" };
+        format!("{scheme}://{}{}", self.addr, self.upstream.path)
     }
 
     /// The event log.
@@ -400,7 +445,7 @@ impl Relay {
 async fn accept_loop(
     listener: TcpListener,
     addr: SocketAddr,
-    cfg: Arc<RelayConfig>,
+    cfg: Arc<Ctx>,
     log: EventLog,
     board: Arc<Board>,
     stop: CancellationToken,
@@ -483,7 +528,7 @@ async fn accept_loop(
 async fn handle(
     client: TcpStream,
     peer: SocketAddr,
-    cfg: Arc<RelayConfig>,
+    cfg: Arc<Ctx>,
     log: EventLog,
     board: Arc<Board>,
     stop: CancellationToken,
@@ -511,14 +556,14 @@ async fn handle(
     board.unregister(id);
 }
 
-/// Everything before the pipes: refusal, request head, upstream connect.
-/// Returns how the connection ended if it ended here, `None` if the pipes ran
-/// (they log their own `Closed`).
+/// Everything before the pipes: refusal, TLS, request head, upstream
+/// connect. Returns how the connection ended if it ended here, `None` if the
+/// pipes ran (they log their own `Closed`).
 #[allow(clippy::too_many_arguments)]
 async fn setup(
-    mut client: TcpStream,
+    client: TcpStream,
     id: u32,
-    cfg: &RelayConfig,
+    ctx: &Ctx,
     log: &EventLog,
     refusal: Option<(Arc<str>, Refusal)>,
     stages: conn::InitialStages,
@@ -526,12 +571,22 @@ async fn setup(
     stop: CancellationToken,
 ) -> Option<Ending> {
     let pre = async {
-        if let Some((name, r)) = refusal {
-            return Err(refuse(&mut client, id, log, &name, &r).await);
+        // A refusal acts on TCP, before any TLS: only an HTTP answer needs
+        // the handshake first (the client must be able to read it).
+        let http_refusal = refusal
+            .as_ref()
+            .is_some_and(|(_, r)| r.how == RefuseHow::Http);
+        if let (Some((name, r)), false) = (&refusal, http_refusal) {
+            return Err(refuse(&mut AsyncStream::Tcp(client), id, log, name, r).await);
         }
-        pre_pipes(&mut client, id, cfg, log).await
+        let mut client = accept_client(client, id, &ctx.cfg, log).await?;
+        if let Some((name, r)) = &refusal {
+            return Err(refuse(&mut client, id, log, name, r).await);
+        }
+        let (req, server) = pre_pipes(&mut client, id, ctx, log).await?;
+        Ok((client, req, server))
     };
-    let (req, server) = tokio::select! {
+    let (client, req, server) = tokio::select! {
         _ = stop.cancelled() => return Some(Ending::Shutdown),
         r = pre => match r {
             Ok(v) => v,
@@ -542,12 +597,12 @@ async fn setup(
         Conn {
             id,
             log: log.clone(),
-            client,
+            client: client.into_stream(),
             server,
             initial: stages,
             head: req.head,
             rest: req.rest,
-            seed: cfg.seed,
+            seed: ctx.cfg.seed,
         },
         rx,
         stop,
@@ -556,13 +611,80 @@ async fn setup(
     None
 }
 
-/// Read the request head and connect upstream; `Err` is how it ended.
-async fn pre_pipes(
-    client: &mut TcpStream,
+/// The first byte of a TLS handshake record.
+const TLS_HANDSHAKE: u8 = 0x16;
+
+/// The client's TLS handshake when the listener has a certificate; a clear
+/// error for plain HTTP on a TLS listener or TLS on a plain one.
+async fn accept_client(
+    client: TcpStream,
     id: u32,
     cfg: &RelayConfig,
     log: &EventLog,
-) -> Result<(handshake::Request, TcpStream), Ending> {
+) -> Result<AsyncStream, Ending> {
+    let bad = |reason: String| {
+        log.emit(Some(id), EventKind::BadRequest { reason });
+        Ending::Failed
+    };
+    let mut first = [0u8; 1];
+    let peeked = match &cfg.tls {
+        None => client.peek(&mut first).await,
+        Some(_) => match tokio::time::timeout(CLIENT_TLS_TIMEOUT, client.peek(&mut first)).await {
+            Ok(r) => r,
+            Err(_) => {
+                return Err(bad(format!(
+                    "TLS handshake with the client: nothing received within {} s",
+                    CLIENT_TLS_TIMEOUT.as_secs()
+                )))
+            }
+        },
+    };
+    let is_tls = matches!(peeked, Ok(1)) && first[0] == TLS_HANDSHAKE;
+    let Some(server_tls) = &cfg.tls else {
+        if is_tls {
+            return Err(bad(
+                "the client started a TLS handshake (wss://) on a plain ws:// listener: \
+                 connect with ws://, or start flatline with --tls auto or --tls-cert/--tls-key"
+                    .into(),
+            ));
+        }
+        return Ok(AsyncStream::Tcp(client));
+    };
+    if !is_tls && matches!(peeked, Ok(1)) {
+        let mut client = client;
+        let body = "flatline: this is a TLS (wss://) listener\n";
+        let _ = tokio::io::AsyncWriteExt::write_all(
+            &mut client,
+            &handshake::http_response(400, "Bad Request", &[], body),
+        )
+        .await;
+        let _ = tokio::io::AsyncWriteExt::shutdown(&mut client).await;
+        return Err(bad(
+            "the client spoke plain HTTP (ws://) to a TLS listener: connect with wss://".into(),
+        ));
+    }
+    let acceptor = tokio_rustls::TlsAcceptor::from(server_tls.config.clone());
+    match tokio::time::timeout(CLIENT_TLS_TIMEOUT, acceptor.accept(client)).await {
+        Ok(Ok(t)) => Ok(AsyncStream::Tls(Box::new(t))),
+        Ok(Err(e)) => Err(bad(format!(
+            "TLS handshake with the client failed: {}",
+            tls::describe_error(&e)
+        ))),
+        Err(_) => Err(bad(format!(
+            "TLS handshake with the client did not finish within {} s",
+            CLIENT_TLS_TIMEOUT.as_secs()
+        ))),
+    }
+}
+
+/// Read the request head and connect upstream; `Err` is how it ended.
+async fn pre_pipes(
+    client: &mut AsyncStream,
+    id: u32,
+    ctx: &Ctx,
+    log: &EventLog,
+) -> Result<(handshake::Request, Stream), Ending> {
+    let cfg = &ctx.cfg;
     let req = match handshake::read_request(client, &cfg.upstream.authority(), cfg.keep_extensions)
         .await
     {
@@ -619,11 +741,32 @@ async fn pre_pipes(
     };
     let _ = server.set_nodelay(true);
     log.emit(Some(id), EventKind::UpstreamConnected);
-    Ok((req, server))
+    let Some(connector) = &ctx.upstream_tls else {
+        return Ok((req, Stream::Tcp(server)));
+    };
+    let failed = match tls::server_name(&cfg.upstream.host) {
+        Err(e) => e,
+        Ok(name) => {
+            match tokio::time::timeout(UPSTREAM_CONNECT_TIMEOUT, connector.connect(name, server))
+                .await
+            {
+                Ok(Ok(t)) => {
+                    let (tcp, conn) = t.into_inner();
+                    return Ok((req, Stream::Tls(Box::new(TlsStream::new(tcp, conn)))));
+                }
+                Ok(Err(e)) => format!("TLS handshake failed: {}", tls::describe_error(&e)),
+                Err(_) => format!(
+                    "TLS handshake did not finish within {} s",
+                    UPSTREAM_CONNECT_TIMEOUT.as_secs()
+                ),
+            }
+        }
+    };
+    Err(upstream_failed(client, id, log, &authority, &failed).await)
 }
 
 async fn upstream_failed(
-    client: &mut TcpStream,
+    client: &mut AsyncStream,
     id: u32,
     log: &EventLog,
     authority: &str,
@@ -644,7 +787,7 @@ async fn upstream_failed(
 }
 
 async fn refuse(
-    client: &mut TcpStream,
+    client: &mut AsyncStream,
     id: u32,
     log: &EventLog,
     name: &str,
@@ -669,7 +812,7 @@ async fn refuse(
     );
     match r.how {
         RefuseHow::Refused | RefuseHow::Reset => {
-            let _ = socket2::SockRef::from(&*client).set_linger(Some(Duration::ZERO));
+            let _ = socket2::SockRef::from(client.tcp()).set_linger(Some(Duration::ZERO));
             Ending::Reset
         }
         RefuseHow::Close => {

@@ -16,7 +16,7 @@ pub mod certs;
 pub mod stream;
 
 pub use certs::{generate_cert, spki_sha256, GeneratedCert};
-pub use stream::{Stream, TlsStream};
+pub use stream::{AsyncStream, Stream, TlsStream};
 
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName, UnixTime};
 use std::path::{Path, PathBuf};
