@@ -13,6 +13,7 @@ use crate::relay::{Relay, RelayConfig, Upstream};
 use crate::report::{CommandOutcome, Report, RunSettings};
 use crate::scenario::{Extensions, Scenario};
 use crate::timeline::Timeline;
+use crate::tls::{ListenCert, ServerTls, TlsSettings, UpstreamTrust};
 use std::collections::VecDeque;
 use std::net::SocketAddr;
 use std::process::Stdio;
@@ -52,6 +53,11 @@ pub struct RunOptions {
     pub demo_args: Vec<String>,
     /// Cancelled on Ctrl-C: the run stops early and still reports.
     pub interrupt: CancellationToken,
+    /// TLS on either leg (recorded in the report, for `replay`).
+    pub tls: TlsSettings,
+    /// The listener certificate already loaded from `tls.listen` (the CLI
+    /// loads it once for all scenarios); `None`: [`run`] loads it.
+    pub listen_tls: Option<Arc<ServerTls>>,
 }
 
 impl Default for RunOptions {
@@ -65,6 +71,8 @@ impl Default for RunOptions {
             demo: false,
             demo_args: Vec::new(),
             interrupt: CancellationToken::new(),
+            tls: TlsSettings::default(),
+            listen_tls: None,
         }
     }
 }
@@ -75,6 +83,9 @@ pub enum RunError {
     /// Bad upstream URL or listen address.
     #[error("{0}")]
     Relay(#[from] crate::relay::RelayError),
+    /// A certificate, key or CA file could not be loaded.
+    #[error("TLS: {0}")]
+    Tls(#[from] crate::tls::TlsError),
     /// The upstream did not accept TCP in time.
     #[error("upstream {addr} did not accept a TCP connection within {secs} s{why}")]
     UpstreamUnreachable {
@@ -121,7 +132,12 @@ fn push_tail(tail: &Mutex<VecDeque<String>>, line: String) {
 }
 
 impl Proc {
-    fn spawn(role: &'static str, cmd: &str, url: Option<&str>) -> Result<Proc, RunError> {
+    fn spawn(
+        role: &'static str,
+        cmd: &str,
+        url: Option<&str>,
+        env: &[(&str, String)],
+    ) -> Result<Proc, RunError> {
         let mut c = Command::new("sh");
         c.arg("-c")
             .arg(cmd)
@@ -133,6 +149,7 @@ impl Proc {
         if let Some(u) = url {
             c.env("FLATLINE_URL", u);
         }
+        c.envs(env.iter().map(|(k, v)| (k, v)));
         let mut child = c.spawn().map_err(|err| RunError::Command {
             role,
             cmd: cmd.to_string(),
@@ -285,9 +302,27 @@ pub async fn run(
             None
         };
 
+    let listen_tls = match &opts.listen_tls {
+        Some(t) => Some(t.clone()),
+        None => opts.tls.listener()?,
+    };
+    let mut upstream_trust = opts.tls.upstream.clone();
+    // The client command trusts the listener's certificate through these;
+    // the server command gets the certificate's files (FLATLINE_TLS_*).
+    let client_env = listen_tls
+        .as_ref()
+        .map(|t| t.client_env())
+        .unwrap_or_default();
+    let server_env: Vec<(&str, String)> = client_env
+        .iter()
+        .filter(|(k, _)| k.starts_with("FLATLINE_TLS_"))
+        .cloned()
+        .collect();
+
     // The upstream: a server command, an external server, or the demo server.
+    let mut demo_tls = None;
     let mut server_proc = match &opts.server_cmd {
-        Some(cmd) => Some(Proc::spawn("server", cmd, None)?),
+        Some(cmd) => Some(Proc::spawn("server", cmd, None, &server_env)?),
         None => None,
     };
     let (upstream, server) = match &upstream_url {
@@ -319,10 +354,27 @@ pub async fn run(
                     "--server-cmd needs --upstream (or `upstream:` in the scenario) to know where the server listens".into(),
                 ));
             }
-            let (addr, handle) = spawn_demo_server(DemoServerOpts::default())
+            // With a listener certificate the demo server speaks TLS too,
+            // with a certificate of its own for 127.0.0.1 that the relay
+            // trusts (kept until the run ends).
+            if listen_tls.is_some() {
+                demo_tls = Some(ServerTls::load(&ListenCert::Auto)?);
+            }
+            let demo = DemoServerOpts {
+                tls: demo_tls.as_ref().map(|t| t.config.clone()),
+                ..DemoServerOpts::default()
+            };
+            let (addr, handle) = spawn_demo_server(demo)
                 .await
                 .map_err(|e| RunError::Setup(format!("cannot start the demo server: {e}")))?;
-            (format!("ws://{addr}/feed"), ServerSide::Demo(handle))
+            let scheme = match &demo_tls {
+                Some(t) => {
+                    upstream_trust = UpstreamTrust::CaFile(t.cert_path.clone());
+                    "wss"
+                }
+                None => "ws",
+            };
+            (format!("{scheme}://{addr}/feed"), ServerSide::Demo(handle))
         }
     };
 
@@ -335,8 +387,8 @@ pub async fn run(
         upstream: Upstream::parse(&upstream)?,
         keep_extensions: scenario.extensions == Extensions::Keep,
         seed,
-        tls: None,
-        upstream_trust: Default::default(),
+        tls: listen_tls.clone(),
+        upstream_trust,
     };
     let relay = match Relay::start(cfg, log.clone()).await {
         Ok(r) => r,
@@ -352,7 +404,7 @@ pub async fn run(
         tokio::spawn(timeline.drive(relay.board().clone(), log.clone(), stop_timeline.clone()));
 
     let mut client = if let Some(cmd) = &opts.client_cmd {
-        match Proc::spawn("client", cmd, Some(&url)) {
+        match Proc::spawn("client", cmd, Some(&url), &client_env) {
             Ok(p) => ClientSide::Cmd(p),
             Err(e) => {
                 stop_timeline.cancel();
@@ -364,6 +416,9 @@ pub async fn run(
         }
     } else if let Some(mut copts) = demo_opts {
         copts.url = Some(url.clone());
+        if let Some(t) = &listen_tls {
+            copts.ca = Some(t.cert_path.clone());
+        }
         let stop = CancellationToken::new();
         let tail = Arc::new(Mutex::new(VecDeque::new()));
         let t = tail.clone();
@@ -541,6 +596,7 @@ pub async fn run(
             server_cmd: opts.server_cmd.clone(),
             demo: opts.demo,
             resolution: None,
+            tls: (!opts.tls.is_default()).then(|| opts.tls.clone()),
         },
     })
 }

@@ -418,6 +418,7 @@ pub fn silent_drop_report(v: &Variation) -> Report {
             server_cmd: None,
             demo: false,
             resolution: None,
+            tls: None,
         },
     }
 }

@@ -113,6 +113,10 @@ pub struct DemoClientOpts {
     /// Broken: no handshake timeout (an unanswered attempt hangs forever).
     #[arg(long)]
     pub no_connect_timeout: bool,
+    /// For wss://: trust the CA certificates in this PEM file (default:
+    /// the system's roots).
+    #[arg(long, value_name = "FILE")]
+    pub ca: Option<std::path::PathBuf>,
 }
 
 impl Default for DemoClientOpts {
@@ -134,6 +138,7 @@ impl Default for DemoClientOpts {
             reconnect_after_close: false,
             no_resubscribe: false,
             no_connect_timeout: false,
+            ca: None,
         }
     }
 }
@@ -167,6 +172,9 @@ pub enum ClientError {
     /// Neither a URL argument nor `FLATLINE_URL`.
     #[error("no URL given: pass one or set `FLATLINE_URL`")]
     NoUrl,
+    /// The TLS settings for a wss:// URL could not be built (`--ca`).
+    #[error("{0}")]
+    Tls(#[from] crate::tls::TlsError),
     /// The URL is not a ws:// URL tungstenite can use.
     #[error("invalid URL `{url}`: {reason}")]
     BadUrl {
@@ -305,8 +313,20 @@ pub async fn run_client(
             });
         }
     }
+    let tls = if url.starts_with("wss://") {
+        let trust = match &opts.ca {
+            Some(f) => crate::tls::UpstreamTrust::CaFile(f.clone()),
+            None => crate::tls::UpstreamTrust::System,
+        };
+        Some(tokio_tungstenite::Connector::Rustls(
+            crate::tls::client_config(&trust)?,
+        ))
+    } else {
+        None
+    };
     let mut client = Client {
         url,
+        tls,
         backoff: Backoff::new(opts.backoff_min, opts.backoff_max, opts.seed),
         stop_at: opts.max_runtime.map(|d| Instant::now() + d),
         opts,
@@ -323,6 +343,8 @@ pub async fn run_client(
 
 struct Client<F: FnMut(&str)> {
     url: String,
+    /// rustls settings for a wss:// URL.
+    tls: Option<tokio_tungstenite::Connector>,
     opts: DemoClientOpts,
     shutdown: CancellationToken,
     stop_at: Option<Instant>,
@@ -499,7 +521,12 @@ impl<F: FnMut(&str)> Client<F> {
 
     /// One connection attempt, bounded by `--connect-timeout`.
     async fn connect(&self) -> Result<Ws, AttemptFailure> {
-        let attempt = tokio_tungstenite::connect_async_with_config(self.url.as_str(), None, true);
+        let attempt = tokio_tungstenite::connect_async_tls_with_config(
+            self.url.as_str(),
+            None,
+            true,
+            self.tls.clone(),
+        );
         let result = if self.opts.no_connect_timeout {
             attempt.await
         } else {

@@ -56,7 +56,8 @@ pub enum TlsError {
 }
 
 /// Where the listener's certificate comes from.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
 pub enum ListenCert {
     /// PEM files: the certificate chain and its private key.
     Files {
@@ -71,7 +72,8 @@ pub enum ListenCert {
 }
 
 /// How a `wss://` upstream's certificate is checked.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
 pub enum UpstreamTrust {
     /// The system's root certificates.
     #[default]
@@ -84,12 +86,45 @@ pub enum UpstreamTrust {
 
 /// TLS settings of a relay, both legs. The default is plain `ws://` toward
 /// the client and system roots for a `wss://` upstream.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct TlsSettings {
     /// Serve `wss://` to the client with this certificate.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub listen: Option<ListenCert>,
     /// How a `wss://` upstream is checked.
+    #[serde(default, skip_serializing_if = "UpstreamTrust::is_system")]
     pub upstream: UpstreamTrust,
+}
+
+impl UpstreamTrust {
+    /// The default: system roots.
+    pub fn is_system(&self) -> bool {
+        *self == UpstreamTrust::System
+    }
+}
+
+impl TlsSettings {
+    /// Nothing set: `ws://` toward the client, system roots upstream.
+    pub fn is_default(&self) -> bool {
+        *self == TlsSettings::default()
+    }
+
+    /// Load (or generate) the listener certificate, if there is one.
+    pub fn listener(&self) -> Result<Option<Arc<ServerTls>>, TlsError> {
+        self.listen
+            .as_ref()
+            .map(|l| ServerTls::load(l).map(Arc::new))
+            .transpose()
+    }
+
+    /// Check what can be checked before a run: the listener's files load,
+    /// the upstream CA file loads. Returns the loaded listener certificate.
+    pub fn prepare(&self) -> Result<Option<Arc<ServerTls>>, TlsError> {
+        if let UpstreamTrust::CaFile(f) = &self.upstream {
+            load_certs(f)?;
+        }
+        self.listener()
+    }
 }
 
 /// The TLS flags shared by `run` and `relay` (and `serve`).
