@@ -89,6 +89,7 @@ async function runCell(cell, stack, opts) {
   const args = ['run', scenario, '--client-cmd', sub(stack.client), '--report', reportFile];
   if (stack.server) args.push('--server-cmd', sub(stack.server));
   if (stack.upstream) args.push('--upstream', sub(stack.upstream));
+  if (stack.flatline_args) args.push(...stack.flatline_args.map(sub));
   const env = { ...process.env, ...(opts.scenarioEnv[cell.scenario] || {}), ...(cell.env || {}),
     FLATLINE_CLIENT_LOG: result.clientLog, TMPDIR: dir };
   const started = Date.now();
