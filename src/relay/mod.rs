@@ -7,36 +7,37 @@
 //! The [`Board`] is how the timeline controller reaches connections: it puts
 //! fault stages on pipes, sends instant actions, and sets the listener's
 //! refusal mode. Everything that happens goes to the [`EventLog`].
+//!
+//! Layers: `listener` (accept, refuse, request head, upstream connect),
+//! [`conn`] (one task per connection driving both legs), [`pipe`] (one
+//! direction's logic, without I/O), [`transport`] (what a leg must offer:
+//! the seam where TLS plugs in). The relay offers mechanisms (hold,
+//! release, FIN, RST, inject at a frame boundary, stop listening, answer a
+//! handshake); which fault uses them is decided in `faults`.
 
 pub mod conn;
 pub mod handshake;
+mod listener;
+pub mod pipe;
+pub mod transport;
 
-use crate::events::{Direction, Ending, EventKind, EventLog};
+use crate::events::{Direction, EventKind, EventLog};
 use crate::faults::{Fault, Refusal};
-use crate::scenario::{ConnWhich, Connections, RefuseHow};
-use crate::tls::{self, AsyncStream, ServerTls, Stream, TlsStream, UpstreamTrust};
-use conn::{Conn, ConnCmd};
+use crate::scenario::{ConnWhich, Connections};
+use crate::tls::{self, ServerTls, UpstreamTrust};
+use conn::ConnCmd;
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
-use tokio::io::AsyncWriteExt;
-
-use tokio::net::{TcpListener, TcpStream};
+use tokio::net::TcpListener;
 use tokio::sync::{mpsc, Notify};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-/// How long the relay waits for the upstream to accept TCP (and again for
-/// its TLS handshake).
-const UPSTREAM_CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
-/// How long a client gets for its TLS handshake.
-const CLIENT_TLS_TIMEOUT: Duration = Duration::from_secs(10);
-
 /// Errors starting the relay.
 #[derive(Debug, thiserror::Error)]
 pub enum RelayError {
-    /// The upstream URL is not `ws://host:port/path`.
+    /// The upstream URL is not `ws://host:port/path` (or `wss://`).
     #[error("invalid upstream URL `{url}`: {why}")]
     BadUpstream {
         /// The URL.
@@ -391,7 +392,7 @@ impl Relay {
         let tracker = TaskTracker::new();
         let upstream = cfg.upstream.clone();
         let tls = cfg.tls.is_some();
-        tracker.spawn(accept_loop(
+        tracker.spawn(listener::accept_loop(
             listener,
             addr,
             Arc::new(Ctx { cfg, upstream_tls }),
@@ -439,443 +440,5 @@ impl Relay {
         self.tracker.close();
         self.tracker.wait().await;
         self.log
-    }
-}
-
-async fn accept_loop(
-    listener: TcpListener,
-    addr: SocketAddr,
-    cfg: Arc<Ctx>,
-    log: EventLog,
-    board: Arc<Board>,
-    stop: CancellationToken,
-    tracker: TaskTracker,
-) {
-    let mut listener = Some(listener);
-    loop {
-        // `refuse: refused` closes the listening socket until it ends.
-        let refusal = board.refusal();
-        match (&refusal, &listener) {
-            (Some((name, r)), Some(_)) if r.how == RefuseHow::Refused => {
-                listener = None;
-                log.emit(
-                    None,
-                    EventKind::StoppedListening {
-                        fault: name.to_string(),
-                    },
-                );
-            }
-            (r, None) if !r.as_ref().is_some_and(|(_, r)| r.how == RefuseHow::Refused) => {
-                match TcpListener::bind(addr).await {
-                    Ok(l) => {
-                        listener = Some(l);
-                        log.emit(
-                            None,
-                            EventKind::Listening {
-                                addr: addr.to_string(),
-                            },
-                        );
-                    }
-                    Err(e) => {
-                        log.emit(
-                            None,
-                            EventKind::Note {
-                                text: format!("cannot listen again on {addr}: {e}"),
-                            },
-                        );
-                    }
-                }
-            }
-            _ => {}
-        }
-        let changed = board.changed.notified();
-        tokio::pin!(changed);
-        changed.as_mut().enable();
-        // Re-check after arming the notification to avoid a lost wake-up.
-        let want_closed = board
-            .refusal()
-            .is_some_and(|(_, r)| r.how == RefuseHow::Refused);
-        if want_closed == listener.is_some() {
-            continue;
-        }
-        let accept = async {
-            match &listener {
-                Some(l) => l.accept().await,
-                None => std::future::pending().await,
-            }
-        };
-        tokio::select! {
-            _ = stop.cancelled() => return,
-            _ = &mut changed => continue,
-            r = accept => match r {
-                Ok((sock, peer)) => {
-                    let _ = sock.set_nodelay(true);
-                    tracker.spawn(handle(sock, peer, cfg.clone(), log.clone(), board.clone(), stop.clone()));
-                }
-                Err(e) => {
-                    log.emit(None, EventKind::Note { text: format!("accept failed: {e}") });
-                    // Out of file descriptors and the like: back off a little.
-                    tokio::select! {
-                        _ = stop.cancelled() => return,
-                        _ = tokio::time::sleep(Duration::from_millis(50)) => {}
-                    }
-                }
-            }
-        }
-    }
-}
-
-async fn handle(
-    client: TcpStream,
-    peer: SocketAddr,
-    cfg: Arc<Ctx>,
-    log: EventLog,
-    board: Arc<Board>,
-    stop: CancellationToken,
-) {
-    let (tx, rx) = mpsc::unbounded_channel();
-    let refusal = board.refusal();
-    let (id, stages, joined) = board.register(tx);
-    log.emit(
-        Some(id),
-        EventKind::Accept {
-            peer: peer.to_string(),
-        },
-    );
-    for name in joined {
-        log.emit(
-            Some(id),
-            EventKind::FaultJoin {
-                fault: name.to_string(),
-            },
-        );
-    }
-    if let Some(how) = setup(client, id, &cfg, &log, refusal, stages, rx, stop).await {
-        log.emit(Some(id), EventKind::Closed { how });
-    }
-    board.unregister(id);
-}
-
-/// Everything before the pipes: refusal, TLS, request head, upstream
-/// connect. Returns how the connection ended if it ended here, `None` if the
-/// pipes ran (they log their own `Closed`).
-#[allow(clippy::too_many_arguments)]
-async fn setup(
-    client: TcpStream,
-    id: u32,
-    ctx: &Ctx,
-    log: &EventLog,
-    refusal: Option<(Arc<str>, Refusal)>,
-    stages: conn::InitialStages,
-    rx: mpsc::UnboundedReceiver<ConnCmd>,
-    stop: CancellationToken,
-) -> Option<Ending> {
-    let pre = async {
-        // A refusal acts on TCP, before any TLS: only an HTTP answer needs
-        // the handshake first (the client must be able to read it).
-        let http_refusal = refusal
-            .as_ref()
-            .is_some_and(|(_, r)| r.how == RefuseHow::Http);
-        if let (Some((name, r)), false) = (&refusal, http_refusal) {
-            return Err(refuse(&mut AsyncStream::Tcp(client), id, log, name, r).await);
-        }
-        let mut client = accept_client(client, id, &ctx.cfg, log).await?;
-        if let Some((name, r)) = &refusal {
-            return Err(refuse(&mut client, id, log, name, r).await);
-        }
-        let (req, server) = pre_pipes(&mut client, id, ctx, log).await?;
-        Ok((client, req, server))
-    };
-    let (client, req, server) = tokio::select! {
-        _ = stop.cancelled() => return Some(Ending::Shutdown),
-        r = pre => match r {
-            Ok(v) => v,
-            Err(how) => return Some(how),
-        },
-    };
-    conn::run(
-        Conn {
-            id,
-            log: log.clone(),
-            client: client.into_stream(),
-            server,
-            initial: stages,
-            head: req.head,
-            rest: req.rest,
-            seed: ctx.cfg.seed,
-        },
-        rx,
-        stop,
-    )
-    .await;
-    None
-}
-
-/// The first byte of a TLS handshake record.
-const TLS_HANDSHAKE: u8 = 0x16;
-
-/// The client's TLS handshake when the listener has a certificate; a clear
-/// error for plain HTTP on a TLS listener or TLS on a plain one.
-async fn accept_client(
-    client: TcpStream,
-    id: u32,
-    cfg: &RelayConfig,
-    log: &EventLog,
-) -> Result<AsyncStream, Ending> {
-    let bad = |reason: String| {
-        log.emit(Some(id), EventKind::BadRequest { reason });
-        Ending::Failed
-    };
-    let mut first = [0u8; 1];
-    let peeked = match &cfg.tls {
-        None => client.peek(&mut first).await,
-        Some(_) => match tokio::time::timeout(CLIENT_TLS_TIMEOUT, client.peek(&mut first)).await {
-            Ok(r) => r,
-            Err(_) => {
-                return Err(bad(format!(
-                    "TLS handshake with the client: nothing received within {} s",
-                    CLIENT_TLS_TIMEOUT.as_secs()
-                )))
-            }
-        },
-    };
-    let is_tls = matches!(peeked, Ok(1)) && first[0] == TLS_HANDSHAKE;
-    let Some(server_tls) = &cfg.tls else {
-        if is_tls {
-            return Err(bad(
-                "the client started a TLS handshake (wss://) on a plain ws:// listener: \
-                 connect with ws://, or start flatline with --tls auto or --tls-cert/--tls-key"
-                    .into(),
-            ));
-        }
-        return Ok(AsyncStream::Tcp(client));
-    };
-    if !is_tls && matches!(peeked, Ok(1)) {
-        let mut client = client;
-        let body = "flatline: this is a TLS (wss://) listener\n";
-        let _ = tokio::io::AsyncWriteExt::write_all(
-            &mut client,
-            &handshake::http_response(400, "Bad Request", &[], body),
-        )
-        .await;
-        let _ = tokio::io::AsyncWriteExt::shutdown(&mut client).await;
-        return Err(bad(
-            "the client spoke plain HTTP (ws://) to a TLS listener: connect with wss://".into(),
-        ));
-    }
-    let acceptor = tokio_rustls::TlsAcceptor::from(server_tls.config.clone());
-    match tokio::time::timeout(CLIENT_TLS_TIMEOUT, acceptor.accept(client)).await {
-        Ok(Ok(t)) => Ok(AsyncStream::Tls(Box::new(t))),
-        Ok(Err(e)) => Err(bad(format!(
-            "TLS handshake with the client failed: {}",
-            tls::describe_error(&e)
-        ))),
-        Err(_) => Err(bad(format!(
-            "TLS handshake with the client did not finish within {} s",
-            CLIENT_TLS_TIMEOUT.as_secs()
-        ))),
-    }
-}
-
-/// Read the request head and connect upstream; `Err` is how it ended.
-async fn pre_pipes(
-    client: &mut AsyncStream,
-    id: u32,
-    ctx: &Ctx,
-    log: &EventLog,
-) -> Result<(handshake::Request, Stream), Ending> {
-    let cfg = &ctx.cfg;
-    let req = match handshake::read_request(client, &cfg.upstream.authority(), cfg.keep_extensions)
-        .await
-    {
-        Ok(r) => r,
-        Err(handshake::HeadError::Eof(n)) => {
-            log.emit(
-                Some(id),
-                EventKind::BadRequest {
-                    reason: format!(
-                        "client closed after {n} bytes, before the request head was complete"
-                    ),
-                },
-            );
-            return Err(Ending::Failed);
-        }
-        Err(e) => {
-            log.emit(
-                Some(id),
-                EventKind::BadRequest {
-                    reason: e.to_string(),
-                },
-            );
-            let body = format!("flatline: {e}\n");
-            let _ = client
-                .write_all(&handshake::http_response(400, "Bad Request", &[], &body))
-                .await;
-            let _ = client.shutdown().await;
-            return Err(Ending::Failed);
-        }
-    };
-    log.emit(
-        Some(id),
-        EventKind::Request {
-            path: req.path.clone(),
-            extensions_removed: req.extensions_removed,
-        },
-    );
-    let authority = cfg.upstream.authority();
-    let server = match tokio::time::timeout(
-        UPSTREAM_CONNECT_TIMEOUT,
-        TcpStream::connect(&authority),
-    )
-    .await
-    {
-        Ok(Ok(s)) => s,
-        Ok(Err(e)) => {
-            return Err(upstream_failed(client, id, log, &authority, &e.to_string()).await)
-        }
-        Err(_) => {
-            return Err(
-                upstream_failed(client, id, log, &authority, "connect timed out after 5 s").await,
-            )
-        }
-    };
-    let _ = server.set_nodelay(true);
-    log.emit(Some(id), EventKind::UpstreamConnected);
-    let Some(connector) = &ctx.upstream_tls else {
-        return Ok((req, Stream::Tcp(server)));
-    };
-    let failed = match tls::server_name(&cfg.upstream.host) {
-        Err(e) => e,
-        Ok(name) => {
-            match tokio::time::timeout(UPSTREAM_CONNECT_TIMEOUT, connector.connect(name, server))
-                .await
-            {
-                Ok(Ok(t)) => {
-                    let (tcp, conn) = t.into_inner();
-                    return Ok((req, Stream::Tls(Box::new(TlsStream::new(tcp, conn)))));
-                }
-                Ok(Err(e)) => format!("TLS handshake failed: {}", tls::describe_error(&e)),
-                Err(_) => format!(
-                    "TLS handshake did not finish within {} s",
-                    UPSTREAM_CONNECT_TIMEOUT.as_secs()
-                ),
-            }
-        }
-    };
-    Err(upstream_failed(client, id, log, &authority, &failed).await)
-}
-
-async fn upstream_failed(
-    client: &mut AsyncStream,
-    id: u32,
-    log: &EventLog,
-    authority: &str,
-    err: &str,
-) -> Ending {
-    log.emit(
-        Some(id),
-        EventKind::UpstreamFailed {
-            error: format!("{authority}: {err}"),
-        },
-    );
-    let body = format!("flatline: upstream {authority} unreachable: {err}\n");
-    let _ = client
-        .write_all(&handshake::http_response(502, "Bad Gateway", &[], &body))
-        .await;
-    let _ = client.shutdown().await;
-    Ending::Failed
-}
-
-async fn refuse(
-    client: &mut AsyncStream,
-    id: u32,
-    log: &EventLog,
-    name: &str,
-    r: &Refusal,
-) -> Ending {
-    let how = match r.how {
-        RefuseHow::Refused | RefuseHow::Reset => "reset",
-        RefuseHow::Close => "close",
-        RefuseHow::Stall => "stall",
-        RefuseHow::Http => "http",
-    };
-    log.emit(
-        Some(id),
-        EventKind::Refused {
-            fault: name.to_string(),
-            how: if r.how == RefuseHow::Http {
-                format!("http {}", r.status)
-            } else {
-                how.to_string()
-            },
-        },
-    );
-    match r.how {
-        RefuseHow::Refused | RefuseHow::Reset => {
-            let _ = socket2::SockRef::from(client.tcp()).set_linger(Some(Duration::ZERO));
-            Ending::Reset
-        }
-        RefuseHow::Close => {
-            let _ = client.shutdown().await;
-            Ending::Fin
-        }
-        RefuseHow::Stall => {
-            // Accept and never answer: read and discard until the client gives up.
-            let mut buf = [0u8; 1024];
-            loop {
-                match tokio::io::AsyncReadExt::read(client, &mut buf).await {
-                    Ok(0) => {
-                        log.emit(
-                            Some(id),
-                            EventKind::Fin {
-                                from: crate::events::Side::Client,
-                            },
-                        );
-                        return Ending::Fin;
-                    }
-                    Ok(_) => {}
-                    Err(_) => {
-                        log.emit(
-                            Some(id),
-                            EventKind::Rst {
-                                from: crate::events::Side::Client,
-                            },
-                        );
-                        return Ending::Reset;
-                    }
-                }
-            }
-        }
-        RefuseHow::Http => {
-            // Read the request head (bounded) so the answer is a real response.
-            let _ = tokio::time::timeout(
-                Duration::from_secs(2),
-                handshake::read_request(client, "refused", true),
-            )
-            .await;
-            let headers: Vec<(String, String)> = r
-                .headers
-                .iter()
-                .map(|(k, v)| (k.clone(), v.clone()))
-                .collect();
-            let body = format!("flatline: refused by fault `{name}`\n");
-            let bytes = handshake::http_response(
-                r.status,
-                handshake::reason_phrase(r.status),
-                &headers,
-                &body,
-            );
-            let _ = client.write_all(&bytes).await;
-            let _ = client.shutdown().await;
-            log.emit(
-                Some(id),
-                EventKind::Injected {
-                    fault: name.to_string(),
-                    to: crate::events::Side::Client,
-                    what: format!("http {}", r.status),
-                },
-            );
-            Ending::Fin
-        }
     }
 }

@@ -17,4 +17,5 @@ pub use error::{ScenarioError, MAX_FILE_BYTES};
 pub use model::*;
 pub use parse::{load_file, parse_str, Loaded};
 pub use plan::plan;
+pub use validate::FaultCheck;
 pub use values::*;

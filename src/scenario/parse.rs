@@ -22,7 +22,8 @@ use std::path::Path;
 /// A parsed, validated scenario and the warnings found on the way.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Loaded {
-    /// The scenario.
+    /// The scenario, checked: names unique, references resolvable and
+    /// acyclic, values in range.
     pub scenario: Scenario,
     /// Things that are allowed but probably not meant (each one line, with
     /// file, line and column).
@@ -115,23 +116,9 @@ const MATCH_KEYS: &[&str] = &["opcode", "text", "regex", "min_len", "max_len", "
 const OPCODES: &[&str] = &["text", "binary", "ping", "pong", "close", "continuation"];
 const CONN_WHICH: &[&str] = &["all", "open", "new"];
 
-/// The kind-specific fields of each fault kind.
+/// The kind-specific fields of each fault kind (from the fault registry).
 pub(crate) fn fault_params(kind: &str) -> &'static [&'static str] {
-    match kind {
-        "partition" => &["direction", "on_end"],
-        "delay" => &["latency", "jitter", "direction"],
-        "drop" => &["match", "probability", "direction"],
-        "throttle" => &["rate", "direction"],
-        "slice" => &["size", "gap", "direction"],
-        "corrupt" => &["match", "probability", "direction"],
-        "half_close" => &["toward"],
-        "lose_fin" => &["from"],
-        "reset" => &["toward"],
-        "close" => &["toward", "code", "reason", "then"],
-        "refuse" => &["how", "status", "headers"],
-        "limit" => &["bytes", "direction", "then"],
-        _ => &[],
-    }
+    FaultKind::fields(kind)
 }
 
 /// The kind-specific fields of each expectation kind.
@@ -154,6 +141,20 @@ pub(crate) fn expect_params(kind: &str) -> &'static [&'static str] {
         "sends" => &["from", "match", "after", "within", "count"],
         "closes_with" => &["side", "code", "connections"],
         _ => &[],
+    }
+}
+
+/// "`half_close`, `reset` and `close`": the instant kinds, from the registry.
+fn instant_kinds() -> String {
+    let names: Vec<String> = FaultKind::registry()
+        .iter()
+        .filter(|k| k.instant)
+        .map(|k| format!("`{}`", k.name))
+        .collect();
+    match names.split_last() {
+        Some((last, [])) => last.clone(),
+        Some((last, rest)) => format!("{} and {last}", rest.join(", ")),
+        None => String::new(),
     }
 }
 
@@ -664,7 +665,7 @@ impl Cx<'_> {
             "expect",
         )?;
         let params = fault_params(kind);
-        let instant = matches!(kind, "half_close" | "reset" | "close");
+        let instant = FaultKind::info(kind).is_some_and(|k| k.instant);
         for k in map.keys() {
             let name = key_str(k);
             let at = path.key(&name);
@@ -675,7 +676,7 @@ impl Cx<'_> {
                     format!(
                         "{path}: `duration` makes no sense for a `{kind}` fault, which acts once"
                     ),
-                    Some("remove it (`half_close`, `reset` and `close` are instant)".into()),
+                    Some(format!("remove it ({} are instant)", instant_kinds())),
                 ));
             }
             if FAULT_COMMON.contains(&name.as_str()) || params.contains(&name.as_str()) {

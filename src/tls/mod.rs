@@ -6,17 +6,19 @@
 //! bytes unchanged (same frames, masks and fragmentation), so frame-level
 //! faults and expectations see what they see over `ws://`. TCP stays TCP
 //! underneath: a FIN, an RST or a held partition act on the socket, see
-//! [`stream`] and `docs/scenarios.md` ("TLS").
+//! [`stream`] (the relay's `Transport` for TLS) and `docs/scenarios.md`
+//! ("TLS").
 //!
 //! [`TlsSettings`] is what the CLI (`run`, `relay`), the library and
 //! `serve` give a relay; [`ServerTls`] is a loaded listener certificate;
 //! [`client_config`] the upstream side.
 
 pub mod certs;
+pub mod handshake;
 pub mod stream;
 
 pub use certs::{generate_cert, spki_sha256, GeneratedCert};
-pub use stream::{AsyncStream, Stream, TlsStream};
+pub use stream::{AsyncStream, TlsStream};
 
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName, UnixTime};
 use std::path::{Path, PathBuf};
