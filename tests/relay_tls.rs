@@ -427,3 +427,46 @@ async fn tls_to_the_plain_listener_is_an_event() {
         .await
         .contains("TLS handshake (wss://) on a plain"));
 }
+
+#[tokio::test]
+async fn records_behind_a_full_socket_then_close_notify_arrive_in_order() {
+    let pki = pki();
+    let (l, addr) = listener().await;
+    let relay = relay(&pki, addr, true, true).await;
+    let log = relay.log().clone();
+    // A client with a small receive buffer, reading nothing at first: the
+    // relay's socket toward it fills, rustls keeps records the socket did
+    // not take, and the FIN (close_notify first) waits behind them.
+    let sock = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).unwrap();
+    sock.set_recv_buffer_size(8 * 1024).unwrap();
+    sock.connect(&relay.addr().into()).unwrap();
+    sock.set_nonblocking(true).unwrap();
+    let tcp = TcpStream::from_std(sock.into()).unwrap();
+    let name = ServerName::try_from("127.0.0.1").unwrap();
+    let mut client = TlsConnector::from(pki.client.clone())
+        .connect(name, tcp)
+        .await
+        .unwrap();
+    client.write_all(&upgrade_request("/feed")).await.unwrap();
+    let mut server = tls_accept(&pki, &l).await;
+    head_of(&mut server).await;
+    server.write_all(SWITCHING).await.unwrap();
+    head_of(&mut client).await;
+    // Over the socket buffers, under the relay's queue cap: the relay reads
+    // it all (and the FIN) while the client reads nothing.
+    let big: Vec<u8> = (0..6_000_000u32).map(|i| (i % 253) as u8).collect();
+    let frame = encode_frame(2, true, &big, None);
+    let writer = tokio::spawn(async move {
+        server.write_all(&frame).await.unwrap();
+        server.shutdown().await.unwrap();
+        (server, frame)
+    });
+    wait_event(&log, |e| {
+        matches!(e.kind, EventKind::Fin { from: Side::Server })
+    })
+    .await;
+    let got = to_end(&mut client).await.unwrap();
+    let (_server, frame) = writer.await.unwrap();
+    assert_eq!(got.len(), frame.len());
+    assert!(got == frame);
+}
