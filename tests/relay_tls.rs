@@ -470,3 +470,34 @@ async fn records_behind_a_full_socket_then_close_notify_arrive_in_order() {
     assert_eq!(got.len(), frame.len());
     assert!(got == frame);
 }
+
+#[tokio::test]
+async fn lose_fin_loses_close_notify_with_the_fin() {
+    let pki = pki();
+    let (relay, mut client, mut server) = tls_pair(&pki).await;
+    let log = relay.log().clone();
+    start(&relay, "lost", "{kind: lose_fin, from: server}");
+    let close = encode_frame(8, true, &flatline::frame::close_payload(1000, ""), None);
+    server.write_all(&close).await.unwrap();
+    server.shutdown().await.unwrap(); // close_notify + FIN
+    wait_event(&log, |e| {
+        matches!(e.kind, EventKind::Fin { from: Side::Server })
+    })
+    .await;
+    wait_event(&log, |e| {
+        matches!(
+            &e.kind,
+            EventKind::Held {
+                dir: Direction::ToClient,
+                ..
+            }
+        )
+    })
+    .await;
+    // Neither the close frame's record nor close_notify nor FIN reached the client.
+    no_records(client.get_ref().0);
+    // The client's direction still works.
+    let f = encode_frame(1, true, b"still here", Some([1, 1, 1, 1]));
+    client.write_all(&f).await.unwrap();
+    assert_eq!(exact(&mut server, f.len()).await, f);
+}
