@@ -28,6 +28,12 @@ pub fn plan(s: &Scenario) -> String {
     if let Some(u) = &s.upstream {
         let _ = writeln!(out, "  upstream {u}");
     }
+    if s.network == super::model::Network::Netns {
+        let _ = writeln!(
+            out,
+            "  network netns (peers in network namespaces, kernel faults)"
+        );
+    }
     let _ = writeln!(out, "faults ({}):", s.faults.len());
     for (i, f) in s.faults.iter().enumerate() {
         let _ = writeln!(out, "  {}. {}", i + 1, fault_line(&s.fault_name(i), f));
