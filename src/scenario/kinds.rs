@@ -41,7 +41,7 @@ pub(crate) const EXPECTATIONS: KindTable = KindTable {
     what: "expectation",
     article: "an",
     section: "expect",
-    common: &["name", "kind"],
+    common: &["name", "kind", "clients"],
     kinds: ExpectKind::KINDS,
     fields: expect_params,
     instant: |_| false,
@@ -87,6 +87,7 @@ pub(crate) fn expect_params(kind: &str) -> &'static [&'static str] {
         ],
         "sends" => &["from", "match", "after", "within", "count"],
         "closes_with" => &["side", "code", "connections"],
+        "herd" => &["after", "max_attempts", "window", "min_spread", "for"],
         _ => &[],
     }
 }

@@ -187,6 +187,27 @@ pub(super) fn expectation(
             }
             check_connections(cx, &p.key("connections"), connections)?;
         }
+        ExpectKind::Herd {
+            after,
+            window,
+            max_attempts,
+            for_,
+            ..
+        } => {
+            after_ref(after)?;
+            positive("window", window)?;
+            if let Some(f) = for_ {
+                positive("for", f)?;
+            }
+            if *max_attempts == 0 {
+                return Err(cx.err(
+                    &p.key("max_attempts"),
+                    false,
+                    format!("expect[{i}].max_attempts: 0 attempts in any window always fails"),
+                    Some("expected 1 or more".into()),
+                ));
+            }
+        }
     }
     Ok(())
 }

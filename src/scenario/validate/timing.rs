@@ -67,7 +67,8 @@ pub(super) fn warnings(s: &Scenario, cx: &Cx<'_>, known: &Known, warnings: &mut 
             ExpectKind::Detects { after, .. }
             | ExpectKind::Reconnects { after, .. }
             | ExpectKind::NoReconnect { after, .. }
-            | ExpectKind::Sends { after, .. } => Some(after),
+            | ExpectKind::Sends { after, .. }
+            | ExpectKind::Herd { after, .. } => Some(after),
             ExpectKind::StaysConnected { after, .. }
             | ExpectKind::Heartbeat { after, .. }
             | ExpectKind::Backoff { after, .. } => after.as_ref(),
