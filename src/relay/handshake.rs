@@ -3,7 +3,6 @@
 //! response status. Bytes behind a head are returned, never lost.
 
 use tokio::io::AsyncReadExt;
-use tokio::net::TcpStream;
 
 /// Largest request or response head accepted.
 pub const MAX_HEAD: usize = 16 * 1024;
@@ -44,8 +43,8 @@ pub fn head_end(buf: &[u8]) -> Option<usize> {
 }
 
 /// Read the request head from the client.
-pub async fn read_request(
-    client: &mut TcpStream,
+pub async fn read_request<S: tokio::io::AsyncRead + Unpin>(
+    client: &mut S,
     host: &str,
     keep_extensions: bool,
 ) -> Result<Request, HeadError> {
@@ -91,8 +90,8 @@ pub enum First {
 /// anything else, which is then relayed as raw TCP. A client that sends
 /// nothing for `silence`, or stops that long before its head is whole, is
 /// raw too.
-pub async fn read_first(
-    client: &mut TcpStream,
+pub async fn read_first<S: tokio::io::AsyncRead + Unpin>(
+    client: &mut S,
     host: &str,
     keep_extensions: bool,
     silence: std::time::Duration,
@@ -273,7 +272,7 @@ mod tests {
     async fn first(bytes: &'static [u8]) -> First {
         let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let a = l.local_addr().unwrap();
-        let mut c = TcpStream::connect(a).await.unwrap();
+        let mut c = tokio::net::TcpStream::connect(a).await.unwrap();
         let (mut s, _) = l.accept().await.unwrap();
         tokio::io::AsyncWriteExt::write_all(&mut c, bytes)
             .await

@@ -124,6 +124,10 @@ impl Session {
                 seed: cfg.seed,
                 raw_fallback: cfg.raw_fallback,
                 sockets: None,
+                // `wss://` toward the client is not offered by sessions yet;
+                // a `wss://` upstream is checked against the system's roots.
+                tls: None,
+                upstream_trust: Default::default(),
             },
             log.clone(),
         )

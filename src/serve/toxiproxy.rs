@@ -159,6 +159,7 @@ fn upstream(text: &str) -> Res<Upstream> {
         host: host.to_string(),
         port,
         path: "/".into(),
+        tls: false,
     })
 }
 
