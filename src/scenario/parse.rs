@@ -703,23 +703,6 @@ impl Cx<'_> {
         if let Some(m) = map.get("match") {
             self.check_match(&path.key("match"), m)?;
         }
-        // `Retry-After: 1` is a natural way to write a header: take scalars as text.
-        let mut owned;
-        let mut map = map;
-        if let Some(Value::Mapping(h)) = map.get("headers") {
-            let mut h2 = Mapping::new();
-            for (hk, hv) in h {
-                let hv = match hv {
-                    Value::Number(n) => Value::String(n.to_string()),
-                    Value::Bool(b) => Value::String(b.to_string()),
-                    other => other.clone(),
-                };
-                h2.insert(Value::String(key_str(hk)), hv);
-            }
-            owned = map.clone();
-            owned.insert("headers".into(), Value::Mapping(h2));
-            map = &owned;
-        }
         self.typed::<FaultSpec>(path, map, kind, "fault")
     }
 
