@@ -20,6 +20,8 @@
 //! - [`expect`]: one module per expectation kind, judged from the log.
 //! - [`report`]: terminal, JSON, JUnit, HTML and the snapshot transcript.
 //! - [`peers`]: the reference demo server and demo client.
+//! - [`netns`]: `--netns`, where faults with a kernel equivalent are
+//!   nftables rules between network namespaces.
 #![warn(missing_docs)]
 
 pub mod cli;
@@ -28,6 +30,7 @@ pub mod expect;
 pub mod faults;
 pub mod frame;
 pub mod matcher;
+pub mod netns;
 pub mod peers;
 pub mod relay;
 pub mod report;

@@ -60,6 +60,14 @@ impl Timeline {
         Ok(Timeline { planned, known })
     }
 
+    /// Replace each fault by what `f` makes of it (in `--netns` mode, its
+    /// kernel stand-in).
+    pub fn map_faults(&mut self, f: impl Fn(Arc<dyn Fault>) -> Arc<dyn Fault>) {
+        for p in &mut self.planned {
+            p.fault = f(p.fault.clone());
+        }
+    }
+
     /// Record when a reference base first happened; whether it was new.
     fn note(&mut self, e: &Event) -> bool {
         match crate::expect::refs::base_of(e) {

@@ -152,9 +152,10 @@ fn every_scenario_parses_and_is_self_consistent() {
         for e in &sc.expect {
             use flatline::scenario::ExpectKind::*;
             let (refs, during): (Vec<&Reference>, Option<&String>) = match &e.kind {
-                Detects { after, .. } | Reconnects { after, .. } | NoReconnect { after, .. } => {
-                    (vec![after], None)
-                }
+                Detects { after, .. }
+                | Reconnects { after, .. }
+                | NoReconnect { after, .. }
+                | Herd { after, .. } => (vec![after], None),
                 Sends { after, matches, .. } => {
                     check_match(path, matches);
                     (vec![after], None)

@@ -16,9 +16,11 @@ mod closes_with;
 mod common;
 mod detects;
 mod heartbeat;
+pub mod herd;
 mod no_reconnect;
 mod reconnects;
 pub mod refs;
+pub mod scope;
 mod sends;
 mod stays_connected;
 #[cfg(test)]
@@ -29,6 +31,7 @@ pub use backoff::Backoff;
 pub use closes_with::ClosesWith;
 pub use detects::Detects;
 pub use heartbeat::Heartbeat;
+pub use herd::Herd;
 pub use no_reconnect::NoReconnect;
 pub use reconnects::Reconnects;
 pub use sends::Sends;
@@ -37,8 +40,9 @@ pub use warnings::warnings;
 
 use crate::events::Event;
 use crate::matcher::Matcher;
-use crate::scenario::{ExpectKind, Scenario};
+use crate::scenario::{ClientScope, ExpectKind, Scenario};
 use common::Span;
+use scope::Population;
 use serde::{Deserialize, Serialize};
 use std::time::Duration;
 
@@ -96,6 +100,14 @@ pub trait Expectation: Send {
     /// The verdict if it is decided, `None` while later events could change it.
     /// Must return `Some` when `ctx.finished`.
     fn judge(&self, ctx: &JudgeCtx<'_>) -> Option<Verdict>;
+
+    /// True when the kind judges all the clients of a run together (`herd`):
+    /// the runner then judges it on the whole log and ignores its
+    /// `clients:` scope. Other kinds are judged on each client's own
+    /// connections when there are several clients.
+    fn across_clients(&self) -> bool {
+        false
+    }
 }
 
 /// Build one expectation from its kind and parameters; the error names the
@@ -174,38 +186,77 @@ pub fn build_one(name: &str, kind: &ExpectKind) -> Result<Box<dyn Expectation>, 
             code,
             connections,
         } => Box::new(ClosesWith::new(name, *side, *code, connections)),
+        ExpectKind::Herd {
+            after,
+            max_attempts,
+            window,
+            min_spread,
+            for_,
+        } => Box::new(Herd::new(
+            name,
+            after,
+            *max_attempts,
+            *window,
+            *min_spread,
+            *for_,
+        )),
     })
 }
 
-/// An expectation with its effective name.
-pub type Named = (String, Box<dyn Expectation>);
+/// An expectation with its effective name, kind and client scope.
+pub struct Named {
+    /// Effective name ([`Scenario::expect_name`]).
+    pub name: String,
+    /// Its kind's name.
+    pub kind: &'static str,
+    /// Which clients it judges when there are several.
+    pub scope: ClientScope,
+    /// The expectation.
+    pub exp: Box<dyn Expectation>,
+}
 
-/// Every expectation of the scenario, with its effective name
-/// ([`Scenario::expect_name`]), in file order.
+/// Every expectation of the scenario, in file order.
 pub fn build(s: &Scenario) -> Result<Vec<Named>, String> {
     (0..s.expect.len())
         .map(|i| {
             let name = s.expect_name(i);
-            let e = build_one(&name, &s.expect[i].kind)?;
-            Ok((name, e))
+            let spec = &s.expect[i];
+            let exp = build_one(&name, &spec.kind)?;
+            Ok(Named {
+                name,
+                kind: spec.kind.name(),
+                scope: spec.clients,
+                exp,
+            })
         })
         .collect()
 }
 
 /// Judge every expectation against the log at `now`; `None` for those still
-/// undecided (never when `finished`).
+/// undecided (never when `finished`). With several clients (`pop`, the log
+/// split per client), each expectation is judged per client and folded by
+/// its scope ([`scope::judge_scoped`]), except kinds that judge all clients
+/// together.
 pub fn judge_all(
     exps: &[Named],
     events: &[Event],
     now: Duration,
     finished: bool,
+    pop: Option<&Population>,
 ) -> Vec<Option<Verdict>> {
     let ctx = JudgeCtx {
         events,
         now,
         finished,
     };
-    exps.iter().map(|(_, e)| e.judge(&ctx)).collect()
+    exps.iter()
+        .map(|n| match pop {
+            Some(p) if p.len() > 1 && !n.exp.across_clients() => {
+                scope::judge_scoped(n.exp.as_ref(), (&n.name, n.kind), n.scope, p, &ctx)
+            }
+            _ => n.exp.judge(&ctx),
+        })
+        .collect()
 }
 
 #[cfg(test)]
@@ -227,14 +278,14 @@ mod tests {
             "  - {name: notices, kind: detects, after: outage, within: 12s}\n  - {kind: reconnects, after: outage.end, within: 10s}\n",
         );
         let exps = build(&s).unwrap();
-        let names: Vec<&str> = exps.iter().map(|(n, _)| n.as_str()).collect();
+        let names: Vec<&str> = exps.iter().map(|n| n.name.as_str()).collect();
         assert_eq!(names, ["notices", "reconnects-2"]);
         let log = Log::new()
             .connect(1, 0.1)
             .fault_start("outage", &[1], 3.1)
             .close_frame(1, 9.0, Client, Some(1000))
             .events();
-        let v = judge_all(&exps, &log, Duration::from_secs(9), false);
+        let v = judge_all(&exps, &log, Duration::from_secs(9), false, None);
         let first = v[0].as_ref().expect("detects decided");
         assert!(first.passed);
         assert_eq!(
@@ -242,7 +293,7 @@ mod tests {
             ("notices", "detects")
         );
         assert!(v[1].is_none());
-        let v = judge_all(&exps, &log, Duration::from_secs(40), true);
+        let v = judge_all(&exps, &log, Duration::from_secs(40), true, None);
         assert!(v.iter().all(Option::is_some), "finished forces a decision");
         let second = v[1].as_ref().unwrap();
         assert!(!second.passed);
@@ -270,11 +321,12 @@ mod tests {
   - {kind: backoff, during: outage}
   - {kind: sends, match: {}, after: open#1, within: 5s}
   - {kind: closes_with, code: 1000}
+  - {kind: herd, after: outage.end, max_attempts: 50}
 ",
         );
         let exps = build(&s).unwrap();
         let empty: Vec<Event> = Vec::new();
-        for (name, e) in &exps {
+        for Named { name, exp: e, .. } in &exps {
             let ctx = JudgeCtx {
                 events: &empty,
                 now: Duration::from_secs(40),

@@ -202,8 +202,44 @@ pub enum Refusal {
     },
 }
 
+/// What a fault becomes in the kernel in `--netns` mode: nftables rules on
+/// the links between the peers' namespaces and the relay's (see
+/// `crate::netns`). Faults without a kernel equivalent (frame-level ones,
+/// delay, throttle, slice) stay in the relay in that mode too.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum KernelEffect {
+    /// Packets travelling in `direction` are dropped, so the senders' kernels
+    /// retransmit and the bytes arrive after the heal; with `then_reset`
+    /// the flows are answered with TCP RST from the heal on (a NAT that
+    /// forgot them).
+    Drop {
+        /// Which way packets are lost.
+        direction: crate::scenario::Directions,
+        /// `on_end: reset`.
+        then_reset: bool,
+    },
+    /// From now on the flow is answered with TCP RST toward `toward`
+    /// (`reject with tcp reset` on every packet it sends or is sent).
+    Reset {
+        /// Whose packets are answered with RST.
+        toward: crate::scenario::Toward,
+    },
+    /// While active, SYNs are answered with RST: ECONNREFUSED (`refuse how:
+    /// refused`).
+    RefuseSyn,
+}
+
 /// A fault as the controller holds it while a run goes.
 pub trait Fault: Send + Sync {
+    /// Its kernel equivalent, if it has one (used in `--netns` mode).
+    fn kernel(&self) -> Option<KernelEffect> {
+        None
+    }
+    /// Whether it acts on new connection attempts only (open connections are
+    /// not listed as affected).
+    fn new_attempts_only(&self) -> bool {
+        self.refusal().is_some()
+    }
     /// The stage this fault puts on the pipe in `dir`, if it acts there.
     fn stage(&self, _dir: Direction) -> Option<Box<dyn Stage>> {
         None

@@ -5,7 +5,7 @@
 //! Holding the upgrade request of a connection accepted during the partition
 //! is what gives it "no handshake answer".
 
-use super::{EndAction, Fault, Flow, Kind, Stage};
+use super::{EndAction, Fault, Flow, KernelEffect, Kind, Stage};
 use crate::events::Direction;
 use crate::scenario::Directions;
 use serde::{Deserialize, Serialize};
@@ -50,6 +50,12 @@ impl Stage for Hold {
 }
 
 impl Fault for Partition {
+    fn kernel(&self) -> Option<KernelEffect> {
+        Some(KernelEffect::Drop {
+            direction: self.direction,
+            then_reset: self.on_end == OnEnd::Reset,
+        })
+    }
     fn stage(&self, dir: Direction) -> Option<Box<dyn Stage>> {
         self.direction.covers(dir).then(|| {
             Box::new(Hold {

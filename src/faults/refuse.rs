@@ -5,7 +5,7 @@
 //! status (default 503), headers and a short body, then FIN. Open
 //! connections are untouched.
 
-use super::{Fault, Kind, Refusal};
+use super::{Fault, KernelEffect, Kind, Refusal};
 use crate::scenario::{FaultCheck, ScenarioError};
 use serde::de::{self, Deserializer, Visitor};
 use serde::{Deserialize, Serialize};
@@ -98,6 +98,12 @@ impl RefuseHow {
 }
 
 impl Fault for Refuse {
+    /// Only `refused` has a kernel rule: the RST after accept of `reset` is
+    /// already a real RST on the link, and the relay must accept the attempt
+    /// to count it.
+    fn kernel(&self) -> Option<KernelEffect> {
+        (self.how == RefuseHow::Refused).then_some(KernelEffect::RefuseSyn)
+    }
     fn refusal(&self) -> Option<Refusal> {
         Some(match self.how {
             RefuseHow::Refused => Refusal::StopListening,

@@ -1,6 +1,6 @@
 //! `reset` (instant): TCP RST (close with SO_LINGER 0) toward one side or both.
 
-use super::{Action, Fault, Kind};
+use super::{Action, Fault, KernelEffect, Kind};
 use crate::events::Side;
 use crate::scenario::Toward;
 use serde::{Deserialize, Serialize};
@@ -14,6 +14,11 @@ pub struct Reset {
 }
 
 impl Fault for Reset {
+    fn kernel(&self) -> Option<KernelEffect> {
+        Some(KernelEffect::Reset {
+            toward: self.toward,
+        })
+    }
     fn actions(&self) -> Vec<Action> {
         [Side::Client, Side::Server]
             .into_iter()

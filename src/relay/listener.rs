@@ -44,7 +44,7 @@ pub(super) async fn accept_loop(
                 );
             }
             (r, None) if !matches!(r, Some((_, Refusal::StopListening))) => {
-                match TcpListener::bind(addr).await {
+                match super::bind(&cfg, addr).await {
                     Ok(l) => {
                         listener = Some(l);
                         log.emit(
@@ -224,12 +224,11 @@ async fn pre_pipes(
         },
     );
     let authority = cfg.upstream.authority();
-    let server = match tokio::time::timeout(
-        UPSTREAM_CONNECT_TIMEOUT,
-        TcpStream::connect(&authority),
-    )
-    .await
-    {
+    let connect = match &cfg.sockets {
+        None => Box::pin(TcpStream::connect(authority.clone())),
+        Some(s) => s.connect(id, &authority),
+    };
+    let server = match tokio::time::timeout(UPSTREAM_CONNECT_TIMEOUT, connect).await {
         Ok(Ok(s)) => s,
         Ok(Err(e)) => {
             return Err(upstream_failed(client, id, log, &authority, &e.to_string()).await)

@@ -98,9 +98,35 @@ impl Upstream {
     }
 }
 
+/// Where the relay makes its sockets when not in this process's network
+/// namespace (`--netns`: the listener inside the relay's namespace, upstream
+/// connections wherever the server is).
+pub trait Sockets: Send + Sync + std::fmt::Debug {
+    /// Bind the listening socket (non-blocking).
+    fn listen(&self, addr: SocketAddr) -> std::io::Result<std::net::TcpListener>;
+    /// Connect to the upstream `authority` for connection `conn`.
+    fn connect(
+        &self,
+        conn: u32,
+        authority: &str,
+    ) -> std::pin::Pin<
+        Box<dyn std::future::Future<Output = std::io::Result<tokio::net::TcpStream>> + Send>,
+    >;
+}
+
+/// Bind the listener where `cfg` says.
+pub(crate) async fn bind(cfg: &RelayConfig, addr: SocketAddr) -> std::io::Result<TcpListener> {
+    match &cfg.sockets {
+        None => TcpListener::bind(addr).await,
+        Some(s) => TcpListener::from_std(s.listen(addr)?),
+    }
+}
+
 /// Settings of a relay.
 #[derive(Debug, Clone)]
 pub struct RelayConfig {
+    /// Where sockets are made (default: this process's network namespace).
+    pub sockets: Option<Arc<dyn Sockets>>,
     /// Where to listen (`127.0.0.1:0` = any free port).
     pub listen: SocketAddr,
     /// Where to connect.
@@ -119,6 +145,7 @@ impl RelayConfig {
             upstream: Upstream::parse(upstream)?,
             keep_extensions: false,
             seed: 0,
+            sockets: None,
         })
     }
 }
@@ -193,7 +220,7 @@ impl Board {
                 // A refusal acts on new attempts only: open connections are
                 // untouched, so it lists none.
                 e.live
-                    && fault.refusal().is_none()
+                    && !fault.new_attempts_only()
                     && match which {
                         Connections::Which(ConnWhich::All | ConnWhich::Open) => true,
                         Connections::Which(ConnWhich::New) => false,
@@ -293,7 +320,7 @@ impl Board {
                 Connections::Which(ConnWhich::Open) => false,
                 Connections::List(l) => l.contains(&id),
             };
-            if !covers || f.fault.refusal().is_some() {
+            if !covers || f.fault.new_attempts_only() {
                 continue;
             }
             f.conns.push(id);
@@ -330,7 +357,7 @@ pub struct Relay {
 impl Relay {
     /// Bind and start accepting. The log's clock is the run's clock.
     pub async fn start(cfg: RelayConfig, log: EventLog) -> Result<Relay, RelayError> {
-        let listener = TcpListener::bind(cfg.listen)
+        let listener = bind(&cfg, cfg.listen)
             .await
             .map_err(|err| RelayError::Bind {
                 addr: cfg.listen.to_string(),

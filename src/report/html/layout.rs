@@ -139,6 +139,7 @@ pub(super) fn marks_of(report: &Report, scenario: Option<&Scenario>) -> Vec<Mark
             ExpectKind::StaysConnected { after, for_, .. }
             | ExpectKind::Heartbeat { after, for_, .. }
             | ExpectKind::Backoff { after, for_, .. } => (after.as_ref(), for_.map(|d| d.0), false),
+            ExpectKind::Herd { after, for_, .. } => (Some(after), for_.map(|d| d.0), false),
             ExpectKind::ClosesWith { .. } => (None, None, false),
         };
         let reference = after.and_then(|a| resolve(a, &report.events));

@@ -5,10 +5,10 @@
 use super::refs::{check_connections, check_ref, window};
 use super::{expect_path, fault_path, Known, Res};
 use crate::scenario::error::ScenarioError;
-use crate::scenario::locate::YPath;
 use crate::scenario::model::{ExpectKind, ExpectSpec, FaultSpec, Match};
 use crate::scenario::parse::Cx;
 use crate::scenario::values::{Dur, Reference};
+use crate::scenario::yaml::YPath;
 
 /// Fault `i`'s parameters, checked by its kind; adds warnings for odd but
 /// allowed values.
@@ -186,6 +186,27 @@ pub(super) fn expectation(
                 ));
             }
             check_connections(cx, &p.key("connections"), connections)?;
+        }
+        ExpectKind::Herd {
+            after,
+            window,
+            max_attempts,
+            for_,
+            ..
+        } => {
+            after_ref(after)?;
+            positive("window", window)?;
+            if let Some(f) = for_ {
+                positive("for", f)?;
+            }
+            if *max_attempts == 0 {
+                return Err(cx.err(
+                    &p.key("max_attempts"),
+                    false,
+                    format!("expect[{i}].max_attempts: 0 attempts in any window always fails"),
+                    Some("expected 1 or more".into()),
+                ));
+            }
         }
     }
     Ok(())

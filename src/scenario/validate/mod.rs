@@ -17,12 +17,15 @@ mod refs;
 mod timing;
 
 use super::error::ScenarioError;
-use super::locate::YPath;
 use super::model::{Extensions, Scenario};
 use super::parse::Cx;
+use super::yaml::YPath;
 use std::collections::HashMap;
 
 type Res<T> = Result<T, ScenarioError>;
+
+/// Most clients a run may start.
+pub const MAX_CLIENTS: usize = 10_000;
 
 /// Validates `s`; returns the warnings.
 pub(crate) fn validate(s: &Scenario, cx: &Cx<'_>) -> Res<Vec<String>> {

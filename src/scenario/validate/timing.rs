@@ -3,10 +3,10 @@
 //! to the end of a fault that never ends.
 
 use super::{expect_path, fault_path, Known};
-use crate::scenario::locate::YPath;
 use crate::scenario::model::{ExpectKind, Scenario};
 use crate::scenario::parse::Cx;
 use crate::scenario::values::{Dur, RefBase, Reference};
+use crate::scenario::yaml::YPath;
 use std::time::Duration;
 
 /// Adds the timing warnings of `s` to `warnings`.
@@ -67,7 +67,8 @@ pub(super) fn warnings(s: &Scenario, cx: &Cx<'_>, known: &Known, warnings: &mut 
             ExpectKind::Detects { after, .. }
             | ExpectKind::Reconnects { after, .. }
             | ExpectKind::NoReconnect { after, .. }
-            | ExpectKind::Sends { after, .. } => Some(after),
+            | ExpectKind::Sends { after, .. }
+            | ExpectKind::Herd { after, .. } => Some(after),
             ExpectKind::StaysConnected { after, .. }
             | ExpectKind::Heartbeat { after, .. }
             | ExpectKind::Backoff { after, .. } => after.as_ref(),
