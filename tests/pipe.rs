@@ -1,11 +1,13 @@
-//! Socket-free tests of the pipe: a stream of frames split at every offset,
-//! through each fault's stage, driven with a simulated clock.
+//! Socket-free tests of the relay's pipe (`relay::pipe`): a stream of
+//! frames split at every offset, through each fault's stage, driven with a
+//! simulated clock. No socket is opened: the pipe does no I/O.
 
-use super::*;
-use crate::events::{Event, Opcode};
-use crate::faults::{pipe_rng, FaultKind};
-use crate::frame::encode_frame;
-use std::time::Duration;
+use flatline::events::{Direction, Event, EventKind, EventLog, Opcode};
+use flatline::faults::{pipe_rng, CutHow, FaultKind, Stage};
+use flatline::frame::{encode_frame, FrameScanner, Scan};
+use flatline::relay::pipe::{Ended, Next, Pipe};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 const MASK: Option<[u8; 4]> = Some([1, 2, 3, 4]);
 
@@ -453,7 +455,7 @@ fn inject_waits_for_the_handshake() {
     );
     assert_eq!(p.next_timer(), None);
     p.tick(now, &log);
-    assert!(p.queue.is_empty() && p.deferred.is_empty());
+    assert_eq!(p.next(now), Next::Idle);
     p.opened();
     assert!(p.next_timer().is_some());
 }
