@@ -14,6 +14,7 @@ use crate::relay::{Relay, RelayConfig};
 use crate::report::{self, Report};
 use crate::run::RunOptions;
 use crate::scenario;
+use crate::tls::{ServerTls, TlsArgs, TlsSettings, UpstreamTrust};
 use clap::{Parser, Subcommand};
 use std::io::{IsTerminal, Write};
 use std::net::SocketAddr;
@@ -118,6 +119,9 @@ differs or one failed, 2 the report cannot be read, 3 the run could not be carri
         /// Keep Sec-WebSocket-Extensions (payload previews become unreadable).
         #[arg(long)]
         keep_extensions: bool,
+        /// TLS on either leg.
+        #[command(flatten)]
+        tls: TlsArgs,
     },
     /// The reference demo server (echo, text ping → pong, subscriptions).
     #[command(after_help = "Example:
@@ -175,7 +179,8 @@ pub fn main() -> i32 {
                 upstream,
                 events,
                 keep_extensions,
-            } => cmd_relay(listen, &upstream, events, keep_extensions).await,
+                tls,
+            } => cmd_relay(listen, &upstream, events, keep_extensions, tls.settings()).await,
             Cmd::DemoServer { listen, opts } => cmd_demo_server(listen, opts).await,
             Cmd::DemoClient { opts } => cmd_demo_client(opts).await,
         }
@@ -333,6 +338,8 @@ async fn cmd_replay(path: &Path) -> i32 {
         demo_args: Vec::new(),
         interrupt: interrupt_token(),
         netns: s.netns,
+        tls: s.tls.clone().unwrap_or_default(),
+        listen_tls: None,
     };
     let new = match run::run_one(&sc, &opts, false, &mut run::Sink::stderr()).await {
         Ok(r) => r,
@@ -366,11 +373,31 @@ async fn cmd_replay(path: &Path) -> i32 {
     }
 }
 
+/// Load the listener certificate and check the upstream CA file; print
+/// where the certificate is and how to trust it, and warn about
+/// `--upstream-insecure`. `Err` is the exit status.
+pub(crate) fn prepare_tls(tls: &TlsSettings) -> Result<Option<std::sync::Arc<ServerTls>>, i32> {
+    let loaded = tls.prepare().map_err(|e| {
+        eprintln!("error: {e}");
+        exit::INVALID
+    })?;
+    if let Some(t) = &loaded {
+        eprintln!("flatline: {}", t.describe());
+    }
+    if tls.upstream == UpstreamTrust::Insecure {
+        eprintln!(
+            "warning: --upstream-insecure: the upstream's certificate is not checked (anyone in the path can impersonate it)"
+        );
+    }
+    Ok(loaded)
+}
+
 async fn cmd_relay(
     listen: SocketAddr,
     upstream: &str,
     events: Option<PathBuf>,
     keep_extensions: bool,
+    tls: TlsSettings,
 ) -> i32 {
     let mut cfg = match RelayConfig::new(upstream) {
         Ok(c) => c,
@@ -381,6 +408,11 @@ async fn cmd_relay(
     };
     cfg.listen = listen;
     cfg.keep_extensions = keep_extensions;
+    cfg.tls = match prepare_tls(&tls) {
+        Ok(t) => t,
+        Err(code) => return code,
+    };
+    cfg.upstream_trust = tls.upstream.clone();
     let mut sink = match &events {
         Some(p) => match std::fs::OpenOptions::new()
             .create(true)
@@ -499,7 +531,10 @@ async fn cmd_demo_server(listen: SocketAddr, opts: DemoServerOpts) -> i32 {
         }
     };
     match listener.local_addr() {
-        Ok(a) => eprintln!("flatline demo-server listening on ws://{a}/"),
+        Ok(a) => eprintln!(
+            "flatline demo-server listening on {}://{a}/",
+            if opts.tls_cert.is_some() { "wss" } else { "ws" }
+        ),
         Err(_) => eprintln!("flatline demo-server listening on {listen}"),
     }
     let stop = interrupt_token();
