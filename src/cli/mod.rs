@@ -61,10 +61,15 @@ pub enum Cmd {
   flatline run scenarios/silent-drop.yaml --client-cmd 'python3 client.py' --report out.json
   flatline run scenarios/ --server-cmd './server --port 9001' --upstream ws://127.0.0.1:9001/ws \\
       --client-cmd 'node client.js' --junit junit.xml --snapshot snapshots/
+  flatline run scenarios/ --demo -j 4 --shard 1/2 --junit junit-1.xml
+  flatline run scenarios/thundering-herd.yaml --demo --clients 1000
 
 The client command gets FLATLINE_URL (the relay's ws:// URL plus the upstream's
 path). With neither --client-cmd nor --demo the URL is printed and flatline
-waits (up to the scenario's duration) for a client to connect.")]
+waits (up to the scenario's duration) for a client to connect. With several
+clients (`clients:` or --clients N) each command also gets FLATLINE_CLIENT
+(0 to N-1), and its FLATLINE_URL carries `flatline_client=<index>` in the query
+so that flatline can tell the clients' connections apart.")]
     Run(RunArgs),
     /// Validate scenarios and print their normalised plan.
     #[command(after_help = "Examples:
