@@ -3,7 +3,7 @@
 //! output and exit statuses: 0 every expectation passed, 1 one failed, 2 a
 //! scenario or an argument is invalid, 3 the run could not be carried out.
 
-use crate::events::{Ending, EventKind, EventLog};
+use crate::events::{Ending, EventKind, EventLog, EventSink, Retention};
 use crate::peers::client::{run_client, DemoClientOpts};
 use crate::peers::server::{serve, DemoServerOpts};
 use crate::relay::{Relay, RelayConfig};
@@ -173,6 +173,10 @@ pub struct RunArgs {
     /// Write a self-contained HTML report with a timeline.
     #[arg(long, value_name = "FILE.html")]
     pub html: Option<PathBuf>,
+    /// Append every event, each frame included, as JSON lines (the report
+    /// keeps only what is judged; several scenarios: FILE gets `.<scenario>`).
+    #[arg(long, value_name = "FILE.jsonl")]
+    pub events: Option<PathBuf>,
     /// Compare each run's transcript with DIR/<scenario>.transcript (fail on a difference).
     #[arg(long, value_name = "DIR")]
     pub snapshot: Option<PathBuf>,
@@ -374,6 +378,10 @@ async fn cmd_run(args: RunArgs) -> i32 {
             demo: args.demo,
             demo_args: Vec::new(),
             interrupt: interrupt.clone(),
+            events: args
+                .events
+                .as_ref()
+                .map(|p| per_scenario(p, &sc.name, many)),
         };
         match run_one(&sc, &opts, args.quiet).await {
             Ok(report) => {
@@ -650,6 +658,7 @@ async fn cmd_replay(path: &Path) -> i32 {
         demo: s.demo,
         demo_args: Vec::new(),
         interrupt: interrupt_token(),
+        events: None,
     };
     let new = match run_one(&sc, &opts, false).await {
         Ok(r) => r,
@@ -698,13 +707,10 @@ async fn cmd_relay(
     };
     cfg.listen = listen;
     cfg.keep_extensions = keep_extensions;
-    let mut sink = match &events {
-        Some(p) => match std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(p)
-        {
-            Ok(f) => Some(std::io::BufWriter::new(f)),
+    // Nothing is kept per frame: events stream to the file, if any.
+    let sink = match &events {
+        Some(p) => match EventSink::append(p) {
+            Ok(s) => Some(s),
             Err(e) => {
                 eprintln!("error: cannot open {}: {e}", p.display());
                 return exit::INVALID;
@@ -712,7 +718,7 @@ async fn cmd_relay(
         },
         None => None,
     };
-    let log = EventLog::new();
+    let log = EventLog::with(Retention::Stream, sink);
     let mut rx = log.subscribe();
     let relay = match Relay::start(cfg, log.clone()).await {
         Ok(r) => r,
@@ -731,28 +737,16 @@ async fn cmd_relay(
         tokio::select! {
             _ = interrupt.cancelled() => break,
             ev = rx.recv() => match ev {
-                Ok(e) => {
-                    if let Some(s) = sink.as_mut() {
-                        if let Ok(line) = serde_json::to_string(&e) {
-                            let _ = writeln!(s, "{line}");
-                        }
-                    }
-                    describe(&e, &mut last_from);
-                }
+                Ok(e) => describe(&e, &mut last_from),
                 Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => {}
                 Err(_) => break,
             }
         }
     }
     relay.stop().await;
-    if let Some(mut s) = sink {
-        // Events logged while stopping.
-        while let Ok(e) = rx.try_recv() {
-            if let Ok(line) = serde_json::to_string(&e) {
-                let _ = writeln!(s, "{line}");
-            }
-        }
-        let _ = s.flush();
+    if let Err(e) = log.finish_sink() {
+        eprintln!("error: writing the events file: {e}");
+        return exit::CANNOT_RUN;
     }
     exit::PASS
 }

@@ -5,7 +5,7 @@
 //! verdict is known or at `duration`. Every task, socket and child process
 //! started here is stopped before [`run`] returns.
 
-use crate::events::{Event, EventKind, EventLog};
+use crate::events::{Event, EventKind, EventLog, EventSink, Retention};
 use crate::expect::{self, Verdict};
 use crate::peers::client::{run_client, DemoClientOpts};
 use crate::peers::server::{spawn_demo_server, DemoServerHandle, DemoServerOpts};
@@ -52,6 +52,9 @@ pub struct RunOptions {
     pub demo_args: Vec<String>,
     /// Cancelled on Ctrl-C: the run stops early and still reports.
     pub interrupt: CancellationToken,
+    /// Where to write every event, frames included, as JSON lines
+    /// (`--events`); the report keeps only what is judged.
+    pub events: Option<std::path::PathBuf>,
 }
 
 impl Default for RunOptions {
@@ -65,6 +68,7 @@ impl Default for RunOptions {
             demo: false,
             demo_args: Vec::new(),
             interrupt: CancellationToken::new(),
+            events: None,
         }
     }
 }
@@ -326,10 +330,16 @@ pub async fn run(
         }
     };
 
-    // t = 0: the relay listens and the upstream is reachable.
-    let log = EventLog::new();
-    let (past, mut rx) = log.snapshot_and_subscribe();
-    debug_assert!(past.is_empty());
+    // t = 0: the relay listens and the upstream is reachable. The log keeps
+    // what is judged; every event reaches the judges through the feed.
+    let sink = match &opts.events {
+        Some(p) => Some(
+            EventSink::append(p)
+                .map_err(|e| RunError::Setup(format!("cannot open {}: {e}", p.display())))?,
+        ),
+        None => None,
+    };
+    let (log, mut rx) = EventLog::with_feed(Retention::Fold { keep: Vec::new() }, sink);
     let cfg = RelayConfig {
         listen: opts.listen,
         upstream: Upstream::parse(&upstream)?,
@@ -384,12 +394,13 @@ pub async fn run(
 
     // Judge as the log grows; stop when every verdict is known.
     let deadline = tokio::time::Instant::from_std(log.start() + scenario.duration.0);
+    let mut exps = exps;
     let mut decided: Vec<Option<Verdict>> = vec![None; exps.len()];
     let mut tick = tokio::time::interval(JUDGE_EVERY);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut interrupted = false;
-    // The events so far, as received: judging reads this copy instead of
-    // cloning the whole log on every tick.
+    // The kept events so far, as received: judging reads this copy instead
+    // of cloning the whole log on every tick.
     let mut seen: Vec<Event> = Vec::new();
     let mut client_exited = false;
     let mut warnings_early: Vec<String> = Vec::new();
@@ -398,16 +409,16 @@ pub async fn run(
             _ = tokio::time::sleep_until(deadline) => break,
             _ = opts.interrupt.cancelled() => { interrupted = true; break; }
             ev = rx.recv() => match ev {
-                Ok(e) => {
+                Some(e) => {
                     on_event(&e);
-                    seen.push(e);
+                    for x in exps.iter_mut() {
+                        x.observe(&e);
+                    }
+                    if log.keeps(&e) {
+                        seen.push(e);
+                    }
                 }
-                Err(tokio::sync::broadcast::error::RecvError::Lagged(n)) => {
-                    // Fell behind a burst of frames: catch up from the log.
-                    seen = log.events();
-                    log.emit(None, EventKind::Note { text: format!("live view skipped {n} events") });
-                }
-                Err(_) => break,
+                None => break,
             },
             _ = tick.tick() => {
                 if let ClientSide::Cmd(p) = &mut client {
@@ -484,9 +495,15 @@ pub async fn run(
     if let Some(c) = stop_server(server).await {
         commands.insert(0, c);
     }
-    // Show what was logged while stopping.
+    // Show and judge what was logged while stopping.
     while let Ok(e) = rx.try_recv() {
         on_event(&e);
+        for x in exps.iter_mut() {
+            x.observe(&e);
+        }
+    }
+    if let Err(e) = log.finish_sink() {
+        warnings_early.push(format!("the events file could not be written: {e}"));
     }
 
     let events = log.events();
@@ -497,7 +514,7 @@ pub async fn run(
         .enumerate()
         .map(|(i, (early, last))| {
             early.or(last).unwrap_or_else(|| Verdict {
-                name: exps[i].0.clone(),
+                name: exps[i].name.clone(),
                 kind: scenario.expect[i].kind.name().to_string(),
                 passed: false,
                 observed: None,
@@ -531,6 +548,7 @@ pub async fn run(
         warnings,
         commands,
         events,
+        connections: log.summaries(),
         scenario_spec: Some(scenario.clone()),
         settings: RunSettings {
             upstream: upstream_url,

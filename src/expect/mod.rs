@@ -1,11 +1,16 @@
 //! Expectations: one module per kind, each judged from the event log alone.
 //!
-//! Every expectation implements [`Expectation`]. The runner calls
-//! [`Expectation::judge`] whenever the log grows (and once more when the run
-//! is over); an expectation returns `None` while later events could still
-//! change its verdict, so the run can end as soon as every verdict is known.
+//! A kind is a serde struct implementing [`Kind`] (its parameters and their
+//! validation) whose [`Judge`] sees every event as it is logged
+//! ([`Judge::observe`], where kinds that judge frames keep what they need,
+//! since the log folds frames) and judges on demand. Kinds are registered
+//! once in [`registry`]. The runner, [`Expect`], owns what every kind shares:
+//! the name, locating the reference or window, cutting the log at
+//! `Stopping`, and wording the verdict; a kind only judges. It returns `None`
+//! while later events could still change its verdict, so the run can end as
+//! soon as every verdict is known.
 //!
-//! [`build`] turns a scenario's `expect:` list into boxed expectations,
+//! [`build`] turns a scenario's `expect:` list into [`Expect`]s,
 //! [`judge_all`] judges them all at once, and [`warnings`] reports what a
 //! peer must never do (reserved close codes, reconnect storms) even when no
 //! expectation asks. [`refs`] resolves references against the log and is
@@ -16,9 +21,11 @@ mod closes_with;
 mod common;
 mod detects;
 mod heartbeat;
+mod kind;
 mod no_reconnect;
 mod reconnects;
 pub mod refs;
+pub mod registry;
 mod sends;
 mod stays_connected;
 #[cfg(test)]
@@ -27,18 +34,19 @@ mod warnings;
 
 pub use backoff::Backoff;
 pub use closes_with::ClosesWith;
+pub use common::{Span, Window};
 pub use detects::Detects;
 pub use heartbeat::Heartbeat;
+pub use kind::{Anchor, Checks, Ctx, Invalid, Judge, Kind, Outcome, Timing};
 pub use no_reconnect::NoReconnect;
 pub use reconnects::Reconnects;
+pub use registry::ExpectKind;
 pub use sends::Sends;
 pub use stays_connected::StaysConnected;
 pub use warnings::warnings;
 
 use crate::events::Event;
-use crate::matcher::Matcher;
-use crate::scenario::{ExpectKind, Scenario};
-use common::Span;
+use crate::scenario::Scenario;
 use serde::{Deserialize, Serialize};
 use std::time::Duration;
 
@@ -80,10 +88,10 @@ pub mod opt_millis {
     }
 }
 
-/// What an expectation sees when it judges.
+/// The log and clock a verdict is asked for, before the runner's prologue.
 #[derive(Debug, Clone, Copy)]
-pub struct JudgeCtx<'a> {
-    /// Every event so far, in order.
+pub(crate) struct JudgeCtx<'a> {
+    /// Every kept event so far, in order.
     pub events: &'a [Event],
     /// The run's clock now.
     pub now: Duration,
@@ -91,121 +99,108 @@ pub struct JudgeCtx<'a> {
     pub finished: bool,
 }
 
-/// One expectation kind.
-pub trait Expectation: Send {
-    /// The verdict if it is decided, `None` while later events could change it.
-    /// Must return `Some` when `ctx.finished`.
-    fn judge(&self, ctx: &JudgeCtx<'_>) -> Option<Verdict>;
+/// One expectation of a run: its name, its kind and its judge.
+pub struct Expect {
+    /// The effective name.
+    pub name: String,
+    /// The kind name.
+    pub kind: &'static str,
+    judge: Box<dyn Judge>,
 }
 
-/// Build one expectation from its kind and parameters; the error names the
-/// expectation and what is wrong (an invalid regex in `match`).
-pub fn build_one(name: &str, kind: &ExpectKind) -> Result<Box<dyn Expectation>, String> {
-    let matcher = |m| Matcher::new(m).map_err(|e| format!("expectation `{name}`: {e}"));
-    Ok(match kind {
-        ExpectKind::Detects {
-            side,
-            after,
-            within,
-        } => Box::new(Detects::new(name, *side, after, *within)),
-        ExpectKind::Reconnects {
-            after,
-            within,
-            attempts,
-        } => Box::new(Reconnects::new(name, after, *within, *attempts)),
-        ExpectKind::NoReconnect { after, for_ } => Box::new(NoReconnect::new(name, after, *for_)),
-        ExpectKind::StaysConnected {
-            side,
-            during,
-            after,
-            for_,
-        } => Box::new(StaysConnected::new(
-            name,
-            *side,
-            Span::new(during, after, for_),
-        )),
-        ExpectKind::Heartbeat {
-            from,
-            matches,
-            every,
-            tolerance,
-            after,
-            for_,
-        } => Box::new(Heartbeat::new(
-            name,
-            *from,
-            matcher(matches)?,
-            *every,
-            *tolerance,
-            Span::new(&None, after, for_),
-        )),
-        ExpectKind::Backoff {
-            during,
-            after,
-            for_,
-            min_gap,
-            max_gap,
-            increasing,
-            max_attempts,
-        } => Box::new(Backoff::new(
-            name,
-            Span::new(during, after, for_),
-            *min_gap,
-            *max_gap,
-            *increasing,
-            *max_attempts,
-        )),
-        ExpectKind::Sends {
-            from,
-            matches,
-            after,
-            within,
-            count,
-        } => Box::new(Sends::new(
-            name,
-            *from,
-            matcher(matches)?,
-            after,
-            *within,
-            *count,
-        )),
-        ExpectKind::ClosesWith {
-            side,
-            code,
-            connections,
-        } => Box::new(ClosesWith::new(name, *side, *code, connections)),
-    })
+impl std::fmt::Debug for Expect {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Expect")
+            .field("name", &self.name)
+            .field("kind", &self.kind)
+            .finish()
+    }
 }
 
-/// An expectation with its effective name.
-pub type Named = (String, Box<dyn Expectation>);
+impl Expect {
+    /// Build the expectation `name` of kind `kind`; the error names it and
+    /// what is wrong (an invalid regex in `match`).
+    pub fn new(name: &str, kind: &ExpectKind) -> Result<Expect, String> {
+        Ok(Expect {
+            name: name.to_string(),
+            kind: kind.name(),
+            judge: kind
+                .judge()
+                .map_err(|e| format!("expectation `{name}`: {e}"))?,
+        })
+    }
+
+    /// Show the judge an event as it is logged (frames the log folds too).
+    pub fn observe(&mut self, e: &Event) {
+        self.judge.observe(e);
+    }
+
+    /// The verdict over the kept `events` at `now`, if decided (always when
+    /// `finished`).
+    pub fn verdict(&self, events: &[Event], now: Duration, finished: bool) -> Option<Verdict> {
+        let ctx = JudgeCtx {
+            events,
+            now,
+            finished,
+        };
+        fn whole<'a>(ctx: &JudgeCtx<'a>) -> Ctx<'a> {
+            Ctx {
+                events: ctx.events,
+                now: ctx.now,
+                finished: ctx.finished,
+                at: None,
+                window: None,
+            }
+        }
+        let out = match self.judge.anchor() {
+            Anchor::Whole => self.judge.judge(&whole(&ctx)),
+            Anchor::After(r, consequence) => {
+                let ctx = common::before_stopping(&ctx);
+                match common::locate_or_fail(r, &ctx, &consequence) {
+                    Ok(at) => self.judge.judge(&Ctx {
+                        at: Some(at),
+                        ..whole(&ctx)
+                    }),
+                    Err(o) => o,
+                }
+            }
+            Anchor::Span(span) => match span.locate_or_fail(&ctx) {
+                Ok(w) => self.judge.judge(&Ctx {
+                    window: Some(&w),
+                    ..whole(&ctx)
+                }),
+                Err(o) => o,
+            },
+        };
+        out.map(|o| Verdict {
+            name: self.name.clone(),
+            kind: self.kind.to_string(),
+            passed: o.passed,
+            observed: o.observed,
+            detail: o.detail,
+        })
+    }
+}
 
 /// Every expectation of the scenario, with its effective name
 /// ([`Scenario::expect_name`]), in file order.
-pub fn build(s: &Scenario) -> Result<Vec<Named>, String> {
+pub fn build(s: &Scenario) -> Result<Vec<Expect>, String> {
     (0..s.expect.len())
-        .map(|i| {
-            let name = s.expect_name(i);
-            let e = build_one(&name, &s.expect[i].kind)?;
-            Ok((name, e))
-        })
+        .map(|i| Expect::new(&s.expect_name(i), &s.expect[i].kind))
         .collect()
 }
 
-/// Judge every expectation against the log at `now`; `None` for those still
-/// undecided (never when `finished`).
+/// Judge every expectation against the kept log at `now`; `None` for those
+/// still undecided (never when `finished`).
 pub fn judge_all(
-    exps: &[Named],
+    exps: &[Expect],
     events: &[Event],
     now: Duration,
     finished: bool,
 ) -> Vec<Option<Verdict>> {
-    let ctx = JudgeCtx {
-        events,
-        now,
-        finished,
-    };
-    exps.iter().map(|(_, e)| e.judge(&ctx)).collect()
+    exps.iter()
+        .map(|e| e.verdict(events, now, finished))
+        .collect()
 }
 
 #[cfg(test)]
@@ -227,7 +222,7 @@ mod tests {
             "  - {name: notices, kind: detects, after: outage, within: 12s}\n  - {kind: reconnects, after: outage.end, within: 10s}\n",
         );
         let exps = build(&s).unwrap();
-        let names: Vec<&str> = exps.iter().map(|(n, _)| n.as_str()).collect();
+        let names: Vec<&str> = exps.iter().map(|e| e.name.as_str()).collect();
         assert_eq!(names, ["notices", "reconnects-2"]);
         let log = Log::new()
             .connect(1, 0.1)
@@ -252,7 +247,7 @@ mod tests {
     #[test]
     fn bad_regex_names_the_expectation() {
         let s = scenario("  - {kind: sends, after: open#1, within: 1s, match: {regex: '['}}\n");
-        let err = build(&s).err().expect("invalid regex");
+        let err = build(&s).expect_err("invalid regex");
         assert!(
             err.starts_with("expectation `sends-1`: invalid regex `[`"),
             "{err}"
@@ -274,13 +269,11 @@ mod tests {
         );
         let exps = build(&s).unwrap();
         let empty: Vec<Event> = Vec::new();
-        for (name, e) in &exps {
-            let ctx = JudgeCtx {
-                events: &empty,
-                now: Duration::from_secs(40),
-                finished: true,
-            };
-            let v = e.judge(&ctx).unwrap_or_else(|| panic!("{name} undecided"));
+        for e in &exps {
+            let name = &e.name;
+            let v = e
+                .verdict(&empty, Duration::from_secs(40), true)
+                .unwrap_or_else(|| panic!("{name} undecided"));
             assert!(!v.passed, "{name} passed on an empty log: {}", v.detail);
             assert!(!v.detail.is_empty());
         }

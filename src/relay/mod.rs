@@ -491,6 +491,8 @@ async fn handle(
     let (tx, rx) = mpsc::unbounded_channel();
     let refusal = board.refusal();
     let (id, stages, joined) = board.register(tx);
+    // Its frames are counted under a lock of its own.
+    let log = log.for_conn(id);
     log.emit(
         Some(id),
         EventKind::Accept {

@@ -9,7 +9,10 @@
 //! across the lanes they affect; expectation deadlines are dashed lines with
 //! the verdict beside them, and the measured moment (when the client noticed,
 //! when it came back) is a solid line. Frames are aggregated per pixel, so a
-//! run with tens of thousands of frames still gives a small page.
+//! run with tens of thousands of frames still gives a small page. A run keeps
+//! frames that nothing judges as folded runs (first frame, count, last time):
+//! their ticks are spread evenly from the run's first frame to its last, and
+//! the page says how many frames were drawn that way.
 //!
 //! Below the timeline: the verdicts, warnings, commands, and the full event
 //! list folded in a `<details>`.
@@ -104,6 +107,19 @@ pub fn html(report: &Report, scenario: Option<&Scenario>) -> String {
         lanes_of(report).len(),
         report.events.len()
     );
+    let (runs, folded) = report
+        .events
+        .iter()
+        .fold((0u64, 0u64), |(r, n), e| match &e.kind {
+            EventKind::Frames(f) => (r + 1, n + f.count),
+            _ => (r, n),
+        });
+    if runs > 0 {
+        let _ = writeln!(
+            out,
+            "<p class=\"meta\">summarised: {folded} frames that no expectation needed one by one are kept as {runs} runs of similar frames (first frame, count, last time); their ticks are spread evenly over each run</p>"
+        );
+    }
     out.push_str(&timeline_svg(report, scenario));
     verdicts_section(&mut out, report);
     if !report.warnings.is_empty() {
@@ -227,16 +243,9 @@ fn marks_of(report: &Report, scenario: Option<&Scenario>) -> Vec<Mark> {
     for (i, spec) in sc.expect.iter().enumerate() {
         let name = sc.expect_name(i);
         let verdict = report.expectations.iter().find(|v| v.name == name);
-        let (after, span, measured) = match &spec.kind {
-            ExpectKind::Detects { after, within, .. } => (Some(after), Some(within.0), true),
-            ExpectKind::Reconnects { after, within, .. } => (Some(after), Some(within.0), true),
-            ExpectKind::Sends { after, within, .. } => (Some(after), Some(within.0), true),
-            ExpectKind::NoReconnect { after, for_ } => (Some(after), Some(for_.0), false),
-            ExpectKind::StaysConnected { after, for_, .. }
-            | ExpectKind::Heartbeat { after, for_, .. }
-            | ExpectKind::Backoff { after, for_, .. } => (after.as_ref(), for_.map(|d| d.0), false),
-            ExpectKind::ClosesWith { .. } => (None, None, false),
-        };
+        // A deadline (`within`) is also where the measured moment is drawn.
+        let timing = spec.kind.timing();
+        let (after, span, measured) = (timing.after, timing.len, timing.deadline);
         let reference = after.and_then(|a| resolve(a, &report.events));
         let deadline = reference.zip(span).map(|(r, s)| r + s);
         let observed = if measured {
@@ -270,7 +279,7 @@ fn marks_of(report: &Report, scenario: Option<&Scenario>) -> Vec<Mark> {
             kind,
             prominent: matches!(
                 spec.kind,
-                ExpectKind::Detects { .. } | ExpectKind::Reconnects { .. }
+                ExpectKind::Detects(_) | ExpectKind::Reconnects(_)
             ),
         });
     }
@@ -478,6 +487,20 @@ fn timeline_svg(report: &Report, scenario: Option<&Scenario>) -> String {
                     .or_default()
                     .entry(px.round() as i64)
                     .or_insert(0) += 1;
+            }
+            EventKind::Frames(r) => {
+                let (first, last) = (px.round() as i64, x(r.last).round() as i64);
+                let cols = (last - first).max(0) as u64 + 1;
+                let row = ticks
+                    .entry((c, r.frame.dir.index(), class_of(r.frame.opcode)))
+                    .or_default();
+                for (i, col) in (first..=first + cols as i64 - 1).enumerate() {
+                    // `count` spread over the columns, the remainder first.
+                    let n = r.count / cols + u64::from((i as u64) < r.count % cols);
+                    if n > 0 {
+                        *row.entry(col).or_insert(0) += n;
+                    }
+                }
             }
             EventKind::Frame(f) => {
                 let dy = if f.dir == Direction::ToServer {

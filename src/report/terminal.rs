@@ -153,6 +153,12 @@ impl<W: Write> LivePrinter<W> {
                 c,
                 &format!("handshake rejected by server: HTTP {status}"),
             ),
+            // A run folded in a log read afterwards (live, frames come one by one).
+            EventKind::Frames(r) => {
+                *stats(self, c).frames[r.frame.dir.index()]
+                    .entry(frame_kind(&r.frame))
+                    .or_insert(0) += r.count;
+            }
             EventKind::Frame(f) => {
                 stats(self, c).frames[f.dir.index()]
                     .entry(frame_kind(f))

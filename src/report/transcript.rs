@@ -111,8 +111,9 @@ enum Class {
     /// Left out.
     Skip,
     /// Counted with the similar events (same label) of its connection since
-    /// that connection's last state change.
-    Run { label: String },
+    /// that connection's last state change; `count` of them (a folded run of
+    /// frames stands for several).
+    Run { label: String, count: u64 },
     /// A line of its own; breaks the frame runs of the listed connections
     /// (`None` = all connections).
     Line {
@@ -196,17 +197,17 @@ impl Report {
             }
             match self.classify(e, &mut seen_listening) {
                 Class::Skip => {}
-                Class::Run { label } => {
+                Class::Run { label, count } => {
                     let key = (e.conn.unwrap_or(0), label);
                     match open_runs.get(&key) {
-                        Some(i) => entries[*i].count += 1,
+                        Some(i) => entries[*i].count += count,
                         None => {
                             entries.push(Entry {
                                 bucket: bucket(e.t),
                                 t: when(e.t),
                                 conn: e.conn,
                                 text: key.1.clone(),
-                                count: 1,
+                                count,
                             });
                             open_runs.insert(key, entries.len() - 1);
                         }
@@ -381,6 +382,13 @@ impl Report {
             )),
             EventKind::Frame(f) => Class::Run {
                 label: frame_label(f),
+                count: 1,
+            },
+            // A run folds frames only between two events of its connection,
+            // so it never spans a line that would have split it.
+            EventKind::Frames(r) => Class::Run {
+                label: frame_label(&r.frame),
+                count: r.count,
             },
             EventKind::ProtocolError { dir, reason } => {
                 line(format!("protocol error {}: {reason}", arrow(*dir)))
@@ -391,6 +399,7 @@ impl Report {
             EventKind::RstSent { to } => line(format!("RST sent to {to}")),
             EventKind::WriteFailed { to, .. } => Class::Run {
                 label: format!("write to {to} failed"),
+                count: 1,
             },
             EventKind::Closed { how } => line(format!("closed ({})", ending(*how))),
             EventKind::FaultStart { fault, conns } => Class::Line {
@@ -426,9 +435,11 @@ impl Report {
                 fault, dir, opcode, ..
             } => Class::Run {
                 label: format!("{fault} drops {} {}", arrow(*dir), opcode.name()),
+                count: 1,
             },
             EventKind::Corrupted { fault, dir, opcode } => Class::Run {
                 label: format!("{fault} corrupts {} {}", arrow(*dir), opcode.name()),
+                count: 1,
             },
             EventKind::Injected { fault, to, what } => {
                 line(format!("{fault} injects {what} toward {to}"))
@@ -556,7 +567,7 @@ fn conn_list(conns: &[u32]) -> String {
 }
 
 /// `client→server text "ping"`: direction, opcode and normalised preview.
-fn frame_label(f: &FrameInfo) -> String {
+pub(crate) fn frame_label(f: &FrameInfo) -> String {
     let mut s = format!("{} {}", arrow(f.dir), f.opcode.name());
     if matches!(f.opcode, Opcode::Text | Opcode::Ping | Opcode::Pong) && f.len > 0 {
         s.push(' ');

@@ -134,27 +134,10 @@ pub(crate) fn fault_params(kind: &str) -> &'static [&'static str] {
     }
 }
 
-/// The kind-specific fields of each expectation kind.
+/// The kind-specific fields of each expectation kind (declared once, by
+/// each kind's struct: see [`crate::expect::registry`]).
 pub(crate) fn expect_params(kind: &str) -> &'static [&'static str] {
-    match kind {
-        "detects" => &["side", "after", "within"],
-        "reconnects" => &["after", "within", "attempts"],
-        "no_reconnect" => &["after", "for"],
-        "stays_connected" => &["side", "during", "after", "for"],
-        "heartbeat" => &["from", "match", "every", "tolerance", "after", "for"],
-        "backoff" => &[
-            "during",
-            "after",
-            "for",
-            "min_gap",
-            "max_gap",
-            "increasing",
-            "max_attempts",
-        ],
-        "sends" => &["from", "match", "after", "within", "count"],
-        "closes_with" => &["side", "code", "connections"],
-        _ => &[],
-    }
+    crate::expect::registry::fields(kind)
 }
 
 fn example(field: &str) -> Option<&'static str> {

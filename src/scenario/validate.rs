@@ -4,9 +4,10 @@
 
 use super::error::{hint_for, suggest, ScenarioError};
 use super::locate::YPath;
-use super::model::{Connections, ExpectKind, Extensions, FaultKind, Match, RefuseHow, Scenario};
+use super::model::{Connections, Extensions, FaultKind, Match, RefuseHow, Scenario};
 use super::parse::Cx;
 use super::values::{Dur, RefBase, Reference};
+use crate::expect::{Checks, Invalid};
 use std::collections::HashMap;
 use std::time::Duration;
 
@@ -269,107 +270,17 @@ pub(crate) fn validate(s: &Scenario, cx: &Cx<'_>) -> Res<Vec<String>> {
         }
     }
 
-    // Expectations.
+    // Expectations: each kind checks its own parameters.
     for (i, e) in s.expect.iter().enumerate() {
-        let p = epath(i);
-        let kind = e.kind.name();
-        let after_ref = |r: &Reference| check_ref(cx, &p.key("after"), r, &known);
-        let positive = |field: &str, d: &Dur| -> Res<()> {
-            if d.0.is_zero() {
-                return Err(cx.err(
-                    &p.key(field),
-                    false,
-                    format!("expect[{i}].{field} must be above zero"),
-                    example_for(field),
-                ));
-            }
-            Ok(())
+        let mut checks = ExpectChecks {
+            cx,
+            p: epath(i),
+            i,
+            kind: e.kind.name(),
+            known: &known,
+            keep,
         };
-        match &e.kind {
-            ExpectKind::Detects { after, within, .. } => {
-                after_ref(after)?;
-                positive("within", within)?;
-            }
-            ExpectKind::Reconnects { after, within, .. } => {
-                after_ref(after)?;
-                positive("within", within)?;
-            }
-            ExpectKind::NoReconnect { after, for_ } => {
-                after_ref(after)?;
-                positive("for", for_)?;
-            }
-            ExpectKind::StaysConnected {
-                during,
-                after,
-                for_,
-                ..
-            } => {
-                window(cx, &p, kind, during, after, for_, true, &known)?;
-            }
-            ExpectKind::Backoff {
-                during,
-                after,
-                for_,
-                min_gap,
-                max_gap,
-                ..
-            } => {
-                window(cx, &p, kind, during, after, for_, false, &known)?;
-                if let (Some(lo), Some(hi)) = (min_gap, max_gap) {
-                    if lo > hi {
-                        return Err(cx.err(
-                            &p.key("min_gap"),
-                            false,
-                            format!("expect[{i}].min_gap {lo} is larger than max_gap {hi}"),
-                            Some("expected min_gap ≤ max_gap".into()),
-                        ));
-                    }
-                }
-            }
-            ExpectKind::Heartbeat {
-                matches,
-                every,
-                after,
-                for_,
-                ..
-            } => {
-                positive("every", every)?;
-                check_match(cx, &p.key("match"), matches, keep)?;
-                window(cx, &p, kind, &None, after, for_, false, &known)?;
-            }
-            ExpectKind::Sends {
-                matches,
-                after,
-                within,
-                count,
-                ..
-            } => {
-                after_ref(after)?;
-                positive("within", within)?;
-                check_match(cx, &p.key("match"), matches, keep)?;
-                if *count == 0 {
-                    return Err(cx.err(
-                        &p.key("count"),
-                        false,
-                        format!("expect[{i}].count: 0 frames always passes"),
-                        Some("expected 1 or more".into()),
-                    ));
-                }
-            }
-            ExpectKind::ClosesWith {
-                code, connections, ..
-            } => {
-                if let Some(why) = close_code_problem(*code) {
-                    return Err(cx.err(
-                        &p.key("code"),
-                        false,
-                        format!("expect[{i}].code: close code {code} never appears in a close frame: {why}"),
-                        Some(CLOSE_CODES_HINT.into()),
-                    ));
-                }
-                check_connections(cx, &p.key("connections"), connections)?;
-            }
-        }
+        e.kind.validate(&mut checks).map_err(|bad| *bad.0)?;
     }
 
     // Warnings from the earliest possible times.
@@ -424,16 +335,7 @@ pub(crate) fn validate(s: &Scenario, cx: &Cx<'_>) -> Res<Vec<String>> {
         }
     }
     for (i, e) in s.expect.iter().enumerate() {
-        let after = match &e.kind {
-            ExpectKind::Detects { after, .. }
-            | ExpectKind::Reconnects { after, .. }
-            | ExpectKind::NoReconnect { after, .. }
-            | ExpectKind::Sends { after, .. } => Some(after),
-            ExpectKind::StaysConnected { after, .. }
-            | ExpectKind::Heartbeat { after, .. }
-            | ExpectKind::Backoff { after, .. } => after.as_ref(),
-            ExpectKind::ClosesWith { .. } => None,
-        };
+        let after = e.kind.timing().after;
         if let Some(a) = after {
             never_ends(epath(i).key("after"), a, &mut warnings);
         }
@@ -535,6 +437,65 @@ fn example_for(field: &str) -> Option<String> {
         "for" => Some("expected e.g. `for: 30s`".into()),
         "every" => Some("expected e.g. `every: 5s`".into()),
         _ => None,
+    }
+}
+
+/// What an expectation kind's `validate` is offered, for `expect[i]`.
+struct ExpectChecks<'a> {
+    cx: &'a Cx<'a>,
+    p: YPath,
+    i: usize,
+    kind: &'static str,
+    known: &'a Known<'a>,
+    keep: bool,
+}
+
+fn invalid(e: ScenarioError) -> Invalid {
+    Invalid(Box::new(e))
+}
+
+impl Checks for ExpectChecks<'_> {
+    fn reference(&mut self, field: &str, r: &Reference) -> Result<(), Invalid> {
+        check_ref(self.cx, &self.p.key(field), r, self.known).map_err(invalid)
+    }
+    fn positive(&mut self, field: &str, d: Dur) -> Result<(), Invalid> {
+        if d.0.is_zero() {
+            let message = format!("expect[{}].{field} must be above zero", self.i);
+            return Err(self.fail(field, message, example_for(field)));
+        }
+        Ok(())
+    }
+    fn window(
+        &mut self,
+        during: &Option<String>,
+        after: &Option<Reference>,
+        for_: &Option<Dur>,
+        during_allowed: bool,
+    ) -> Result<(), Invalid> {
+        let (cx, p, kind, known) = (self.cx, &self.p, self.kind, self.known);
+        window(cx, p, kind, during, after, for_, during_allowed, known).map_err(invalid)
+    }
+    fn matcher(&mut self, field: &str, m: &Match) -> Result<(), Invalid> {
+        check_match(self.cx, &self.p.key(field), m, self.keep).map_err(invalid)
+    }
+    fn close_code(&mut self, field: &str, code: u16) -> Result<(), Invalid> {
+        if let Some(why) = close_code_problem(code) {
+            let message = format!(
+                "expect[{}].{field}: close code {code} never appears in a close frame: {why}",
+                self.i
+            );
+            return Err(self.fail(field, message, Some(CLOSE_CODES_HINT.into())));
+        }
+        Ok(())
+    }
+    fn connections(&mut self, field: &str, c: &Connections) -> Result<(), Invalid> {
+        check_connections(self.cx, &self.p.key(field), c).map_err(invalid)
+    }
+    fn fail(&mut self, field: &str, message: String, hint: Option<String>) -> Invalid {
+        invalid(self.cx.err(&self.p.key(field), false, message, hint))
+    }
+    fn path(&self) -> String {
+        format!("expect[{}]", self.i)
     }
 }
 
