@@ -327,7 +327,8 @@ pub enum EventKind {
         fault: String,
         /// Direction held.
         dir: Direction,
-        /// Bytes held so far in this stretch (logged once per stretch start).
+        /// What was held first in this stretch: `data`, `fin` or `rst`
+        /// (logged once, when the stretch starts).
         what: String,
     },
     /// Held data was delivered (a healed partition).

@@ -2,7 +2,8 @@
 //! `flatline run --demo` runs in-process, and the broken variants of it that
 //! the scenario library exists to catch.
 //!
-//! The algorithm follows the careful browser pattern of `field-notes.md`:
+//! The algorithm follows the careful browser pattern described in
+//! `docs/architecture.md` ("How real clients behave"):
 //!
 //! 1. Connect, each attempt with its own handshake timeout
 //!    (`--connect-timeout`): an attempt that gets no answer must not hang.

@@ -90,7 +90,7 @@ pub struct RunSettings {
 /// Everything one run produced.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Report {
-    /// Scenario name.
+    /// The scenario's `name`.
     pub scenario: String,
     /// The seed used.
     pub seed: u64,

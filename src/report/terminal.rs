@@ -108,7 +108,8 @@ impl<W: Write> LivePrinter<W> {
         }
     }
 
-    /// Take one event.
+    /// Takes one event: prints a line if a person cares about it, and
+    /// counts frames for the summary printed when the connection closes.
     pub fn on_event(&mut self, e: &Event) {
         if let Some(pb) = &self.progress {
             pb.set_position(e.t.as_millis() as u64);
@@ -198,23 +199,46 @@ impl<W: Write> LivePrinter<W> {
                     )
                 }
             }
-            EventKind::Closed { how } => {
-                let s = stats(self, c);
-                let who = s
-                    .first_end
-                    .as_ref()
-                    .map(|w| format!(", {w} first"))
-                    .unwrap_or_default();
-                let after = s
-                    .accepted_at
-                    .map(|a| format!(" after {}", secs3(t.saturating_sub(a))))
-                    .unwrap_or_default();
-                let how = format!("{how:?}").to_lowercase();
-                self.line(t, c, &format!("closed ({how}{who}){after}"));
-                if let Some(n) = c {
-                    self.summarise(t, n);
-                }
-            }
+            EventKind::Closed { how } => self.on_closed(t, c, *how),
+            EventKind::FaultStart { .. }
+            | EventKind::FaultEnd { .. }
+            | EventKind::FaultJoin { .. }
+            | EventKind::Held { .. }
+            | EventKind::Released { .. }
+            | EventKind::Discarded { .. }
+            | EventKind::Dropped { .. }
+            | EventKind::Corrupted { .. }
+            | EventKind::Injected { .. }
+            | EventKind::Refused { .. } => self.on_fault_event(e),
+            EventKind::Stopping => self.line(t, c, "run over: stopping commands and connections"),
+            EventKind::Note { text } => self.line(t, c, text),
+        }
+    }
+
+    /// A connection closed: one line with who ended first and how long it
+    /// lived, then its frame summary.
+    fn on_closed(&mut self, t: Duration, c: Option<u32>, how: crate::events::Ending) {
+        let s = self.conns.entry(c.unwrap_or(0)).or_default();
+        let who = s
+            .first_end
+            .as_ref()
+            .map(|w| format!(", {w} first"))
+            .unwrap_or_default();
+        let after = s
+            .accepted_at
+            .map(|a| format!(" after {}", secs3(t.saturating_sub(a))))
+            .unwrap_or_default();
+        let how = format!("{how:?}").to_lowercase();
+        self.line(t, c, &format!("closed ({how}{who}){after}"));
+        if let Some(n) = c {
+            self.summarise(t, n);
+        }
+    }
+
+    /// Faults starting, ending and acting.
+    fn on_fault_event(&mut self, e: &Event) {
+        let (t, c) = (e.t, e.conn);
+        match &e.kind {
             EventKind::FaultStart { fault, conns } => self.line(
                 t,
                 c,
@@ -263,8 +287,7 @@ impl<W: Write> LivePrinter<W> {
             EventKind::Refused { fault, how } => {
                 self.line(t, c, &format!("refused by {fault} ({how})"))
             }
-            EventKind::Stopping => self.line(t, c, "run over: stopping commands and connections"),
-            EventKind::Note { text } => self.line(t, c, text),
+            _ => {}
         }
     }
 

@@ -60,7 +60,7 @@ pub enum Directions {
     ToServer,
     /// Server's bytes coming down.
     ToClient,
-    /// Both.
+    /// Both directions (the default).
     #[default]
     Both,
 }
@@ -81,11 +81,11 @@ impl Directions {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Toward {
-    /// The client.
+    /// Only the client side of the connection.
     Client,
-    /// The server.
+    /// Only the server side of the connection.
     Server,
-    /// Both sides.
+    /// The client and the server, at the same moment.
     Both,
 }
 
@@ -157,7 +157,7 @@ pub struct Match {
 pub enum OneOrMany<T> {
     /// A single value.
     One(T),
-    /// A list.
+    /// A YAML list of values (`[ping, pong]`).
     Many(Vec<T>),
 }
 
@@ -175,17 +175,17 @@ impl<T: Clone> OneOrMany<T> {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum OpcodeName {
-    /// Text frame.
+    /// Opcode 0x1 (UTF-8 text).
     Text,
-    /// Binary frame.
+    /// Opcode 0x2.
     Binary,
-    /// Ping.
+    /// Opcode 0x9.
     Ping,
-    /// Pong.
+    /// Opcode 0xA.
     Pong,
-    /// Close.
+    /// Opcode 0x8 (the payload starts with a two-byte close code).
     Close,
-    /// Continuation.
+    /// Opcode 0x0: a later fragment of a text or binary message.
     Continuation,
 }
 
@@ -201,7 +201,8 @@ pub struct FaultSpec {
     /// How long it is active (omitted: until the run ends). Not for instant kinds.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub duration: Option<Dur>,
-    /// Which connections.
+    /// Which connections it applies to (default `all`: those open when it
+    /// starts and those accepted while it is active).
     #[serde(default)]
     pub connections: Connections,
     /// The kind and its parameters.

@@ -22,7 +22,8 @@ use std::path::Path;
 /// A parsed, validated scenario and the warnings found on the way.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Loaded {
-    /// The scenario.
+    /// The scenario, checked: names unique, references resolvable and
+    /// acyclic, values in range.
     pub scenario: Scenario,
     /// Things that are allowed but probably not meant (each one line, with
     /// file, line and column).

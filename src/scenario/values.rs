@@ -146,9 +146,9 @@ impl fmt::Display for Rate {
 /// A size or an inclusive range of sizes, `16` or `1..16`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub struct SizeRange {
-    /// Smallest.
+    /// The smallest size drawn, in bytes (at least 1).
     pub min: u64,
-    /// Largest.
+    /// The largest size drawn, in bytes (equal to `min` for a single size).
     pub max: u64,
 }
 
@@ -204,7 +204,7 @@ pub enum RefBase {
 pub struct Reference {
     /// What it is relative to.
     pub base: RefBase,
-    /// Added offset.
+    /// The `+ DURATION` part (zero when absent).
     pub offset: Duration,
 }
 
