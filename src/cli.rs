@@ -302,7 +302,24 @@ enum Outcome {
     CannotRun(String),
 }
 
+/// Connections one relay is meant to hold; below that, say why not.
+const MANY_CONNECTIONS: u64 = 10_000;
+
+/// Raise the open-file limit; warn when it still caps the connections.
+fn warn_nofile() {
+    match crate::relay::nofile::raise() {
+        Ok(l) => {
+            if let Some(w) = l.warning(MANY_CONNECTIONS) {
+                eprintln!("flatline: warning: {w}");
+            }
+        }
+        Err(e) => eprintln!("flatline: warning: cannot read the open-file limit: {e}"),
+    }
+}
+
 async fn cmd_run(args: RunArgs) -> i32 {
+    // Raised quietly: a run's clients are few unless it says otherwise.
+    let _ = crate::relay::nofile::raise();
     let files = match expand(&args.scenarios) {
         Ok(f) => f,
         Err(e) => {
@@ -707,6 +724,7 @@ async fn cmd_relay(
     };
     cfg.listen = listen;
     cfg.keep_extensions = keep_extensions;
+    warn_nofile();
     // Nothing is kept per frame: events stream to the file, if any.
     let sink = match &events {
         Some(p) => match EventSink::append(p) {

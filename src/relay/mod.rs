@@ -10,6 +10,7 @@
 
 pub mod conn;
 pub mod handshake;
+pub mod nofile;
 
 use crate::events::{Direction, Ending, EventKind, EventLog};
 use crate::faults::{Fault, Refusal};
@@ -468,7 +469,14 @@ async fn accept_loop(
                     tracker.spawn(handle(sock, peer, cfg.clone(), log.clone(), board.clone(), stop.clone()));
                 }
                 Err(e) => {
-                    log.emit(None, EventKind::Note { text: format!("accept failed: {e}") });
+                    let why = match e.raw_os_error() {
+                        Some(libc::EMFILE) | Some(libc::ENFILE) => format!(
+                            "accept failed: {e}: out of file descriptors; {}",
+                            nofile::raise().ok().and_then(|l| l.warning(u64::MAX)).unwrap_or_default()
+                        ),
+                        _ => format!("accept failed: {e}"),
+                    };
+                    log.emit(None, EventKind::Note { text: why });
                     // Out of file descriptors and the like: back off a little.
                     tokio::select! {
                         _ = stop.cancelled() => return,
