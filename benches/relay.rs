@@ -24,7 +24,7 @@
 //! current-thread runtimes; otherwise the latency phase re-executes itself
 //! pinned to CPU 0 (`--pin 0`) and the rest runs unpinned.
 
-use flatline::events::EventLog;
+use flatline::events::{EventLog, Retention};
 use flatline::relay::{Relay, RelayConfig};
 use std::io::{BufRead, BufReader, Write};
 use std::net::SocketAddr;
@@ -205,9 +205,10 @@ async fn serve_relay(kind: &str, upstream: &str) -> Res<()> {
     let mut _keep = None;
     let addr = match kind {
         "flatline" => {
+            // As `flatline relay` runs it: nothing kept per frame.
             let r = Relay::start(
                 RelayConfig::new(&format!("ws://{up}/echo"))?,
-                EventLog::new(),
+                EventLog::with(Retention::Stream, None),
             )
             .await?;
             let a = r.addr();
