@@ -153,6 +153,11 @@ pub struct RunArgs {
     /// Run the built-in demo client.
     #[arg(long, conflicts_with = "client_cmd")]
     pub demo: bool,
+    /// Run the client (and a --server-cmd) in network namespaces: partitions,
+    /// resets and refusals become nftables rules that the peers' own TCP
+    /// stacks see (needs root and `nft`).
+    #[arg(long, conflicts_with = "demo")]
+    pub netns: bool,
     /// Extra argument for the built-in demo client (repeatable), e.g. --demo-arg=--no-heartbeat.
     #[arg(
         long = "demo-arg",
@@ -333,6 +338,12 @@ async fn cmd_run(args: RunArgs) -> i32 {
             return exit::INVALID;
         }
     }
+    if args.netns {
+        if let Err(e) = crate::netns::preflight() {
+            eprintln!("error: {e}");
+            return exit::CANNOT_RUN;
+        }
+    }
     let interrupt = interrupt_token();
     let many = files.len() > 1;
     let color = std::io::stdout().is_terminal();
@@ -399,6 +410,7 @@ async fn cmd_run(args: RunArgs) -> i32 {
                 .events
                 .as_ref()
                 .map(|p| per_scenario(p, &sc.name, many)),
+            netns: args.netns,
         };
         match run_one(&sc, &opts, args.quiet).await {
             Ok(report) => {
@@ -676,6 +688,7 @@ async fn cmd_replay(path: &Path) -> i32 {
         demo_args: Vec::new(),
         interrupt: interrupt_token(),
         events: None,
+        netns: s.netns,
     };
     let new = match run_one(&sc, &opts, false).await {
         Ok(r) => r,

@@ -388,6 +388,25 @@ pub enum EventKind {
         /// How (`reset`, `close`, `stall`, `http`).
         how: String,
     },
+    /// `--netns`: a fault was carried out by the kernel (nftables rules on
+    /// the links) rather than by the relay.
+    Kernel {
+        /// Fault name.
+        fault: String,
+        /// What was done, in words (`drop to_server on #1`).
+        what: String,
+    },
+    /// `--netns`: a side gave a connection up where the relay could not see
+    /// it (a kernel fault kept its packets from the relay), observed in that
+    /// side's namespace.
+    KernelGaveUp {
+        /// Who gave it up.
+        from: Side,
+        /// How (`FIN`, `RST`, `abandoned after 5 retransmissions`).
+        what: String,
+        /// How it was observed (`socket table`, `dropped packet`).
+        seen: String,
+    },
     /// The run is over and flatline starts stopping the commands and closing
     /// connections: what peers do from here on is a reaction to being stopped.
     Stopping,

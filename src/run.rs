@@ -7,11 +7,12 @@
 
 use crate::events::{Event, EventKind, EventLog, EventSink, Retention};
 use crate::expect::{self, Verdict};
+use crate::netns::{session::Session, Netns, NetnsError};
 use crate::peers::client::{run_client, DemoClientOpts};
 use crate::peers::server::{spawn_demo_server, DemoServerHandle, DemoServerOpts};
-use crate::relay::{Relay, RelayConfig, Upstream};
+use crate::relay::{Relay, RelayConfig, Sockets, Upstream};
 use crate::report::{CommandOutcome, Report, RunSettings};
-use crate::scenario::{Extensions, Scenario};
+use crate::scenario::{Extensions, Network, Scenario};
 use crate::timeline::Timeline;
 use std::collections::VecDeque;
 use std::net::SocketAddr;
@@ -55,6 +56,9 @@ pub struct RunOptions {
     /// Where to write every event, frames included, as JSON lines
     /// (`--events`); the report keeps only what is judged.
     pub events: Option<std::path::PathBuf>,
+    /// `--netns`: the commands run in network namespaces and faults with a
+    /// kernel equivalent are nftables rules (also `network: netns`).
+    pub netns: bool,
 }
 
 impl Default for RunOptions {
@@ -69,6 +73,7 @@ impl Default for RunOptions {
             demo_args: Vec::new(),
             interrupt: CancellationToken::new(),
             events: None,
+            netns: false,
         }
     }
 }
@@ -99,6 +104,9 @@ pub enum RunError {
         /// OS error.
         err: std::io::Error,
     },
+    /// `--netns` cannot be used here, or its namespaces could not be made.
+    #[error("{0}")]
+    Netns(#[from] NetnsError),
     /// The demo server could not start, or the scenario's faults or
     /// expectations could not be built.
     #[error("{0}")]
@@ -125,7 +133,12 @@ fn push_tail(tail: &Mutex<VecDeque<String>>, line: String) {
 }
 
 impl Proc {
-    fn spawn(role: &'static str, cmd: &str, url: Option<&str>) -> Result<Proc, RunError> {
+    fn spawn(
+        role: &'static str,
+        cmd: &str,
+        url: Option<&str>,
+        netns: Option<&std::path::Path>,
+    ) -> Result<Proc, RunError> {
         let mut c = Command::new("sh");
         c.arg("-c")
             .arg(cmd)
@@ -137,11 +150,18 @@ impl Proc {
         if let Some(u) = url {
             c.env("FLATLINE_URL", u);
         }
-        let mut child = c.spawn().map_err(|err| RunError::Command {
+        let err = |err| RunError::Command {
             role,
             cmd: cmd.to_string(),
             err,
-        })?;
+        };
+        if let Some(path) = netns {
+            // SAFETY: the hook only calls setns(2).
+            unsafe {
+                c.pre_exec(crate::netns::enter_in_child(path).map_err(err)?);
+            }
+        }
+        let mut child = c.spawn().map_err(err)?;
         let tail = Arc::new(Mutex::new(VecDeque::new()));
         if let Some(out) = child.stdout.take() {
             let t = tail.clone();
@@ -228,10 +248,18 @@ enum ServerSide {
     External,
 }
 
-async fn wait_for_tcp(addr: &str, server: &mut Option<Proc>) -> Result<(), RunError> {
+async fn wait_for_tcp(
+    addr: &str,
+    server: &mut Option<Proc>,
+    sockets: Option<&Arc<dyn Sockets>>,
+) -> Result<(), RunError> {
     let deadline = tokio::time::Instant::now() + UPSTREAM_WAIT;
     loop {
-        if tokio::net::TcpStream::connect(addr).await.is_ok() {
+        let connected = match sockets {
+            None => tokio::net::TcpStream::connect(addr).await.is_ok(),
+            Some(s) => s.connect(0, addr).await.is_ok(),
+        };
+        if connected {
             return Ok(());
         }
         if let Some(p) = server.as_mut() {
@@ -270,8 +298,13 @@ pub async fn run(
 ) -> Result<Report, RunError> {
     let seed = opts.seed.unwrap_or(scenario.seed);
     let exps = expect::build(scenario).map_err(RunError::Setup)?;
-    let timeline = Timeline::new(scenario).map_err(RunError::Setup)?;
+    let mut timeline = Timeline::new(scenario).map_err(RunError::Setup)?;
     let upstream_url = opts.upstream.clone().or_else(|| scenario.upstream.clone());
+    let netns = make_netns(scenario, opts, upstream_url.as_deref())?;
+    if let Some(n) = &netns {
+        timeline.map_faults(|f| crate::netns::session::wrap_fault(n, f));
+    }
+    let sockets = netns.as_ref().map(Netns::sockets);
     // The demo client's arguments are checked before anything starts.
     // Its jitter comes from the run's seed too (an explicit `--seed` in the
     // scenario's `demo_client` or `--demo-arg` wins: the last one counts).
@@ -291,7 +324,12 @@ pub async fn run(
 
     // The upstream: a server command, an external server, or the demo server.
     let mut server_proc = match &opts.server_cmd {
-        Some(cmd) => Some(Proc::spawn("server", cmd, None)?),
+        Some(cmd) => Some(Proc::spawn(
+            "server",
+            cmd,
+            None,
+            netns.as_ref().and_then(Netns::server_path).as_deref(),
+        )?),
         None => None,
     };
     let (upstream, server) = match &upstream_url {
@@ -299,7 +337,7 @@ pub async fn run(
             let up = Upstream::parse(u)?;
             let authority = up.authority();
             let waited = tokio::select! {
-                r = wait_for_tcp(&authority, &mut server_proc) => r,
+                r = wait_for_tcp(&authority, &mut server_proc, sockets.as_ref()) => r,
                 _ = opts.interrupt.cancelled() => Err(RunError::Setup(format!(
                     "interrupted while waiting for the upstream {authority} to accept TCP"
                 ))),
@@ -341,10 +379,14 @@ pub async fn run(
     };
     let (log, mut rx) = EventLog::with_feed(Retention::Fold { keep: Vec::new() }, sink);
     let cfg = RelayConfig {
-        listen: opts.listen,
+        listen: match &netns {
+            Some(n) => SocketAddr::new(n.listen_addr().ip(), opts.listen.port()),
+            None => opts.listen,
+        },
         upstream: Upstream::parse(&upstream)?,
         keep_extensions: scenario.extensions == Extensions::Keep,
         seed,
+        sockets,
     };
     let relay = match Relay::start(cfg, log.clone()).await {
         Ok(r) => r,
@@ -354,13 +396,22 @@ pub async fn run(
         }
     };
     let url = relay.url();
+    let client_ns = netns.as_ref().map(Netns::client_path);
+    let session = match netns.map(|n| Session::start(n, scenario, &log, relay.addr().port())) {
+        Some(Err(e)) => {
+            relay.stop().await;
+            stop_server(server).await;
+            return Err(e.into());
+        }
+        s => s.and_then(Result::ok),
+    };
     on_ready(&url);
     let stop_timeline = CancellationToken::new();
     let timeline_task =
         tokio::spawn(timeline.drive(relay.board().clone(), log.clone(), stop_timeline.clone()));
 
     let mut client = if let Some(cmd) = &opts.client_cmd {
-        match Proc::spawn("client", cmd, Some(&url)) {
+        match Proc::spawn("client", cmd, Some(&url), client_ns.as_deref()) {
             Ok(p) => ClientSide::Cmd(p),
             Err(e) => {
                 stop_timeline.cancel();
@@ -492,9 +543,15 @@ pub async fn run(
         .await;
     }
     relay.stop().await;
+    let netns = match session {
+        Some(s) => Some(s.finish().await),
+        None => None,
+    };
     if let Some(c) = stop_server(server).await {
         commands.insert(0, c);
     }
+    // The namespaces go last, once nothing runs in them.
+    drop(netns);
     // Show and judge what was logged while stopping.
     while let Ok(e) = rx.try_recv() {
         on_event(&e);
@@ -556,6 +613,7 @@ pub async fn run(
             client_cmd: opts.client_cmd.clone(),
             server_cmd: opts.server_cmd.clone(),
             demo: opts.demo,
+            netns: opts.netns || scenario.network == Network::Netns,
             resolution: None,
         },
     })
@@ -570,4 +628,27 @@ async fn stop_server(s: ServerSide) -> Option<CommandOutcome> {
         }
         ServerSide::External => None,
     }
+}
+
+/// The namespaces of a `--netns` run (checked and made before anything
+/// starts), or `None` in the default mode.
+fn make_netns(
+    scenario: &Scenario,
+    opts: &RunOptions,
+    upstream_url: Option<&str>,
+) -> Result<Option<Netns>, RunError> {
+    if !opts.netns && scenario.network != Network::Netns {
+        return Ok(None);
+    }
+    if opts.demo {
+        return Err(RunError::Setup(
+            "--netns runs the client in a namespace as a command: use --client-cmd (e.g. `flatline demo-client`) instead of --demo".into(),
+        ));
+    }
+    // A server command gets a namespace of its own; its port is the upstream's.
+    let server_port = match (&opts.server_cmd, upstream_url) {
+        (Some(_), Some(u)) => Some(Upstream::parse(u)?.port),
+        _ => None,
+    };
+    Ok(Some(Netns::create(server_port)?))
 }

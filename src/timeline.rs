@@ -6,7 +6,7 @@
 //! only records through the [`EventLog`].
 
 use crate::events::{Event, EventLog};
-use crate::faults::{self, Fault};
+use crate::faults::Fault;
 use crate::relay::Board;
 use crate::scenario::{FaultSpec, RefBase, Reference, Scenario};
 use std::collections::HashMap;
@@ -42,8 +42,11 @@ impl Timeline {
         let mut planned = Vec::new();
         for (i, spec) in s.faults.iter().enumerate() {
             let name = s.fault_name(i);
-            let fault: Arc<dyn Fault> =
-                Arc::from(faults::build(&spec.kind).map_err(|e| format!("fault `{name}`: {e}"))?);
+            let fault: Arc<dyn Fault> = Arc::from(
+                spec.kind
+                    .build()
+                    .map_err(|e| format!("fault `{name}`: {e}"))?,
+            );
             planned.push(Planned {
                 name,
                 instant: spec.kind.is_instant(),
@@ -55,6 +58,14 @@ impl Timeline {
         let mut known = HashMap::new();
         known.insert(RefBase::Start, Duration::ZERO);
         Ok(Timeline { planned, known })
+    }
+
+    /// Replace each fault by what `f` makes of it (in `--netns` mode, its
+    /// kernel stand-in).
+    pub fn map_faults(&mut self, f: impl Fn(Arc<dyn Fault>) -> Arc<dyn Fault>) {
+        for p in &mut self.planned {
+            p.fault = f(p.fault.clone());
+        }
     }
 
     /// Record when a reference base first happened; whether it was new.

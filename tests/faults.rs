@@ -504,3 +504,48 @@ async fn an_answer_after_the_client_gave_up_is_not_an_open() {
         .any(|e| matches!(e.kind, EventKind::Open)));
     relay.stop().await;
 }
+
+/// Unmask a client frame's payload (short frames: 7-bit length).
+fn client_payload(frame: &[u8]) -> Vec<u8> {
+    assert!(frame[1] & 0x80 != 0, "toward the server frames are masked");
+    let len = (frame[1] & 0x7f) as usize;
+    let mask = &frame[2..6];
+    frame[6..6 + len]
+        .iter()
+        .enumerate()
+        .map(|(i, b)| b ^ mask[i & 3])
+        .collect()
+}
+
+#[tokio::test]
+async fn replace_swaps_the_payload_of_matching_frames_on_the_wire() {
+    let (server_l, addr) = listener().await;
+    let relay = relay_to_addr(addr).await;
+    let (mut client, mut server) = raw_pair(&relay, &server_l).await;
+    start(
+        &relay,
+        "swap",
+        "{kind: replace, match: {text: secret}, with: public, direction: to_server}",
+    );
+    let secret = encode_frame(1, true, b"secret data", Some([9, 8, 7, 6]));
+    let other = encode_frame(1, true, b"hello", Some([1, 2, 3, 4]));
+    client.write_all(&secret).await.unwrap();
+    client.write_all(&other).await.unwrap();
+    let got = read_exact(&mut server, 2 + 4 + 6).await;
+    assert_eq!(got[0], 0x81, "same opcode and FIN");
+    assert_eq!(client_payload(&got), b"public");
+    assert_eq!(read_exact(&mut server, other.len()).await, other);
+    relay.stop().await;
+}
+
+#[tokio::test]
+async fn inject_sends_a_masked_message_toward_the_server() {
+    let (server_l, addr) = listener().await;
+    let relay = relay_to_addr(addr).await;
+    let (_client, mut server) = raw_pair(&relay, &server_l).await;
+    start(&relay, "forged", "{kind: inject, side: server, text: hi}");
+    let got = read_exact(&mut server, 2 + 4 + 2).await;
+    assert_eq!(got[0], 0x81);
+    assert_eq!(client_payload(&got), b"hi");
+    relay.stop().await;
+}

@@ -127,8 +127,11 @@ fn every_scenario_parses_and_is_self_consistent() {
         );
         for f in &sc.faults {
             use flatline::scenario::FaultKind;
-            if let FaultKind::Drop { matches, .. } | FaultKind::Corrupt { matches, .. } = &f.kind {
-                check_match(path, matches);
+            if let FaultKind::Drop(d) = &f.kind {
+                check_match(path, &d.matches);
+            }
+            if let FaultKind::Corrupt(c) = &f.kind {
+                check_match(path, &c.matches);
             }
             if let Some(at) = &f.at {
                 check_reference(path, "a fault's `at`", at, &faults);

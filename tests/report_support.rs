@@ -418,6 +418,7 @@ pub fn silent_drop_report(v: &Variation) -> Report {
             client_cmd: Some("node client.js".into()),
             server_cmd: None,
             demo: false,
+            netns: false,
             resolution: None,
         },
     }

@@ -66,7 +66,7 @@ fn contract_example_has_its_values() {
     assert_eq!(s.duration.0, std::time::Duration::from_secs(40));
     assert_eq!(s.seed, 7);
     assert_eq!(s.faults.len(), 1);
-    assert!(matches!(s.faults[0].kind, FaultKind::Partition { .. }));
+    assert!(matches!(s.faults[0].kind, FaultKind::Partition(_)));
     assert_eq!(s.fault_name(0), "outage");
     assert!(matches!(s.expect[1].kind, ExpectKind::Reconnects { .. }));
     assert_eq!(s.expect_name(1), "reconnects-2");
@@ -188,8 +188,8 @@ fn merge_keys_share_settings() {
     assert_eq!(second.name.as_deref(), Some("second-blip"));
     assert_eq!(second.duration, l.scenario.faults[0].duration);
     match &second.kind {
-        FaultKind::Partition { direction, .. } => {
-            assert_eq!(*direction, flatline::scenario::Directions::ToClient)
+        FaultKind::Partition(p) => {
+            assert_eq!(p.direction, flatline::scenario::Directions::ToClient)
         }
         other => panic!("{other:?}"),
     }
@@ -200,7 +200,7 @@ fn header_numbers_are_taken_as_text() {
     let src = "name: h\ndescription: x\nduration: 10s\nfaults:\n  - kind: refuse\n    how: http\n    status: 503\n    headers:\n      Retry-After: 1\n";
     let l = parse_str(src, "h.yaml").expect("valid");
     match &l.scenario.faults[0].kind {
-        FaultKind::Refuse { headers, .. } => assert_eq!(headers["Retry-After"], "1"),
+        FaultKind::Refuse(r) => assert_eq!(r.headers["Retry-After"], "1"),
         other => panic!("{other:?}"),
     }
 }

@@ -62,6 +62,9 @@ pub(crate) fn give_up(e: &Event, side: Side) -> Option<String> {
         }
         EventKind::Fin { from } if *from == side => Some("FIN".to_string()),
         EventKind::Rst { from } if *from == side => Some("RST".to_string()),
+        EventKind::KernelGaveUp { from, what, seen } if *from == side => {
+            Some(format!("{what} (seen in the {seen})"))
+        }
         _ => None,
     }
 }

@@ -1,36 +1,33 @@
-//! Fault kinds: one module each, all behind one trait.
+//! Fault kinds: one file each, declared once in the registry at the bottom of
+//! this file.
 //!
-//! A fault is data (its parameters from the scenario) plus small per-pipe
-//! state machines. [`Fault`] is what the timeline controller holds: it says
-//! which [`Stage`] to put on a pipe (one direction of one connection), which
-//! instant [`Action`]s to take on a connection, and whether new connection
-//! attempts are refused. A [`Stage`] decides what happens to the bytes of its
-//! pipe from its inputs and a context with the clock and the pipe's seeded
-//! RNG; the pipe does the I/O. Stages are pure enough to unit-test without
-//! sockets.
+//! A fault kind is one struct in `src/faults/<kind>.rs`: its scenario
+//! parameters (serde), its validation and its behaviour ([`Kind`]). The
+//! registry line `kind => Struct` makes it part of [`FaultKind`] (the `kind:`
+//! tag in scenario files), the kind list, "is it instant", and the field
+//! tables used for "did you mean" hints ([`FaultKind::fields`]): nothing
+//! else lists kinds.
 //!
-//! Adding a fault: write a module with a type implementing [`Fault`] (and a
-//! [`Stage`] if it acts on the data path), add a variant to
-//! `scenario::FaultKind`, and one arm in [`build`].
+//! At run time a kind builds a [`Fault`], which says which [`Stage`] to put
+//! on a pipe (one direction of one connection), which instant [`Action`]s to
+//! take on a connection, and how the listener refuses new attempts
+//! ([`Refusal`]). A [`Stage`] decides what happens to its pipe's bytes from
+//! its inputs and a [`StageCtx`] with the clock and the pipe's seeded RNG; the
+//! pipe (`relay::pipe`) applies the decisions and the connection does the
+//! I/O, so every stage is unit-tested without sockets.
+//!
+//! Adding a fault: see "Adding a fault" in the README (one new file plus one
+//! registry line).
 
-use crate::events::{Direction, FrameInfo, Side};
-use crate::scenario::{FaultKind, RefuseHow};
+use crate::events::{Direction, EventKind, FrameInfo, Side};
+use crate::scenario::{FaultCheck, ScenarioError};
 use rand_chacha::ChaCha8Rng;
-use std::collections::BTreeMap;
+
 use std::time::{Duration, Instant};
 
-mod close;
-mod corrupt;
-mod delay;
-mod drop;
-mod half_close;
-mod limit;
-mod lose_fin;
-mod partition;
-mod refuse;
-mod reset;
-mod slice;
-mod throttle;
+#[macro_use]
+mod registry;
+pub use registry::KindInfo;
 
 /// The per-pipe RNG: seeded from the scenario seed, the connection number and
 /// the direction, so one connection's traffic never changes another's draws.
@@ -48,78 +45,32 @@ pub fn pipe_rng(seed: u64, conn: u32, dir: Direction) -> PipeRng {
     ChaCha8Rng::seed_from_u64(x)
 }
 
-/// What a stage decides for one frame.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// What a stage decides for one frame, and the event that says so.
+#[derive(Debug)]
 pub enum FrameAction {
     /// Forward it.
     Pass,
     /// Remove the whole frame from the stream.
-    Drop,
-    /// Flip payload bits.
-    Corrupt,
+    Drop(EventKind),
+    /// Edit the payload bytes held so far (at least the preview's worth),
+    /// then forward the frame.
+    Patch(fn(&mut [u8]), EventKind),
+    /// Remove the frame and put these bytes (whole frames) in its place.
+    Replace(Vec<u8>, EventKind),
 }
 
-/// What a stage sees besides its own state.
-pub struct StageCtx<'a> {
-    /// Now.
-    pub now: Instant,
-    /// The pipe's seeded RNG.
-    pub rng: &'a mut PipeRng,
+/// Whether a pipe's output passes, is held, or the connection is cut.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Flow {
+    /// Output passes.
+    Pass,
+    /// Output is held back (read and kept, not delivered).
+    Hold,
+    /// Cut the connection both ways, now.
+    Cut(CutHow),
 }
 
-/// A fault's effect on one pipe (one direction of one connection). Every
-/// method has a neutral default, so a stage implements only what it does.
-pub trait Stage: Send {
-    /// Whether this stage needs to see frames before their bytes are
-    /// forwarded (drop, corrupt): the pipe then holds a frame's first bytes
-    /// until its header and preview are known.
-    fn wants_frames(&self) -> bool {
-        false
-    }
-    /// Decide for one frame (only called if [`Stage::wants_frames`]).
-    fn on_frame(&mut self, _frame: &FrameInfo, _ctx: &mut StageCtx<'_>) -> FrameAction {
-        FrameAction::Pass
-    }
-    /// The sender of this pipe sent a frame (observed, before any decision).
-    /// `lose_fin` uses this to start holding at a close frame.
-    fn observe_frame(&mut self, _frame: &FrameInfo) {}
-    /// The sender half-closed. `lose_fin` starts holding here.
-    fn observe_fin(&mut self) {}
-    /// Whether output is held back now (partition, lose_fin once triggered).
-    fn holds(&self) -> bool {
-        false
-    }
-    /// Whether this stage schedules output in time (delay, throttle, slice):
-    /// output then goes through the pipe's queue.
-    fn timed(&self) -> bool {
-        false
-    }
-    /// When may `len` bytes that became ready at `ready` leave? Called in
-    /// order; the pipe keeps release times non-decreasing.
-    fn release(&mut self, ready: Instant, _len: usize, _ctx: &mut StageCtx<'_>) -> Instant {
-        ready
-    }
-    /// Largest single write and the pause after it (slice).
-    fn write_size(&mut self, _ctx: &mut StageCtx<'_>) -> Option<(usize, Duration)> {
-        None
-    }
-    /// How many more bytes may pass before the connection is cut (limit).
-    fn budget(&self) -> Option<u64> {
-        None
-    }
-    /// `n` bytes were delivered through this pipe.
-    fn delivered(&mut self, _n: u64) {}
-    /// The TCP action when the budget is spent.
-    fn on_budget_spent(&self) -> Option<CutHow> {
-        None
-    }
-    /// What to do with held output when the stage is removed.
-    fn on_remove(&self) -> EndAction {
-        EndAction::Release
-    }
-}
-
-/// How `limit` cuts.
+/// How a connection is cut.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum CutHow {
     /// FIN both ways.
@@ -128,15 +79,89 @@ pub enum CutHow {
     Reset,
 }
 
-/// What happens to held output when a holding stage goes away.
+/// What happens to held output when a stage goes away.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum EndAction {
     /// Deliver it in order (a healed link).
     Release,
     /// Throw it away and reset both sides (a NAT that forgot the flow).
     Reset,
-    /// Keep holding it until the connection ends (a lost FIN stays lost).
-    KeepHolding,
+    /// Keep holding it until the connection ends (what was lost stays lost).
+    HoldForever,
+}
+
+/// Something a stage observes on its pipe.
+#[derive(Debug, Clone, Copy)]
+pub enum Seen<'a> {
+    /// The sender sent this frame (every frame, before any decision).
+    Frame(&'a FrameInfo),
+    /// The sender half-closed.
+    Fin,
+    /// This many bytes were delivered to the destination.
+    Delivered(u64),
+}
+
+/// What a stage sees besides its own state.
+pub struct StageCtx<'a> {
+    /// Now.
+    pub now: Instant,
+    /// The pipe's seeded RNG.
+    pub rng: &'a mut PipeRng,
+    /// The fault's name (for the events a stage returns).
+    pub fault: &'a str,
+    /// The pipe's direction.
+    pub dir: Direction,
+}
+
+/// Bytes a stage injects into its pipe at the next frame boundary.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Injection {
+    /// Whole frames.
+    pub bytes: Vec<u8>,
+    /// For the log.
+    pub what: String,
+}
+
+/// A fault's effect on one pipe (one direction of one connection). Every
+/// verb has a neutral default, so a stage implements only what it does.
+pub trait Stage: Send {
+    /// Whether frames are decided before their bytes are forwarded (the pipe
+    /// then holds a frame's first bytes until its header and preview are
+    /// known, and asks [`Stage::on_frame`]).
+    fn decides_frames(&self) -> bool {
+        false
+    }
+    /// What to do with a frame (only if [`Stage::decides_frames`]).
+    fn on_frame(&mut self, _frame: &FrameInfo, _ctx: &mut StageCtx<'_>) -> FrameAction {
+        FrameAction::Pass
+    }
+    /// Something happened on the pipe.
+    fn observe(&mut self, _seen: Seen<'_>) {}
+    /// When may `len` bytes that became ready at `ready` leave? Called in
+    /// order; the pipe keeps release times non-decreasing.
+    fn release(&mut self, ready: Instant, _len: usize, _ctx: &mut StageCtx<'_>) -> Instant {
+        ready
+    }
+    /// Largest single write now and the pause after a full one.
+    fn piece(&mut self, _ctx: &mut StageCtx<'_>) -> Option<(usize, Duration)> {
+        None
+    }
+    /// Whether the pipe passes, holds, or the connection is cut.
+    fn flow(&self) -> Flow {
+        Flow::Pass
+    }
+    /// What happens to held output when the fault ends.
+    fn on_end(&self) -> EndAction {
+        EndAction::Release
+    }
+    /// When the stage next wants to inject (see [`Stage::inject`]).
+    fn wake(&self) -> Option<Instant> {
+        None
+    }
+    /// Bytes to inject now (called when [`Stage::wake`] is due).
+    fn inject(&mut self, _ctx: &mut StageCtx<'_>) -> Option<Injection> {
+        None
+    }
 }
 
 /// An instant action on one connection.
@@ -150,26 +175,71 @@ pub enum Action {
     Inject {
         /// Toward whom.
         to: Side,
-        /// The bytes (a complete frame).
+        /// The bytes (complete frames).
         bytes: Vec<u8>,
         /// For the log.
         what: String,
     },
 }
 
-/// How new connection attempts are refused while a `refuse` fault is active.
+/// What the listener does with new connection attempts while a fault says so.
 #[derive(Debug, Clone, PartialEq)]
-pub struct Refusal {
-    /// The mode.
-    pub how: RefuseHow,
-    /// HTTP status for `http`.
-    pub status: u16,
-    /// HTTP headers for `http`.
-    pub headers: BTreeMap<String, String>,
+pub enum Refusal {
+    /// Close the listening socket (ECONNREFUSED) and listen again afterwards.
+    StopListening,
+    /// RST right after accept.
+    Reset,
+    /// FIN right after accept.
+    Close,
+    /// Accept and never answer.
+    Stall,
+    /// Read the request head and answer with this status and headers, then FIN.
+    Answer {
+        /// HTTP status.
+        status: u16,
+        /// Headers.
+        headers: Vec<(String, String)>,
+    },
 }
 
-/// A fault kind, as the controller holds it.
+/// What a fault becomes in the kernel in `--netns` mode: nftables rules on
+/// the links between the peers' namespaces and the relay's (see
+/// `crate::netns`). Faults without a kernel equivalent (frame-level ones,
+/// delay, throttle, slice) stay in the relay in that mode too.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum KernelEffect {
+    /// Packets travelling in `direction` are dropped, so the senders' kernels
+    /// retransmit and the bytes arrive after the heal; with `then_reset`
+    /// the flows are answered with TCP RST from the heal on (a NAT that
+    /// forgot them).
+    Drop {
+        /// Which way packets are lost.
+        direction: crate::scenario::Directions,
+        /// `on_end: reset`.
+        then_reset: bool,
+    },
+    /// From now on the flow is answered with TCP RST toward `toward`
+    /// (`reject with tcp reset` on every packet it sends or is sent).
+    Reset {
+        /// Whose packets are answered with RST.
+        toward: crate::scenario::Toward,
+    },
+    /// While active, SYNs are answered with RST: ECONNREFUSED (`refuse how:
+    /// refused`).
+    RefuseSyn,
+}
+
+/// A fault as the controller holds it while a run goes.
 pub trait Fault: Send + Sync {
+    /// Its kernel equivalent, if it has one (used in `--netns` mode).
+    fn kernel(&self) -> Option<KernelEffect> {
+        None
+    }
+    /// Whether it acts on new connection attempts only (open connections are
+    /// not listed as affected).
+    fn new_attempts_only(&self) -> bool {
+        self.refusal().is_some()
+    }
     /// The stage this fault puts on the pipe in `dir`, if it acts there.
     fn stage(&self, _dir: Direction) -> Option<Box<dyn Stage>> {
         None
@@ -184,65 +254,41 @@ pub trait Fault: Send + Sync {
     }
 }
 
-/// Build the fault for a scenario fault kind.
+/// A fault kind's declaration: the struct holding its scenario parameters.
+pub trait Kind {
+    /// Instant kinds act once and take no `duration`.
+    const INSTANT: bool = false;
+    /// Checks beyond the types (ranges, combinations); may add warnings.
+    fn check(&self, _c: &mut FaultCheck<'_>) -> Result<(), ScenarioError> {
+        Ok(())
+    }
+    /// The running fault.
+    fn build(&self) -> Result<Box<dyn Fault>, String>;
+}
+
+// The registry: one line per fault kind, `module => Struct` (the struct
+// `src/faults/<module>.rs` declares; its snake_case name is the `kind:`).
+fault_kinds! {
+    partition => Partition,
+    delay => Delay,
+    drop => Drop,
+    throttle => Throttle,
+    slice => Slice,
+    corrupt => Corrupt,
+    half_close => HalfClose,
+    lose_fin => LoseFin,
+    reset => Reset,
+    close => Close,
+    refuse => Refuse,
+    limit => Limit,
+    inject => Inject,
+    replace => Replace,
+}
+
+/// The running fault of a scenario fault kind (same as [`FaultKind::build`]).
 pub fn build(kind: &FaultKind) -> Result<Box<dyn Fault>, String> {
-    Ok(match kind {
-        FaultKind::Partition { direction, on_end } => {
-            Box::new(partition::Partition::new(*direction, *on_end))
-        }
-        FaultKind::Delay {
-            latency,
-            jitter,
-            direction,
-        } => Box::new(delay::Delay::new(latency.0, jitter.0, *direction)),
-        FaultKind::Drop {
-            matches,
-            probability,
-            direction,
-        } => Box::new(drop::DropFrames::new(matches, *probability, *direction)?),
-        FaultKind::Throttle { rate, direction } => {
-            Box::new(throttle::Throttle::new(rate.bytes_per_sec, *direction))
-        }
-        FaultKind::Slice {
-            size,
-            gap,
-            direction,
-        } => Box::new(slice::Slice::new(size.min, size.max, gap.0, *direction)),
-        FaultKind::Corrupt {
-            matches,
-            probability,
-            direction,
-        } => Box::new(corrupt::Corrupt::new(matches, *probability, *direction)?),
-        FaultKind::HalfClose { toward } => Box::new(half_close::HalfClose { toward: *toward }),
-        FaultKind::LoseFin { from } => Box::new(lose_fin::LoseFin { from: *from }),
-        FaultKind::Reset { toward } => Box::new(reset::Reset { toward: *toward }),
-        FaultKind::Close {
-            toward,
-            code,
-            reason,
-            then,
-        } => Box::new(close::Close::new(*toward, *code, reason, *then)),
-        FaultKind::Refuse {
-            how,
-            status,
-            headers,
-        } => Box::new(refuse::Refuse(Refusal {
-            how: *how,
-            status: status.unwrap_or(503),
-            headers: headers.clone(),
-        })),
-        FaultKind::Limit {
-            bytes,
-            direction,
-            then,
-        } => Box::new(limit::Limit::new(bytes.0, *direction, *then)),
-    })
+    kind.build()
 }
 
 #[cfg(test)]
-pub(crate) fn test_ctx(rng: &mut PipeRng) -> StageCtx<'_> {
-    StageCtx {
-        now: Instant::now(),
-        rng,
-    }
-}
+pub(crate) mod testing;

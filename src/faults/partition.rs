@@ -5,21 +5,32 @@
 //! Holding the upgrade request of a connection accepted during the partition
 //! is what gives it "no handshake answer".
 
-use super::{EndAction, Fault, Stage};
+use super::{EndAction, Fault, Flow, KernelEffect, Kind, Stage};
 use crate::events::Direction;
-use crate::scenario::{Directions, OnEnd};
+use crate::scenario::Directions;
+use serde::{Deserialize, Serialize};
 
-/// The fault.
+/// `kind: partition`: a silent link.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct Partition {
-    direction: Directions,
-    on_end: OnEnd,
+    /// Direction(s) cut.
+    #[serde(default)]
+    pub direction: Directions,
+    /// What happens at the end.
+    #[serde(default)]
+    pub on_end: OnEnd,
 }
 
-impl Partition {
-    /// From scenario parameters.
-    pub fn new(direction: Directions, on_end: OnEnd) -> Self {
-        Partition { direction, on_end }
-    }
+/// What a `partition` does when it ends.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum OnEnd {
+    /// Held data is delivered in order.
+    #[default]
+    Flush,
+    /// Both sides get RST.
+    Reset,
 }
 
 struct Hold {
@@ -27,10 +38,10 @@ struct Hold {
 }
 
 impl Stage for Hold {
-    fn holds(&self) -> bool {
-        true
+    fn flow(&self) -> Flow {
+        Flow::Hold
     }
-    fn on_remove(&self) -> EndAction {
+    fn on_end(&self) -> EndAction {
         match self.on_end {
             OnEnd::Flush => EndAction::Release,
             OnEnd::Reset => EndAction::Reset,
@@ -39,6 +50,12 @@ impl Stage for Hold {
 }
 
 impl Fault for Partition {
+    fn kernel(&self) -> Option<KernelEffect> {
+        Some(KernelEffect::Drop {
+            direction: self.direction,
+            then_reset: self.on_end == OnEnd::Reset,
+        })
+    }
     fn stage(&self, dir: Direction) -> Option<Box<dyn Stage>> {
         self.direction.covers(dir).then(|| {
             Box::new(Hold {
@@ -48,16 +65,33 @@ impl Fault for Partition {
     }
 }
 
+impl Kind for Partition {
+    fn build(&self) -> Result<Box<dyn Fault>, String> {
+        Ok(Box::new(self.clone()))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
     #[test]
     fn holds_in_its_directions_only() {
-        let p = Partition::new(Directions::ToClient, OnEnd::Reset);
+        let p = Partition {
+            direction: Directions::ToClient,
+            on_end: OnEnd::Reset,
+        };
         assert!(p.stage(Direction::ToServer).is_none());
         let s = p.stage(Direction::ToClient).unwrap();
-        assert!(s.holds());
-        assert_eq!(s.on_remove(), EndAction::Reset);
+        assert_eq!(s.flow(), Flow::Hold);
+        assert_eq!(s.on_end(), EndAction::Reset);
+        let flush = Partition {
+            direction: Directions::Both,
+            on_end: OnEnd::Flush,
+        };
+        assert_eq!(
+            flush.stage(Direction::ToServer).unwrap().on_end(),
+            EndAction::Release
+        );
     }
 }

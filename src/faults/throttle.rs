@@ -1,25 +1,22 @@
 //! `throttle`: bandwidth capped at `rate`. Each chunk leaves when the
-//! previous ones have had their share of time (computed from arrival instants).
+//! previous ones have had their share of time (computed from arrival
+//! instants), in writes of about 10 ms worth of bytes.
 
-use super::{Fault, Stage, StageCtx};
+use super::{Fault, Kind, Stage, StageCtx};
 use crate::events::Direction;
-use crate::scenario::Directions;
+use crate::scenario::{Directions, Rate};
+use serde::{Deserialize, Serialize};
 use std::time::{Duration, Instant};
 
-/// The fault.
+/// `kind: throttle`: a bandwidth cap.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct Throttle {
-    bytes_per_sec: u64,
-    direction: Directions,
-}
-
-impl Throttle {
-    /// From scenario parameters.
-    pub fn new(bytes_per_sec: u64, direction: Directions) -> Self {
-        Throttle {
-            bytes_per_sec: bytes_per_sec.max(1),
-            direction,
-        }
-    }
+    /// Bytes per second.
+    pub rate: Rate,
+    /// Direction(s).
+    #[serde(default)]
+    pub direction: Directions,
 }
 
 struct ThrottleStage {
@@ -28,9 +25,6 @@ struct ThrottleStage {
 }
 
 impl Stage for ThrottleStage {
-    fn timed(&self) -> bool {
-        true
-    }
     fn release(&mut self, ready: Instant, len: usize, _ctx: &mut StageCtx<'_>) -> Instant {
         let start = self.free_at.map_or(ready, |f| f.max(ready));
         let cost = Duration::from_secs_f64(len as f64 / self.bytes_per_sec as f64);
@@ -38,7 +32,7 @@ impl Stage for ThrottleStage {
         // The chunk is fully "on the wire" when its bytes have had their time.
         start + cost
     }
-    fn write_size(&mut self, _ctx: &mut StageCtx<'_>) -> Option<(usize, Duration)> {
+    fn piece(&mut self, _ctx: &mut StageCtx<'_>) -> Option<(usize, Duration)> {
         // Large chunks go out in pieces of about 10 ms worth of bytes.
         let piece = (self.bytes_per_sec / 100).max(1);
         Some((
@@ -52,28 +46,39 @@ impl Fault for Throttle {
     fn stage(&self, dir: Direction) -> Option<Box<dyn Stage>> {
         self.direction.covers(dir).then(|| {
             Box::new(ThrottleStage {
-                bytes_per_sec: self.bytes_per_sec,
+                bytes_per_sec: self.rate.bytes_per_sec.max(1),
                 free_at: None,
             }) as Box<dyn Stage>
         })
     }
 }
 
+impl Kind for Throttle {
+    fn build(&self) -> Result<Box<dyn Fault>, String> {
+        Ok(Box::new(self.clone()))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::faults::{pipe_rng, test_ctx};
+    use crate::faults::testing::{ctx, rng};
 
     #[test]
-    fn spaces_chunks_by_rate() {
-        let t = Throttle::new(1000, Directions::Both);
+    fn spaces_chunks_by_rate_in_10ms_pieces() {
+        let t = Throttle {
+            rate: "1000B/s".parse().unwrap(),
+            direction: Directions::ToServer,
+        };
+        assert!(t.stage(Direction::ToClient).is_none());
         let mut s = t.stage(Direction::ToServer).unwrap();
-        let mut rng = pipe_rng(0, 1, Direction::ToServer);
-        let mut ctx = test_ctx(&mut rng);
+        let mut rng = rng(0, Direction::ToServer);
+        let mut ctx = ctx(&mut rng, Direction::ToServer);
         let now = ctx.now;
         let a = s.release(now, 500, &mut ctx);
         let b = s.release(now, 500, &mut ctx);
         assert_eq!(a - now, Duration::from_millis(500));
         assert_eq!(b - now, Duration::from_millis(1000));
+        assert_eq!(s.piece(&mut ctx), Some((10, Duration::from_millis(10))));
     }
 }

@@ -13,11 +13,15 @@
 //!    When nothing arrived for `--timeout`, the link is declared dead: a close
 //!    frame with code 4000 is sent without waiting for the closing handshake,
 //!    the socket is dropped (FIN), and the client reconnects.
-//! 4. Any other end of a connection — a server close frame (whatever its
+//! 4. A text message from the server equal to `--reconnect-message`
+//!    (`{"type":"reconnect"}`: a drain or deploy announced at the app level)
+//!    is obeyed: the client closes with 1000 and reconnects after the
+//!    shortest backoff (`--ignore-reconnect` is the broken variant).
+//! 5. Any other end of a connection — a server close frame (whatever its
 //!    code, 1000 included: servers restart with 1000 too), FIN without close
 //!    frame, RST, read error — leads to a reconnect. Only the client's own
 //!    intentional close (`--close-after`) ends it for good.
-//! 5. Reconnects wait an exponential backoff with seeded jitter between
+//! 6. Reconnects wait an exponential backoff with seeded jitter between
 //!    `--backoff-min` and `--backoff-max`; failed attempts (refused, reset,
 //!    HTTP error) back off further, and an HTTP `Retry-After` is honoured
 //!    (capped at `--backoff-max`). A connection that stayed open for
@@ -40,6 +44,10 @@ use tokio_util::sync::CancellationToken;
 
 /// The subscription message sent after every open by default.
 pub const DEFAULT_SUBSCRIBE: &str = r#"{"type":"subscribe","channel":"demo"}"#;
+
+/// The app-level message with which a server asks the client to reconnect
+/// now (a deploy or a drain), by default.
+pub const DEFAULT_RECONNECT_MESSAGE: &str = r#"{"type":"reconnect"}"#;
 
 /// The close code the client sends when it declares a link dead.
 pub const HEARTBEAT_TIMEOUT_CODE: u16 = 4000;
@@ -114,6 +122,13 @@ pub struct DemoClientOpts {
     /// Broken: no handshake timeout (an unanswered attempt hangs forever).
     #[arg(long)]
     pub no_connect_timeout: bool,
+    /// The text message with which the server asks for a reconnect: the
+    /// client closes with 1000 and reconnects after the shortest backoff.
+    #[arg(long, value_name = "TEXT", default_value = DEFAULT_RECONNECT_MESSAGE)]
+    pub reconnect_message: String,
+    /// Broken: ignore the server's reconnect message.
+    #[arg(long)]
+    pub ignore_reconnect: bool,
 }
 
 impl Default for DemoClientOpts {
@@ -135,6 +150,8 @@ impl Default for DemoClientOpts {
             reconnect_after_close: false,
             no_resubscribe: false,
             no_connect_timeout: false,
+            reconnect_message: DEFAULT_RECONNECT_MESSAGE.to_owned(),
+            ignore_reconnect: false,
         }
     }
 }
@@ -263,6 +280,8 @@ enum SessionEnd {
     Error(tungstenite::Error),
     /// `--close-after` elapsed.
     IntentionalClose,
+    /// The server's app-level message asked for a reconnect.
+    ReconnectAsked,
     /// Shutdown token or max runtime.
     Stop(ClientExit),
 }
@@ -450,6 +469,14 @@ impl<F: FnMut(&str)> Client<F> {
                         fmt_dur(delay)
                     ));
                 }
+                SessionEnd::ReconnectAsked => {
+                    self.log("the server asked for a reconnect: closing with 1000");
+                    self.close_gracefully(&mut ws).await;
+                    drop(ws);
+                    self.backoff.reset();
+                    delay = self.reconnect_delay(None);
+                    self.log(format!("reconnecting as asked in {}", fmt_dur(delay)));
+                }
                 SessionEnd::HeartbeatTimeout => {
                     close_and_abandon(
                         ws,
@@ -595,6 +622,13 @@ impl<F: FnMut(&str)> Client<F> {
                     Some(Err(tungstenite::Error::ConnectionClosed)) => return SessionEnd::Eof,
                     Some(Err(e)) => return SessionEnd::Error(e),
                     Some(Ok(Message::Close(frame))) => return SessionEnd::ServerClose(frame),
+                    Some(Ok(Message::Text(t))) if t == self.opts.reconnect_message => {
+                        if !self.opts.ignore_reconnect {
+                            return SessionEnd::ReconnectAsked;
+                        }
+                        self.log("ignoring the server's reconnect message (--ignore-reconnect)");
+                        last_rx = Instant::now();
+                    }
                     Some(Ok(_)) => last_rx = Instant::now(),
                 },
             }

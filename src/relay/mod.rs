@@ -7,27 +7,32 @@
 //! The [`Board`] is how the timeline controller reaches connections: it puts
 //! fault stages on pipes, sends instant actions, and sets the listener's
 //! refusal mode. Everything that happens goes to the [`EventLog`].
+//!
+//! Layers: `listener` (accept, refuse, request head, upstream connect),
+//! [`conn`] (one task per connection driving both legs), [`pipe`] (one
+//! direction's logic, without I/O), [`transport`] (what a leg must offer:
+//! the seam where TLS plugs in). The relay offers mechanisms (hold,
+//! release, FIN, RST, inject at a frame boundary, stop listening, answer a
+//! handshake); which fault uses them is decided in `faults`.
 
 pub mod conn;
 pub mod handshake;
+mod listener;
 pub mod nofile;
+pub mod pipe;
+pub mod transport;
 
-use crate::events::{Direction, Ending, EventKind, EventLog};
+use crate::events::{Direction, EventKind, EventLog};
 use crate::faults::{Fault, Refusal};
-use crate::scenario::{ConnWhich, Connections, RefuseHow};
-use conn::{Conn, ConnCmd};
+use crate::scenario::{ConnWhich, Connections};
+use conn::ConnCmd;
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
-use tokio::io::AsyncWriteExt;
-use tokio::net::{TcpListener, TcpStream};
+use tokio::net::TcpListener;
 use tokio::sync::{mpsc, Notify};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
-
-/// How long the relay waits for the upstream to accept TCP.
-const UPSTREAM_CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// Errors starting the relay.
 #[derive(Debug, thiserror::Error)]
@@ -94,9 +99,35 @@ impl Upstream {
     }
 }
 
+/// Where the relay makes its sockets when not in this process's network
+/// namespace (`--netns`: the listener inside the relay's namespace, upstream
+/// connections wherever the server is).
+pub trait Sockets: Send + Sync + std::fmt::Debug {
+    /// Bind the listening socket (non-blocking).
+    fn listen(&self, addr: SocketAddr) -> std::io::Result<std::net::TcpListener>;
+    /// Connect to the upstream `authority` for connection `conn`.
+    fn connect(
+        &self,
+        conn: u32,
+        authority: &str,
+    ) -> std::pin::Pin<
+        Box<dyn std::future::Future<Output = std::io::Result<tokio::net::TcpStream>> + Send>,
+    >;
+}
+
+/// Bind the listener where `cfg` says.
+pub(crate) async fn bind(cfg: &RelayConfig, addr: SocketAddr) -> std::io::Result<TcpListener> {
+    match &cfg.sockets {
+        None => TcpListener::bind(addr).await,
+        Some(s) => TcpListener::from_std(s.listen(addr)?),
+    }
+}
+
 /// Settings of a relay.
 #[derive(Debug, Clone)]
 pub struct RelayConfig {
+    /// Where sockets are made (default: this process's network namespace).
+    pub sockets: Option<Arc<dyn Sockets>>,
     /// Where to listen (`127.0.0.1:0` = any free port).
     pub listen: SocketAddr,
     /// Where to connect.
@@ -115,6 +146,7 @@ impl RelayConfig {
             upstream: Upstream::parse(upstream)?,
             keep_extensions: false,
             seed: 0,
+            sockets: None,
         })
     }
 }
@@ -189,7 +221,7 @@ impl Board {
                 // A refusal acts on new attempts only: open connections are
                 // untouched, so it lists none.
                 e.live
-                    && fault.refusal().is_none()
+                    && !fault.new_attempts_only()
                     && match which {
                         Connections::Which(ConnWhich::All | ConnWhich::Open) => true,
                         Connections::Which(ConnWhich::New) => false,
@@ -289,7 +321,7 @@ impl Board {
                 Connections::Which(ConnWhich::Open) => false,
                 Connections::List(l) => l.contains(&id),
             };
-            if !covers || f.fault.refusal().is_some() {
+            if !covers || f.fault.new_attempts_only() {
                 continue;
             }
             f.conns.push(id);
@@ -326,7 +358,7 @@ pub struct Relay {
 impl Relay {
     /// Bind and start accepting. The log's clock is the run's clock.
     pub async fn start(cfg: RelayConfig, log: EventLog) -> Result<Relay, RelayError> {
-        let listener = TcpListener::bind(cfg.listen)
+        let listener = bind(&cfg, cfg.listen)
             .await
             .map_err(|err| RelayError::Bind {
                 addr: cfg.listen.to_string(),
@@ -350,7 +382,7 @@ impl Relay {
         let stop = CancellationToken::new();
         let tracker = TaskTracker::new();
         let upstream = cfg.upstream.clone();
-        tracker.spawn(accept_loop(
+        tracker.spawn(listener::accept_loop(
             listener,
             addr,
             Arc::new(cfg),
@@ -395,354 +427,5 @@ impl Relay {
         self.tracker.close();
         self.tracker.wait().await;
         self.log
-    }
-}
-
-async fn accept_loop(
-    listener: TcpListener,
-    addr: SocketAddr,
-    cfg: Arc<RelayConfig>,
-    log: EventLog,
-    board: Arc<Board>,
-    stop: CancellationToken,
-    tracker: TaskTracker,
-) {
-    let mut listener = Some(listener);
-    loop {
-        // `refuse: refused` closes the listening socket until it ends.
-        let refusal = board.refusal();
-        match (&refusal, &listener) {
-            (Some((name, r)), Some(_)) if r.how == RefuseHow::Refused => {
-                listener = None;
-                log.emit(
-                    None,
-                    EventKind::StoppedListening {
-                        fault: name.to_string(),
-                    },
-                );
-            }
-            (r, None) if !r.as_ref().is_some_and(|(_, r)| r.how == RefuseHow::Refused) => {
-                match TcpListener::bind(addr).await {
-                    Ok(l) => {
-                        listener = Some(l);
-                        log.emit(
-                            None,
-                            EventKind::Listening {
-                                addr: addr.to_string(),
-                            },
-                        );
-                    }
-                    Err(e) => {
-                        log.emit(
-                            None,
-                            EventKind::Note {
-                                text: format!("cannot listen again on {addr}: {e}"),
-                            },
-                        );
-                    }
-                }
-            }
-            _ => {}
-        }
-        let changed = board.changed.notified();
-        tokio::pin!(changed);
-        changed.as_mut().enable();
-        // Re-check after arming the notification to avoid a lost wake-up.
-        let want_closed = board
-            .refusal()
-            .is_some_and(|(_, r)| r.how == RefuseHow::Refused);
-        if want_closed == listener.is_some() {
-            continue;
-        }
-        let accept = async {
-            match &listener {
-                Some(l) => l.accept().await,
-                None => std::future::pending().await,
-            }
-        };
-        tokio::select! {
-            _ = stop.cancelled() => return,
-            _ = &mut changed => continue,
-            r = accept => match r {
-                Ok((sock, peer)) => {
-                    let _ = sock.set_nodelay(true);
-                    tracker.spawn(handle(sock, peer, cfg.clone(), log.clone(), board.clone(), stop.clone()));
-                }
-                Err(e) => {
-                    let why = match e.raw_os_error() {
-                        Some(libc::EMFILE) | Some(libc::ENFILE) => format!(
-                            "accept failed: {e}: out of file descriptors; {}",
-                            nofile::raise().ok().and_then(|l| l.warning(u64::MAX)).unwrap_or_default()
-                        ),
-                        _ => format!("accept failed: {e}"),
-                    };
-                    log.emit(None, EventKind::Note { text: why });
-                    // Out of file descriptors and the like: back off a little.
-                    tokio::select! {
-                        _ = stop.cancelled() => return,
-                        _ = tokio::time::sleep(Duration::from_millis(50)) => {}
-                    }
-                }
-            }
-        }
-    }
-}
-
-async fn handle(
-    client: TcpStream,
-    peer: SocketAddr,
-    cfg: Arc<RelayConfig>,
-    log: EventLog,
-    board: Arc<Board>,
-    stop: CancellationToken,
-) {
-    let (tx, rx) = mpsc::unbounded_channel();
-    let refusal = board.refusal();
-    let (id, stages, joined) = board.register(tx);
-    // Its frames are counted under a lock of its own.
-    let log = log.for_conn(id);
-    log.emit(
-        Some(id),
-        EventKind::Accept {
-            peer: peer.to_string(),
-        },
-    );
-    for name in joined {
-        log.emit(
-            Some(id),
-            EventKind::FaultJoin {
-                fault: name.to_string(),
-            },
-        );
-    }
-    if let Some(how) = setup(client, id, &cfg, &log, refusal, stages, rx, stop).await {
-        log.emit(Some(id), EventKind::Closed { how });
-    }
-    board.unregister(id);
-}
-
-/// Everything before the pipes: refusal, request head, upstream connect.
-/// Returns how the connection ended if it ended here, `None` if the pipes ran
-/// (they log their own `Closed`).
-#[allow(clippy::too_many_arguments)]
-async fn setup(
-    mut client: TcpStream,
-    id: u32,
-    cfg: &RelayConfig,
-    log: &EventLog,
-    refusal: Option<(Arc<str>, Refusal)>,
-    stages: conn::InitialStages,
-    rx: mpsc::UnboundedReceiver<ConnCmd>,
-    stop: CancellationToken,
-) -> Option<Ending> {
-    let pre = async {
-        if let Some((name, r)) = refusal {
-            return Err(refuse(&mut client, id, log, &name, &r).await);
-        }
-        pre_pipes(&mut client, id, cfg, log).await
-    };
-    let (req, server) = tokio::select! {
-        _ = stop.cancelled() => return Some(Ending::Shutdown),
-        r = pre => match r {
-            Ok(v) => v,
-            Err(how) => return Some(how),
-        },
-    };
-    conn::run(
-        Conn {
-            id,
-            log: log.clone(),
-            client,
-            server,
-            initial: stages,
-            head: req.head,
-            rest: req.rest,
-            seed: cfg.seed,
-        },
-        rx,
-        stop,
-    )
-    .await;
-    None
-}
-
-/// Read the request head and connect upstream; `Err` is how it ended.
-async fn pre_pipes(
-    client: &mut TcpStream,
-    id: u32,
-    cfg: &RelayConfig,
-    log: &EventLog,
-) -> Result<(handshake::Request, TcpStream), Ending> {
-    let req = match handshake::read_request(client, &cfg.upstream.authority(), cfg.keep_extensions)
-        .await
-    {
-        Ok(r) => r,
-        Err(handshake::HeadError::Eof(n)) => {
-            log.emit(
-                Some(id),
-                EventKind::BadRequest {
-                    reason: format!(
-                        "client closed after {n} bytes, before the request head was complete"
-                    ),
-                },
-            );
-            return Err(Ending::Failed);
-        }
-        Err(e) => {
-            log.emit(
-                Some(id),
-                EventKind::BadRequest {
-                    reason: e.to_string(),
-                },
-            );
-            let body = format!("flatline: {e}\n");
-            let _ = client
-                .write_all(&handshake::http_response(400, "Bad Request", &[], &body))
-                .await;
-            let _ = client.shutdown().await;
-            return Err(Ending::Failed);
-        }
-    };
-    log.emit(
-        Some(id),
-        EventKind::Request {
-            path: req.path.clone(),
-            extensions_removed: req.extensions_removed,
-        },
-    );
-    let authority = cfg.upstream.authority();
-    let server = match tokio::time::timeout(
-        UPSTREAM_CONNECT_TIMEOUT,
-        TcpStream::connect(&authority),
-    )
-    .await
-    {
-        Ok(Ok(s)) => s,
-        Ok(Err(e)) => {
-            return Err(upstream_failed(client, id, log, &authority, &e.to_string()).await)
-        }
-        Err(_) => {
-            return Err(
-                upstream_failed(client, id, log, &authority, "connect timed out after 5 s").await,
-            )
-        }
-    };
-    let _ = server.set_nodelay(true);
-    log.emit(Some(id), EventKind::UpstreamConnected);
-    Ok((req, server))
-}
-
-async fn upstream_failed(
-    client: &mut TcpStream,
-    id: u32,
-    log: &EventLog,
-    authority: &str,
-    err: &str,
-) -> Ending {
-    log.emit(
-        Some(id),
-        EventKind::UpstreamFailed {
-            error: format!("{authority}: {err}"),
-        },
-    );
-    let body = format!("flatline: upstream {authority} unreachable: {err}\n");
-    let _ = client
-        .write_all(&handshake::http_response(502, "Bad Gateway", &[], &body))
-        .await;
-    let _ = client.shutdown().await;
-    Ending::Failed
-}
-
-async fn refuse(
-    client: &mut TcpStream,
-    id: u32,
-    log: &EventLog,
-    name: &str,
-    r: &Refusal,
-) -> Ending {
-    let how = match r.how {
-        RefuseHow::Refused | RefuseHow::Reset => "reset",
-        RefuseHow::Close => "close",
-        RefuseHow::Stall => "stall",
-        RefuseHow::Http => "http",
-    };
-    log.emit(
-        Some(id),
-        EventKind::Refused {
-            fault: name.to_string(),
-            how: if r.how == RefuseHow::Http {
-                format!("http {}", r.status)
-            } else {
-                how.to_string()
-            },
-        },
-    );
-    match r.how {
-        RefuseHow::Refused | RefuseHow::Reset => {
-            let _ = socket2::SockRef::from(&*client).set_linger(Some(Duration::ZERO));
-            Ending::Reset
-        }
-        RefuseHow::Close => {
-            let _ = client.shutdown().await;
-            Ending::Fin
-        }
-        RefuseHow::Stall => {
-            // Accept and never answer: read and discard until the client gives up.
-            let mut buf = [0u8; 1024];
-            loop {
-                match tokio::io::AsyncReadExt::read(client, &mut buf).await {
-                    Ok(0) => {
-                        log.emit(
-                            Some(id),
-                            EventKind::Fin {
-                                from: crate::events::Side::Client,
-                            },
-                        );
-                        return Ending::Fin;
-                    }
-                    Ok(_) => {}
-                    Err(_) => {
-                        log.emit(
-                            Some(id),
-                            EventKind::Rst {
-                                from: crate::events::Side::Client,
-                            },
-                        );
-                        return Ending::Reset;
-                    }
-                }
-            }
-        }
-        RefuseHow::Http => {
-            // Read the request head (bounded) so the answer is a real response.
-            let _ = tokio::time::timeout(
-                Duration::from_secs(2),
-                handshake::read_request(client, "refused", true),
-            )
-            .await;
-            let headers: Vec<(String, String)> = r
-                .headers
-                .iter()
-                .map(|(k, v)| (k.clone(), v.clone()))
-                .collect();
-            let body = format!("flatline: refused by fault `{name}`\n");
-            let bytes = handshake::http_response(
-                r.status,
-                handshake::reason_phrase(r.status),
-                &headers,
-                &body,
-            );
-            let _ = client.write_all(&bytes).await;
-            let _ = client.shutdown().await;
-            log.emit(
-                Some(id),
-                EventKind::Injected {
-                    fault: name.to_string(),
-                    to: crate::events::Side::Client,
-                    what: format!("http {}", r.status),
-                },
-            );
-            Ending::Fin
-        }
     }
 }

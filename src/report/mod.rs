@@ -77,6 +77,9 @@ pub struct RunSettings {
     /// Whether the built-in demo client ran (`--demo`).
     #[serde(default)]
     pub demo: bool,
+    /// Whether the run used network namespaces (`--netns` or `network: netns`).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub netns: bool,
     /// Transcript resolution override (`0` = ordering only).
     #[serde(
         rename = "resolution_ms",

@@ -212,6 +212,17 @@ impl<W: Write> LivePrinter<W> {
             | EventKind::Refused { .. } => self.on_fault_event(e),
             EventKind::Stopping => self.line(t, c, "run over: stopping commands and connections"),
             EventKind::Note { text } => self.line(t, c, text),
+            EventKind::Kernel { fault, what } => {
+                self.line(t, c, &format!("{fault} in the kernel: {what}"))
+            }
+            EventKind::KernelGaveUp { from, what, seen } => {
+                note_end(stats(self, c), *from, "gave up (seen in its namespace)");
+                self.line(
+                    t,
+                    c,
+                    &format!("{from} gave up: {what} (seen in the {seen})"),
+                )
+            }
         }
     }
 

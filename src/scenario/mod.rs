@@ -2,19 +2,24 @@
 //! validation, and the normalised plan.
 //!
 //! [`load_file`] and [`parse_str`] are the only ways in; `serde_yaml` stays
-//! behind this module. Every error is a [`ScenarioError`] whose message is
+//! behind the `yaml` module inside it. Every error is a [`ScenarioError`] whose message is
 //! one line naming file, line and column.
 
+mod convert;
 mod error;
-mod locate;
+mod kinds;
 pub mod model;
+mod node;
 mod parse;
 mod plan;
+mod shape;
 mod validate;
 pub mod values;
+mod yaml;
 
 pub use error::{ScenarioError, MAX_FILE_BYTES};
 pub use model::*;
 pub use parse::{load_file, parse_str, Loaded};
 pub use plan::plan;
+pub use validate::FaultCheck;
 pub use values::*;

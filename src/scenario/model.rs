@@ -2,10 +2,11 @@
 //! (durations, sizes, rates, references, selectors) parse from strings in
 //! `values.rs`; cross-field validation lives in `validate.rs`.
 
-use super::values::{ByteSize, Dur, Rate, Reference, SizeRange};
+use super::values::{Dur, Reference};
 use crate::events::{Direction, Side};
 use serde::{Deserialize, Serialize};
-use std::collections::BTreeMap;
+
+pub use crate::faults::FaultKind;
 
 /// A scenario file.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -26,6 +27,11 @@ pub struct Scenario {
     /// `strip` (default) removes `Sec-WebSocket-Extensions`; `keep` keeps it.
     #[serde(default)]
     pub extensions: Extensions,
+    /// `relay` (default): the relay alone makes the faults. `netns`: the
+    /// client (and a `--server-cmd`) run in network namespaces and faults
+    /// with a kernel equivalent become nftables rules (like `--netns`).
+    #[serde(default, skip_serializing_if = "Network::is_relay")]
+    pub network: Network,
     /// Transcript time resolution (default 100ms); `0s` shows ordering only.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub resolution: Option<Dur>,
@@ -50,6 +56,25 @@ pub enum Extensions {
     Strip,
     /// Keep it (payload matching becomes unavailable).
     Keep,
+}
+
+/// Where the network path of a run is made.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Network {
+    /// Peers on loopback; the relay makes every fault.
+    #[default]
+    Relay,
+    /// Peers in network namespaces joined to the relay by veth pairs; faults
+    /// with a kernel equivalent are nftables rules on those links.
+    Netns,
+}
+
+impl Network {
+    /// Whether this is the default.
+    pub fn is_relay(&self) -> bool {
+        *self == Network::Relay
+    }
 }
 
 /// Which directions a fault applies to.
@@ -208,231 +233,6 @@ pub struct FaultSpec {
     /// The kind and its parameters.
     #[serde(flatten)]
     pub kind: FaultKind,
-}
-
-/// What a `partition` does when it ends.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum OnEnd {
-    /// Held data is delivered in order.
-    #[default]
-    Flush,
-    /// Both sides get RST.
-    Reset,
-}
-
-/// The TCP action after an injected close frame.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Then {
-    /// FIN both ways.
-    #[default]
-    Fin,
-    /// RST both ways.
-    Reset,
-    /// Leave the connection open.
-    None,
-}
-
-/// How `limit` cuts the connection.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum LimitThen {
-    /// RST both ways.
-    #[default]
-    Reset,
-    /// FIN both ways.
-    Fin,
-}
-
-/// How `refuse` refuses new connection attempts.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum RefuseHow {
-    /// Stop listening: ECONNREFUSED.
-    Refused,
-    /// RST right after accept.
-    #[default]
-    Reset,
-    /// FIN right after accept.
-    Close,
-    /// Accept and never answer.
-    Stall,
-    /// Answer with an HTTP status.
-    Http,
-}
-
-/// Kind-specific fault parameters, tagged by `kind`.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(tag = "kind", rename_all = "snake_case", deny_unknown_fields)]
-pub enum FaultKind {
-    /// Nothing arrives; bytes, FIN and RST are held.
-    Partition {
-        /// Direction(s) cut.
-        #[serde(default)]
-        direction: Directions,
-        /// What happens at the end.
-        #[serde(default)]
-        on_end: OnEnd,
-    },
-    /// Every chunk is delivered later; order kept.
-    Delay {
-        /// Added latency.
-        latency: Dur,
-        /// ± seeded jitter.
-        #[serde(default)]
-        jitter: Dur,
-        /// Direction(s).
-        #[serde(default)]
-        direction: Directions,
-    },
-    /// Whole matching frames are removed.
-    Drop {
-        /// Which frames.
-        #[serde(rename = "match", default)]
-        matches: Match,
-        /// Chance per matching frame.
-        #[serde(default = "one")]
-        probability: f64,
-        /// Direction(s).
-        #[serde(default)]
-        direction: Directions,
-    },
-    /// Bandwidth cap.
-    Throttle {
-        /// Bytes per second.
-        rate: Rate,
-        /// Direction(s).
-        #[serde(default)]
-        direction: Directions,
-    },
-    /// Bytes arrive in many small writes.
-    Slice {
-        /// Bytes per write (or a range).
-        size: SizeRange,
-        /// Pause between writes.
-        #[serde(default)]
-        gap: Dur,
-        /// Direction(s).
-        #[serde(default)]
-        direction: Directions,
-    },
-    /// Matching frames get payload bits flipped.
-    Corrupt {
-        /// Which frames (default: all data frames).
-        #[serde(rename = "match", default)]
-        matches: Match,
-        /// Chance per matching frame.
-        #[serde(default = "one")]
-        probability: f64,
-        /// Direction(s).
-        #[serde(default)]
-        direction: Directions,
-    },
-    /// FIN toward one side (instant).
-    HalfClose {
-        /// The side that gets the FIN.
-        toward: Side,
-    },
-    /// FINs (and close frames) from `from` are not passed on.
-    LoseFin {
-        /// The side whose FIN is lost.
-        from: Side,
-    },
-    /// TCP RST (instant).
-    Reset {
-        /// Who gets it.
-        toward: Toward,
-    },
-    /// Inject a close frame, then a TCP action (instant).
-    Close {
-        /// Who gets the close frame.
-        toward: Toward,
-        /// Close code (default 1000).
-        #[serde(default = "default_close_code")]
-        code: u16,
-        /// Reason text.
-        #[serde(default)]
-        reason: String,
-        /// TCP action after.
-        #[serde(default)]
-        then: Then,
-    },
-    /// New connection attempts fail.
-    Refuse {
-        /// How.
-        #[serde(default)]
-        how: RefuseHow,
-        /// HTTP status for `how: http` (default 503).
-        #[serde(default, skip_serializing_if = "Option::is_none")]
-        status: Option<u16>,
-        /// HTTP headers for `how: http`.
-        #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
-        headers: BTreeMap<String, String>,
-    },
-    /// Cut the connection after N bytes.
-    Limit {
-        /// Bytes allowed.
-        bytes: ByteSize,
-        /// Direction(s) counted.
-        #[serde(default)]
-        direction: Directions,
-        /// How to cut.
-        #[serde(default)]
-        then: LimitThen,
-    },
-}
-
-fn one() -> f64 {
-    1.0
-}
-
-fn default_close_code() -> u16 {
-    1000
-}
-
-impl FaultKind {
-    /// The `kind` string.
-    pub fn name(&self) -> &'static str {
-        match self {
-            FaultKind::Partition { .. } => "partition",
-            FaultKind::Delay { .. } => "delay",
-            FaultKind::Drop { .. } => "drop",
-            FaultKind::Throttle { .. } => "throttle",
-            FaultKind::Slice { .. } => "slice",
-            FaultKind::Corrupt { .. } => "corrupt",
-            FaultKind::HalfClose { .. } => "half_close",
-            FaultKind::LoseFin { .. } => "lose_fin",
-            FaultKind::Reset { .. } => "reset",
-            FaultKind::Close { .. } => "close",
-            FaultKind::Refuse { .. } => "refuse",
-            FaultKind::Limit { .. } => "limit",
-        }
-    }
-
-    /// Instant kinds act once and take no `duration`.
-    pub fn is_instant(&self) -> bool {
-        matches!(
-            self,
-            FaultKind::HalfClose { .. } | FaultKind::Reset { .. } | FaultKind::Close { .. }
-        )
-    }
-
-    /// Every fault kind name, for suggestions.
-    pub const KINDS: &'static [&'static str] = &[
-        "partition",
-        "delay",
-        "drop",
-        "throttle",
-        "slice",
-        "corrupt",
-        "half_close",
-        "lose_fin",
-        "reset",
-        "close",
-        "refuse",
-        "limit",
-    ];
 }
 
 /// An expectation: common fields plus the kind-specific parameters.

@@ -1,8 +1,8 @@
 //! The normalised plan printed by `flatline check`: every default filled in,
 //! every fault and expectation under its effective name, in a stable text.
 
+use super::kinds::{expect_params, fault_params};
 use super::model::{ConnWhich, Connections, ExpectSpec, Extensions, FaultSpec, Scenario};
-use super::parse::{expect_params, fault_params};
 use super::values::{Dur, Reference};
 use serde_json::Value;
 use std::fmt::Write;

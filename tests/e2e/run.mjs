@@ -6,7 +6,7 @@
 // Usage: node run.mjs [--all | --tier T] [--filter SUBSTRING] [--jobs N] [--keep] [--list]
 //   --all       also run the cells of tier "extended" (same as --tier all)
 //   --tier T    only the cells of tier T (core, extended, all; default core)
-//   --filter S  only cells whose "stack/scenario" contains S (repeatable)
+//   --filter S  only cells whose "stack/scenario[+netns]" contains S (repeatable)
 //   --jobs N    cells run at once (default 2; the verdicts were the same with 1)
 //   --keep      keep the per-cell directory (reports, logs) even when all pass
 // Env: FLATLINE_BIN (default: the newer of ../../target/release/flatline
@@ -73,10 +73,13 @@ function tail(file, n) {
   return readFileSync(file, 'utf8').split('\n').filter((l) => l.length).slice(-n);
 }
 
+// `stack/scenario`, with `+netns` for the cells run with --netns.
+function cellId(c) { return `${c.stack}/${c.scenario}${c.netns ? '+netns' : ''}`; }
+
 function matchesExpectation(e, key) { return e.name === key || e.kind === key; }
 
 async function runCell(cell, stack, opts) {
-  const id = `${cell.stack}/${cell.scenario}`;
+  const id = cellId(cell);
   const dir = join(opts.tmp, id.replace('/', '__'));
   mkdirSync(dir, { recursive: true });
   const scenario = join(opts.scenarios, `${cell.scenario}.yaml`);
@@ -89,6 +92,9 @@ async function runCell(cell, stack, opts) {
   const args = ['run', scenario, '--client-cmd', sub(stack.client), '--report', reportFile];
   if (stack.server) args.push('--server-cmd', sub(stack.server));
   if (stack.upstream) args.push('--upstream', sub(stack.upstream));
+  // `netns: true`: the client (and server) in network namespaces, partitions
+  // as nftables drops that the client's own kernel sees (needs root).
+  if (cell.netns) args.push('--netns');
   const env = { ...process.env, ...(opts.scenarioEnv[cell.scenario] || {}), ...(cell.env || {}),
     FLATLINE_CLIENT_LOG: result.clientLog, TMPDIR: dir };
   const started = Date.now();
@@ -185,9 +191,9 @@ async function main() {
   const a = parseArgs(process.argv.slice(2));
   const matrix = JSON.parse(readFileSync(join(here, 'matrix.json'), 'utf8'));
   let cells = matrix.cells.filter((c) => a.tier === 'all' || (c.tier || 'core') === a.tier);
-  if (a.filters.length) cells = cells.filter((c) => a.filters.some((f) => `${c.stack}/${c.scenario}`.includes(f)));
+  if (a.filters.length) cells = cells.filter((c) => a.filters.some((f) => cellId(c).includes(f)));
   if (a.list) {
-    for (const c of cells) console.log(`${pad(c.stack, 14)} ${pad(c.scenario, 18)} ${pad(c.expect, 5)} ${c.why}`);
+    for (const c of cells) console.log(`${pad(c.stack, 14)} ${pad(c.scenario + (c.netns ? '+netns' : ''), 24)} ${pad(c.expect, 5)} ${c.why}`);
     return 0;
   }
   const bin = flatlineBin();
@@ -227,10 +233,10 @@ async function main() {
   }
   await Promise.all(Array.from({ length: Math.min(a.jobs, cells.length) }, worker));
 
-  console.log(`\n${pad('stack', 14)} ${pad('scenario', 18)} ${pad('expected', 9)} ${pad('got', 6)} ${pad('', 8)} failing expectations`);
+  console.log(`\n${pad('stack', 14)} ${pad('scenario', 24)} ${pad('expected', 9)} ${pad('got', 6)} ${pad('', 8)} failing expectations`);
   for (const r of results) {
     const f = r.failing.map((e) => e.name).join(', ');
-    console.log(`${pad(r.cell.stack, 14)} ${pad(r.cell.scenario, 18)} ${pad(r.cell.expect, 9)} ${pad(r.got, 6)} ${pad(r.ok ? 'ok' : 'MISMATCH', 8)} ${f}`);
+    console.log(`${pad(r.cell.stack, 14)} ${pad(r.cell.scenario + (r.cell.netns ? '+netns' : ''), 24)} ${pad(r.cell.expect, 9)} ${pad(r.got, 6)} ${pad(r.ok ? 'ok' : 'MISMATCH', 8)} ${f}`);
   }
   const bad = results.filter((r) => !r.ok);
   for (const r of bad) {

@@ -103,7 +103,10 @@ pub(super) fn classify(report: &Report, e: &Event, seen_listening: &mut bool) ->
             text: "run stopping".into(),
             breaks: None,
         },
-        EventKind::Note { .. } => Class::Skip,
+        EventKind::Note { .. } | EventKind::Kernel { .. } => Class::Skip,
+        EventKind::KernelGaveUp { from, .. } => {
+            line(format!("{from} gave up (seen in its namespace)"))
+        }
     }
 }
 

@@ -5,13 +5,14 @@
 use super::refs::{check_connections, check_ref, window};
 use super::{expect_path, fault_path, Known, Res};
 use crate::expect::{Checks, Invalid};
-use crate::scenario::locate::YPath;
-use crate::scenario::model::{Connections, ExpectSpec, FaultKind, FaultSpec, Match, RefuseHow};
+use crate::scenario::error::ScenarioError;
+use crate::scenario::model::{Connections, ExpectSpec, FaultSpec, Match};
 use crate::scenario::parse::Cx;
 use crate::scenario::values::{Dur, Reference};
-use std::collections::BTreeMap;
+use crate::scenario::yaml::YPath;
 
-/// Fault `i`'s parameters; adds warnings for odd but allowed values.
+/// Fault `i`'s parameters, checked by its kind; adds warnings for odd but
+/// allowed values.
 pub(super) fn fault(
     cx: &Cx<'_>,
     i: usize,
@@ -19,68 +20,74 @@ pub(super) fn fault(
     keep: bool,
     warnings: &mut Vec<String>,
 ) -> Res<()> {
-    let p = fault_path(i);
-    match &f.kind {
-        FaultKind::Drop {
-            matches,
-            probability,
-            ..
-        }
-        | FaultKind::Corrupt {
-            matches,
-            probability,
-            ..
-        } => {
-            if !(0.0..=1.0).contains(probability) {
-                return Err(cx.err(
-                    &p.key("probability"),
-                    false,
-                    format!("faults[{i}].probability: {probability} is not a probability"),
-                    Some("expected a number from 0 to 1".into()),
-                ));
-            }
-            check_match(cx, &p.key("match"), matches, keep)?;
-        }
-        FaultKind::Close { code, reason, .. } => {
-            if let Some(why) = close_code_problem(*code) {
-                return Err(cx.err(
-                    &p.key("code"),
-                    false,
-                    format!("faults[{i}].code: close code {code} may not be sent: {why}"),
-                    Some(CLOSE_CODES_HINT.into()),
-                ));
-            }
-            if reason.len() > 123 {
-                return Err(cx.err(
-                    &p.key("reason"),
-                    false,
-                    format!(
-                        "faults[{i}].reason: the close reason is {} bytes, more than fits in a close frame",
-                        reason.len()
-                    ),
-                    Some("expected at most 123 bytes of UTF-8".into()),
-                ));
-            }
-        }
-        FaultKind::Refuse {
-            how,
-            status,
-            headers,
-        } => refuse(cx, i, *how, *status, headers)?,
-        FaultKind::Delay {
-            latency, jitter, ..
-        } if jitter > latency => {
-            warnings.push(cx.warn(
-                    &p.key("jitter"),
-                    format!(
-                        "faults[{i}].jitter {jitter} is above the latency {latency}, so delays range 0..{}",
-                        Dur(latency.0 + jitter.0)
-                    ),
-                ));
-        }
-        _ => {}
+    f.kind.check(&mut FaultCheck {
+        cx,
+        path: fault_path(i),
+        index: i,
+        keep,
+        warnings,
+    })
+}
+
+/// What a fault kind's own checks ([`crate::faults::Kind::check`]) may use:
+/// its place in the file, errors and warnings pointing into it, and the
+/// checks shared with expectations.
+pub struct FaultCheck<'a> {
+    cx: &'a Cx<'a>,
+    path: YPath,
+    index: usize,
+    keep: bool,
+    warnings: &'a mut Vec<String>,
+}
+
+impl FaultCheck<'_> {
+    /// `faults[i]`: how messages name the fault.
+    pub fn label(&self) -> String {
+        format!("faults[{}]", self.index)
     }
-    Ok(())
+
+    fn at(&self, at: &[&str]) -> YPath {
+        at.iter().fold(self.path.clone(), |p, k| p.key(k))
+    }
+
+    /// An error at the fault's field `at` (a key path; `at_key` points at the
+    /// key rather than its value). `message` starts with [`Self::label`].
+    pub fn error(
+        &self,
+        at: &[&str],
+        at_key: bool,
+        message: String,
+        hint: Option<String>,
+    ) -> ScenarioError {
+        self.cx.err(&self.at(at), at_key, message, hint)
+    }
+
+    /// A warning at the fault's field `at`.
+    pub fn warn(&mut self, at: &[&str], message: String) {
+        let w = self.cx.warn(&self.at(at), message);
+        self.warnings.push(w);
+    }
+
+    /// Checks a `match:` block in field `field`.
+    pub fn check_match(&self, field: &str, m: &Match) -> Res<()> {
+        check_match(self.cx, &self.path.key(field), m, self.keep)
+    }
+
+    /// Checks that `code` (in field `field`) may be sent in a close frame.
+    pub fn close_code(&self, field: &str, code: u16) -> Res<()> {
+        match close_code_problem(code) {
+            None => Ok(()),
+            Some(why) => Err(self.error(
+                &[field],
+                false,
+                format!(
+                    "{}.{field}: close code {code} may not be sent: {why}",
+                    self.label()
+                ),
+                Some(CLOSE_CODES_HINT.into()),
+            )),
+        }
+    }
 }
 
 /// Expectation `i`'s parameters, references and window: each kind checks
@@ -156,77 +163,6 @@ impl Checks for ExpectChecks<'_> {
     fn path(&self) -> String {
         format!("expect[{}]", self.i)
     }
-}
-
-/// `refuse`: `status` and `headers` only with `how: http`, a status that
-/// refuses, headers that cannot break the response.
-fn refuse(
-    cx: &Cx<'_>,
-    i: usize,
-    how: RefuseHow,
-    status: Option<u16>,
-    headers: &BTreeMap<String, String>,
-) -> Res<()> {
-    let how_name = match how {
-        RefuseHow::Refused => "refused",
-        RefuseHow::Reset => "reset",
-        RefuseHow::Close => "close",
-        RefuseHow::Stall => "stall",
-        RefuseHow::Http => "http",
-    };
-    if how != RefuseHow::Http {
-        let which = if status.is_some() {
-            Some("status")
-        } else if !headers.is_empty() {
-            Some("headers")
-        } else {
-            None
-        };
-        if let Some(w) = which {
-            return Err(cx.err(
-                &fault_path(i).key(w),
-                true,
-                format!(
-                    "faults[{i}].{w} only applies to `how: http`, and this fault has `how: {how_name}`"
-                ),
-                Some("set `how: http` or remove it".into()),
-            ));
-        }
-    }
-    if let Some(st) = status {
-        if !(100..=599).contains(&st) || (101..200).contains(&st) {
-            return Err(cx.err(
-                &fault_path(i).key("status"),
-                false,
-                format!("faults[{i}].status: {st} is not an HTTP status that refuses a connection"),
-                Some("expected 100 or 200-599, e.g. 503".into()),
-            ));
-        }
-    }
-    for (hk, hv) in headers {
-        let bad_name = hk.is_empty()
-            || !hk
-                .bytes()
-                .all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b));
-        let bad_value = hv.bytes().any(|b| b == b'\r' || b == b'\n' || b == 0);
-        if bad_name || bad_value {
-            return Err(cx.err(
-                &fault_path(i).key("headers").key(hk),
-                bad_name,
-                format!(
-                    "faults[{i}].headers: `{}` is not a valid HTTP header {}",
-                    hk.escape_debug(),
-                    if bad_name {
-                        "name"
-                    } else {
-                        "value (line breaks)"
-                    }
-                ),
-                Some("expected e.g. `Retry-After: \"1\"`".into()),
-            ));
-        }
-    }
-    Ok(())
 }
 
 /// Expectation `i`'s `field` is above zero.

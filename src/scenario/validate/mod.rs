@@ -11,14 +11,15 @@
 //!    (a fault that can only start after the run ends).
 
 mod kinds;
+pub use kinds::FaultCheck;
 mod names;
 mod refs;
 mod timing;
 
 use super::error::ScenarioError;
-use super::locate::YPath;
 use super::model::{Extensions, Scenario};
 use super::parse::Cx;
+use super::yaml::YPath;
 use std::collections::HashMap;
 
 type Res<T> = Result<T, ScenarioError>;

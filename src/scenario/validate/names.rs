@@ -2,9 +2,9 @@
 //! expectations (unique, and usable in references).
 
 use super::{expect_path, fault_path, Known, Res};
-use crate::scenario::locate::YPath;
 use crate::scenario::model::Scenario;
 use crate::scenario::parse::Cx;
+use crate::scenario::yaml::YPath;
 use std::collections::HashMap;
 
 /// `name` is `[a-z0-9-]+` and `duration` is above zero.

@@ -4,10 +4,10 @@
 
 use super::{Known, Res};
 use crate::scenario::error::{hint_for, suggest, ScenarioError};
-use crate::scenario::locate::YPath;
 use crate::scenario::model::{Connections, Scenario};
 use crate::scenario::parse::Cx;
 use crate::scenario::values::{Dur, Reference};
+use crate::scenario::yaml::YPath;
 
 /// A reference to a fault names one that exists.
 pub(super) fn check_ref(cx: &Cx<'_>, path: &YPath, r: &Reference, known: &Known) -> Res<()> {

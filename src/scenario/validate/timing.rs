@@ -3,10 +3,10 @@
 //! to the end of a fault that never ends.
 
 use super::{expect_path, fault_path, Known};
-use crate::scenario::locate::YPath;
 use crate::scenario::model::Scenario;
 use crate::scenario::parse::Cx;
 use crate::scenario::values::{Dur, RefBase, Reference};
+use crate::scenario::yaml::YPath;
 use std::time::Duration;
 
 /// Adds the timing warnings of `s` to `warnings`.

@@ -85,7 +85,8 @@ async function main() {
   page.on('console', (msg) => log('console', msg.text()));
   page.on('pageerror', (err) => log('pageerror', String(err)));
   page.on('crash', () => { log('fatal', 'page crashed'); process.exit(3); });
-  const q = new URLSearchParams({ ws: wsUrl, variant, closeAfter: String(closeAfterSeconds()) });
+  const q = new URLSearchParams({ ws: wsUrl, variant, closeAfter: String(closeAfterSeconds()),
+    sendEvery: process.env.FLATLINE_SEND_EVERY_MS || '0' });
   await page.goto(`http://127.0.0.1:${port}/index.html?${q}`);
   log('page-loaded', `chromium ${context.browser()?.version() ?? ''}`.trim());
 }

@@ -17,6 +17,11 @@
   const url = P.get('ws');
   const variant = P.get('variant') === 'bad' ? 'bad' : 'good';
   const closeAfter = Number.parseFloat(P.get('closeAfter') || '0') || 0;
+  // sendEvery=MS: the page sends an app message that often (user activity,
+  // not a heartbeat: nothing waits for an answer). Unacknowledged data is
+  // what makes the kernel's retransmission timeout apply (`--netns` runs).
+  const SEND_EVERY_MS = Number.parseInt(P.get('sendEvery') || '0', 10) || 0;
+  let activityTimer = null;
   const HEARTBEAT_MS = 1000;
   const TIMEOUT_MS = 3000;
   const CONNECT_TIMEOUT_MS = 3000;
@@ -111,6 +116,12 @@
           if (sock.readyState === WebSocket.OPEN) sock.send('ping');
         }, HEARTBEAT_MS);
       }
+      if (SEND_EVERY_MS > 0) {
+        clearInterval(activityTimer);
+        activityTimer = setInterval(() => {
+          if (sock.readyState === WebSocket.OPEN) sock.send(JSON.stringify({ type: 'activity' }));
+        }, SEND_EVERY_MS);
+      }
       if (closeAfter > 0 && opens === 1) {
         setTimeout(() => closeIntentionally('closeAfter'), closeAfter * 1000);
       }
@@ -124,6 +135,7 @@
     sock.onclose = (ev) => {
       log('close', `attempt=${n} code=${ev.code} reason=${JSON.stringify(ev.reason)} wasClean=${ev.wasClean} intentional=${intentional}`);
       clearTimers();
+      clearInterval(activityTimer); activityTimer = null;
       if (ws === sock) ws = null;
       if (intentional || stopped) {
         log('no-reconnect', intentional ? 'closed intentionally' : 'stopped');

@@ -1,0 +1,360 @@
+//! The listener: accepting clients (or refusing them as a fault says:
+//! stop listening, RST, FIN, stall, or answer the handshake with an HTTP
+//! status), reading each request head, connecting upstream, and handing
+//! the connection to its task (`conn`).
+
+use super::conn::{self, Conn, ConnCmd};
+use super::handshake;
+use super::{Board, RelayConfig};
+use crate::events::{Ending, EventKind, EventLog};
+use crate::faults::Refusal;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::io::AsyncWriteExt;
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+/// How long the relay waits for the upstream to accept TCP.
+const UPSTREAM_CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+
+pub(super) async fn accept_loop(
+    listener: TcpListener,
+    addr: SocketAddr,
+    cfg: Arc<RelayConfig>,
+    log: EventLog,
+    board: Arc<Board>,
+    stop: CancellationToken,
+    tracker: TaskTracker,
+) {
+    let mut listener = Some(listener);
+    loop {
+        // `refuse: refused` closes the listening socket until it ends.
+        let refusal = board.refusal();
+        match (&refusal, &listener) {
+            (Some((name, Refusal::StopListening)), Some(_)) => {
+                listener = None;
+                log.emit(
+                    None,
+                    EventKind::StoppedListening {
+                        fault: name.to_string(),
+                    },
+                );
+            }
+            (r, None) if !matches!(r, Some((_, Refusal::StopListening))) => {
+                match super::bind(&cfg, addr).await {
+                    Ok(l) => {
+                        listener = Some(l);
+                        log.emit(
+                            None,
+                            EventKind::Listening {
+                                addr: addr.to_string(),
+                            },
+                        );
+                    }
+                    Err(e) => {
+                        log.emit(
+                            None,
+                            EventKind::Note {
+                                text: format!("cannot listen again on {addr}: {e}"),
+                            },
+                        );
+                    }
+                }
+            }
+            _ => {}
+        }
+        let changed = board.changed.notified();
+        tokio::pin!(changed);
+        changed.as_mut().enable();
+        // Re-check after arming the notification to avoid a lost wake-up.
+        let want_closed = board
+            .refusal()
+            .is_some_and(|(_, r)| r == Refusal::StopListening);
+        if want_closed == listener.is_some() {
+            continue;
+        }
+        let accept = async {
+            match &listener {
+                Some(l) => l.accept().await,
+                None => std::future::pending().await,
+            }
+        };
+        tokio::select! {
+            _ = stop.cancelled() => return,
+            _ = &mut changed => continue,
+            r = accept => match r {
+                Ok((sock, peer)) => {
+                    let _ = sock.set_nodelay(true);
+                    tracker.spawn(handle(sock, peer, cfg.clone(), log.clone(), board.clone(), stop.clone()));
+                }
+                Err(e) => {
+                    let why = match e.raw_os_error() {
+                        Some(libc::EMFILE) | Some(libc::ENFILE) => format!(
+                            "accept failed: {e}: out of file descriptors; {}",
+                            super::nofile::raise().ok().and_then(|l| l.warning(u64::MAX)).unwrap_or_default()
+                        ),
+                        _ => format!("accept failed: {e}"),
+                    };
+                    log.emit(None, EventKind::Note { text: why });
+                    // Out of file descriptors and the like: back off a little.
+                    tokio::select! {
+                        _ = stop.cancelled() => return,
+                        _ = tokio::time::sleep(Duration::from_millis(50)) => {}
+                    }
+                }
+            }
+        }
+    }
+}
+
+async fn handle(
+    client: TcpStream,
+    peer: SocketAddr,
+    cfg: Arc<RelayConfig>,
+    log: EventLog,
+    board: Arc<Board>,
+    stop: CancellationToken,
+) {
+    let (tx, rx) = mpsc::unbounded_channel();
+    let refusal = board.refusal();
+    let (id, stages, joined) = board.register(tx);
+    // Its frames are counted under a lock of its own.
+    let log = log.for_conn(id);
+    log.emit(
+        Some(id),
+        EventKind::Accept {
+            peer: peer.to_string(),
+        },
+    );
+    for name in joined {
+        log.emit(
+            Some(id),
+            EventKind::FaultJoin {
+                fault: name.to_string(),
+            },
+        );
+    }
+    if let Some(how) = setup(client, id, &cfg, &log, refusal, stages, rx, stop).await {
+        log.emit(Some(id), EventKind::Closed { how });
+    }
+    board.unregister(id);
+}
+
+/// Everything before the pipes: refusal, request head, upstream connect.
+/// Returns how the connection ended if it ended here, `None` if the pipes ran
+/// (they log their own `Closed`).
+#[allow(clippy::too_many_arguments)]
+async fn setup(
+    mut client: TcpStream,
+    id: u32,
+    cfg: &RelayConfig,
+    log: &EventLog,
+    refusal: Option<(Arc<str>, Refusal)>,
+    stages: conn::InitialStages,
+    rx: mpsc::UnboundedReceiver<ConnCmd>,
+    stop: CancellationToken,
+) -> Option<Ending> {
+    let pre = async {
+        if let Some((name, r)) = refusal {
+            return Err(refuse(&mut client, id, log, &name, &r).await);
+        }
+        pre_pipes(&mut client, id, cfg, log).await
+    };
+    let (req, server) = tokio::select! {
+        _ = stop.cancelled() => return Some(Ending::Shutdown),
+        r = pre => match r {
+            Ok(v) => v,
+            Err(how) => return Some(how),
+        },
+    };
+    conn::run(
+        Conn {
+            id,
+            log: log.clone(),
+            client: Box::new(client),
+            server: Box::new(server),
+            initial: stages,
+            head: req.head,
+            rest: req.rest,
+            seed: cfg.seed,
+        },
+        rx,
+        stop,
+    )
+    .await;
+    None
+}
+
+/// Read the request head and connect upstream; `Err` is how it ended.
+async fn pre_pipes(
+    client: &mut TcpStream,
+    id: u32,
+    cfg: &RelayConfig,
+    log: &EventLog,
+) -> Result<(handshake::Request, TcpStream), Ending> {
+    let req = match handshake::read_request(client, &cfg.upstream.authority(), cfg.keep_extensions)
+        .await
+    {
+        Ok(r) => r,
+        Err(handshake::HeadError::Eof(n)) => {
+            log.emit(
+                Some(id),
+                EventKind::BadRequest {
+                    reason: format!(
+                        "client closed after {n} bytes, before the request head was complete"
+                    ),
+                },
+            );
+            return Err(Ending::Failed);
+        }
+        Err(e) => {
+            log.emit(
+                Some(id),
+                EventKind::BadRequest {
+                    reason: e.to_string(),
+                },
+            );
+            let body = format!("flatline: {e}\n");
+            let _ = client
+                .write_all(&handshake::http_response(400, "Bad Request", &[], &body))
+                .await;
+            let _ = client.shutdown().await;
+            return Err(Ending::Failed);
+        }
+    };
+    log.emit(
+        Some(id),
+        EventKind::Request {
+            path: req.path.clone(),
+            extensions_removed: req.extensions_removed,
+        },
+    );
+    let authority = cfg.upstream.authority();
+    let connect = match &cfg.sockets {
+        None => Box::pin(TcpStream::connect(authority.clone())),
+        Some(s) => s.connect(id, &authority),
+    };
+    let server = match tokio::time::timeout(UPSTREAM_CONNECT_TIMEOUT, connect).await {
+        Ok(Ok(s)) => s,
+        Ok(Err(e)) => {
+            return Err(upstream_failed(client, id, log, &authority, &e.to_string()).await)
+        }
+        Err(_) => {
+            return Err(
+                upstream_failed(client, id, log, &authority, "connect timed out after 5 s").await,
+            )
+        }
+    };
+    let _ = server.set_nodelay(true);
+    log.emit(Some(id), EventKind::UpstreamConnected);
+    Ok((req, server))
+}
+
+async fn upstream_failed(
+    client: &mut TcpStream,
+    id: u32,
+    log: &EventLog,
+    authority: &str,
+    err: &str,
+) -> Ending {
+    log.emit(
+        Some(id),
+        EventKind::UpstreamFailed {
+            error: format!("{authority}: {err}"),
+        },
+    );
+    let body = format!("flatline: upstream {authority} unreachable: {err}\n");
+    let _ = client
+        .write_all(&handshake::http_response(502, "Bad Gateway", &[], &body))
+        .await;
+    let _ = client.shutdown().await;
+    Ending::Failed
+}
+
+async fn refuse(
+    client: &mut TcpStream,
+    id: u32,
+    log: &EventLog,
+    name: &str,
+    r: &Refusal,
+) -> Ending {
+    let how = match r {
+        Refusal::StopListening | Refusal::Reset => "reset".to_string(),
+        Refusal::Close => "close".to_string(),
+        Refusal::Stall => "stall".to_string(),
+        Refusal::Answer { status, .. } => format!("http {status}"),
+    };
+    log.emit(
+        Some(id),
+        EventKind::Refused {
+            fault: name.to_string(),
+            how,
+        },
+    );
+    match r {
+        Refusal::StopListening | Refusal::Reset => {
+            let _ = socket2::SockRef::from(&*client).set_linger(Some(Duration::ZERO));
+            Ending::Reset
+        }
+        Refusal::Close => {
+            let _ = client.shutdown().await;
+            Ending::Fin
+        }
+        Refusal::Stall => {
+            // Accept and never answer: read and discard until the client gives up.
+            let mut buf = [0u8; 1024];
+            loop {
+                match tokio::io::AsyncReadExt::read(client, &mut buf).await {
+                    Ok(0) => {
+                        log.emit(
+                            Some(id),
+                            EventKind::Fin {
+                                from: crate::events::Side::Client,
+                            },
+                        );
+                        return Ending::Fin;
+                    }
+                    Ok(_) => {}
+                    Err(_) => {
+                        log.emit(
+                            Some(id),
+                            EventKind::Rst {
+                                from: crate::events::Side::Client,
+                            },
+                        );
+                        return Ending::Reset;
+                    }
+                }
+            }
+        }
+        Refusal::Answer { status, headers } => {
+            // Read the request head (bounded) so the answer is a real response.
+            let _ = tokio::time::timeout(
+                Duration::from_secs(2),
+                handshake::read_request(client, "refused", true),
+            )
+            .await;
+            let body = format!("flatline: refused by fault `{name}`\n");
+            let bytes = handshake::http_response(
+                *status,
+                handshake::reason_phrase(*status),
+                headers,
+                &body,
+            );
+            let _ = client.write_all(&bytes).await;
+            let _ = client.shutdown().await;
+            log.emit(
+                Some(id),
+                EventKind::Injected {
+                    fault: name.to_string(),
+                    to: crate::events::Side::Client,
+                    what: format!("http {status}"),
+                },
+            );
+            Ending::Fin
+        }
+    }
+}

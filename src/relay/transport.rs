@@ -1,0 +1,99 @@
+//! The connection's socket side: what a relayed connection needs from each
+//! leg. [`Transport`] is the seam for other transports (a TLS stream on
+//! either leg implements it over its TCP socket); [`TcpStream`] implements it
+//! directly.
+//!
+//! Every call is non-blocking: readiness is polled (so both directions are
+//! driven from one task), reads and writes return `WouldBlock` when they
+//! would wait. A transport whose own buffering can hold readable bytes the
+//! socket no longer signals (TLS records) must report itself read-ready
+//! while it has them.
+
+use std::io;
+use std::task::{Context, Poll};
+use std::time::Duration;
+use tokio::net::TcpStream;
+
+/// One leg of a relayed connection, as the connection drives it.
+pub trait Transport: Send + Sync {
+    /// Ready when a read may make progress (data, EOF or an error).
+    fn poll_read_ready(&self, cx: &mut Context<'_>) -> Poll<io::Result<()>>;
+    /// Ready when a write may make progress.
+    fn poll_write_ready(&self, cx: &mut Context<'_>) -> Poll<io::Result<()>>;
+    /// Read what is there without waiting: `Ok(0)` is EOF (FIN), `WouldBlock`
+    /// nothing now. A read shorter than `buf` may clear the read readiness
+    /// (the source is drained).
+    fn try_read(&mut self, buf: &mut [u8]) -> io::Result<usize>;
+    /// Write what fits now without waiting (`WouldBlock`: nothing fits).
+    fn try_write(&mut self, buf: &[u8]) -> io::Result<usize>;
+    /// Shut down the write half: the peer sees FIN (TLS: after close_notify).
+    fn shutdown_write(&mut self) -> io::Result<()>;
+    /// Close abortively: the peer sees RST.
+    fn reset(self: Box<Self>);
+}
+
+impl Transport for TcpStream {
+    fn poll_read_ready(&self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        TcpStream::poll_read_ready(self, cx)
+    }
+
+    fn poll_write_ready(&self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        TcpStream::poll_write_ready(self, cx)
+    }
+
+    /// A short read clears the socket's read readiness (as tokio's own
+    /// `poll_read` does): the socket is drained, so the next loop waits for
+    /// epoll instead of paying a `recv` that returns `EAGAIN`. That saves one
+    /// syscall per chunk, which is most of a small frame's cost.
+    fn try_read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let len = buf.len();
+        let mut got = None;
+        let r = self.try_io(tokio::io::Interest::READABLE, || {
+            let n = TcpStream::try_read(self, buf)?;
+            got = Some(n);
+            if n > 0 && n < len {
+                // Makes try_io clear the readiness it saw; the bytes are in `got`.
+                return Err(io::ErrorKind::WouldBlock.into());
+            }
+            Ok(n)
+        });
+        match (r, got) {
+            (_, Some(n)) => Ok(n),
+            (r, None) => r,
+        }
+    }
+
+    fn try_write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        TcpStream::try_write(self, buf)
+    }
+
+    fn shutdown_write(&mut self) -> io::Result<()> {
+        socket2::SockRef::from(&*self).shutdown(std::net::Shutdown::Write)
+    }
+
+    fn reset(self: Box<Self>) {
+        reset_socket(*self);
+    }
+}
+
+/// Close a socket with RST (SO_LINGER 0, then close).
+pub fn reset_socket(s: TcpStream) {
+    let _ = socket2::SockRef::from(&s).set_linger(Some(Duration::ZERO));
+    drop(s);
+}
+
+/// Write as much as `dst` takes now, without waiting. `Err` means the
+/// destination is broken (reset by its peer, or gone): nothing more can be
+/// delivered to it.
+pub fn write_some(dst: &mut dyn Transport, bytes: &[u8]) -> io::Result<usize> {
+    let mut n = 0;
+    while n < bytes.len() {
+        match dst.try_write(&bytes[n..]) {
+            Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
+            Ok(k) => n += k,
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(n)
+}
