@@ -1033,3 +1033,281 @@ async fn demo_server_reports_a_busy_port() {
     assert_status(&o, 3);
     assert!(text(&o.stderr).contains(&addr));
 }
+
+// ------------------------------------------------ many clients, -j and --shard
+
+/// The `summary:` lines of a run's stdout.
+fn summary(o: &Output) -> Vec<String> {
+    let out = text(&o.stdout);
+    out.split("summary:")
+        .nth(1)
+        .unwrap_or_else(|| panic!("no summary:\n{out}"))
+        .lines()
+        .filter(|l| !l.trim().is_empty())
+        .map(|l| l.trim().to_string())
+        .collect()
+}
+
+/// The scenarios of a directory for the -j and --shard tests.
+fn library_dir(name: &str, files: &[&str]) -> PathBuf {
+    let dir = tmpdir(name);
+    let sc = dir.join("scenarios");
+    std::fs::create_dir_all(&sc).unwrap();
+    for f in files {
+        std::fs::copy(fixture(f), sc.join(f)).unwrap();
+    }
+    sc
+}
+
+/// (suite, testcase, failed) of a JUnit file, in file order.
+fn junit_cases(path: &Path) -> Vec<(String, String, bool)> {
+    let xml = std::fs::read_to_string(path).unwrap();
+    let doc = roxmltree::Document::parse(&xml).unwrap();
+    doc.descendants()
+        .filter(|n| n.has_tag_name("testcase"))
+        .map(|n| {
+            (
+                n.attribute("classname").unwrap_or("").to_string(),
+                n.attribute("name").unwrap_or("").to_string(),
+                n.children().any(|c| c.has_tag_name("failure")),
+            )
+        })
+        .collect()
+}
+
+#[tokio::test]
+async fn parallel_runs_agree_with_one_at_a_time_and_keep_file_order() {
+    let files = [
+        "broken.yaml",
+        "quick-pong-loss.yaml",
+        "quick-reset.yaml",
+        "snapshot-close.yaml",
+    ];
+    let sc = library_dir("parallel", &files);
+    let run = |jobs: &'static str, junit: PathBuf| {
+        let sc = sc.clone();
+        async move {
+            let o = flatline(
+                &[
+                    "run",
+                    p(&sc),
+                    "--demo",
+                    "--demo-arg=--no-heartbeat",
+                    "-j",
+                    jobs,
+                    "--junit",
+                    p(&junit),
+                ],
+                None,
+            )
+            .await;
+            (o, junit_cases(&junit))
+        }
+    };
+    let dir = sc.parent().unwrap().to_path_buf();
+    let (one, junit_one) = run("1", dir.join("junit-1.xml")).await;
+    let (four, junit_four) = run("4", dir.join("junit-4.xml")).await;
+    // An invalid file (exit 2) and a failed expectation: the same either way.
+    assert_status(&one, 2);
+    assert_status(&four, 2);
+    let s = summary(&four);
+    assert_eq!(summary(&one), s);
+    let status: Vec<&str> = s
+        .iter()
+        .map(|l| l.split_whitespace().next().unwrap())
+        .collect();
+    assert_eq!(status, ["INVALID", "FAIL", "PASS", "PASS"], "{s:?}");
+    for (line, f) in s.iter().zip(files) {
+        assert!(line.contains(f), "{s:?}");
+    }
+    assert_eq!(junit_one, junit_four);
+    let suites: Vec<&str> = junit_four.iter().map(|c| c.0.as_str()).collect();
+    assert_eq!(
+        suites,
+        [
+            "quick-pong-loss",
+            "quick-pong-loss",
+            "quick-reset",
+            "snapshot-close",
+            "snapshot-close"
+        ]
+    );
+    // Each scenario's messages come in one piece under its own heading.
+    let err = text(&four.stderr);
+    let mut groups: Vec<(String, String)> = Vec::new();
+    for line in err.lines() {
+        if let Some(h) = line.strip_prefix("── ") {
+            groups.push((h.trim_end_matches(" ──").to_string(), String::new()));
+        } else if let Some((_, body)) = groups.last_mut() {
+            body.push_str(line);
+            body.push('\n');
+        }
+    }
+    assert_eq!(groups.len(), files.len(), "{err}");
+    for (file, body) in &groups {
+        let stem = Path::new(file).file_stem().unwrap().to_str().unwrap();
+        for other in files.iter().map(|f| f.trim_end_matches(".yaml")) {
+            let relay_line = format!("flatline: `{other}` relay at");
+            assert_eq!(
+                body.contains(&relay_line),
+                other == stem && stem != "broken",
+                "{file}:\n{body}"
+            );
+        }
+    }
+}
+
+#[tokio::test]
+async fn shards_split_a_directory_once_and_in_order() {
+    let sc = library_dir(
+        "shard",
+        &[
+            "quick-pong-loss.yaml",
+            "quick-reset.yaml",
+            "snapshot-close.yaml",
+        ],
+    );
+    let mut seen = Vec::new();
+    for shard in ["1/2", "2/2"] {
+        let o = flatline(&["run", p(&sc), "--demo", "-q", "--shard", shard], None).await;
+        assert_status(&o, 0);
+        seen.push(summary(&o));
+    }
+    let names = |s: &[String]| -> Vec<String> {
+        s.iter()
+            .map(|l| {
+                l.split_whitespace()
+                    .nth(1)
+                    .unwrap()
+                    .rsplit('/')
+                    .next()
+                    .unwrap()
+                    .to_string()
+            })
+            .collect()
+    };
+    assert_eq!(
+        names(&seen[0]),
+        ["quick-pong-loss.yaml", "snapshot-close.yaml"]
+    );
+    assert_eq!(names(&seen[1]), ["quick-reset.yaml"]);
+
+    let o = flatline(&["run", p(&sc), "--demo", "-q", "--shard", "5/5"], None).await;
+    assert_status(&o, 0);
+    assert!(
+        text(&o.stderr).contains("shard 5/5 has no scenario (3 in all)"),
+        "{}",
+        text(&o.stderr)
+    );
+    for bad in ["0/2", "3/2", "two"] {
+        let o = flatline(&["run", p(&sc), "--demo", "--shard", bad], None).await;
+        assert_status(&o, 2);
+        assert!(
+            text(&o.stderr).contains("is not a shard"),
+            "{}",
+            text(&o.stderr)
+        );
+    }
+}
+
+#[tokio::test]
+async fn parallel_runs_refuse_a_fixed_port_or_a_shared_server_command() {
+    let sc = fixture("quick-reset.yaml");
+    let listen = format!("127.0.0.1:{}", free_port());
+    let o = flatline(
+        &["run", p(&sc), "--demo", "-j", "2", "--listen", &listen],
+        None,
+    )
+    .await;
+    assert_status(&o, 2);
+    assert!(
+        text(&o.stderr).contains("use --listen with port 0"),
+        "{}",
+        text(&o.stderr)
+    );
+    let o = flatline(
+        &[
+            "run",
+            p(&sc),
+            "--demo",
+            "-j",
+            "2",
+            "--server-cmd",
+            "true",
+            "--upstream",
+            "ws://127.0.0.1:1/",
+        ],
+        None,
+    )
+    .await;
+    assert_status(&o, 2);
+    assert!(text(&o.stderr).contains("use -j 1"), "{}", text(&o.stderr));
+}
+
+#[tokio::test]
+async fn clients_start_n_commands_each_with_its_index_and_url() {
+    let dir = tmpdir("clients");
+    let report = dir.join("report.json");
+    let cmd = format!(
+        "echo \"client=$FLATLINE_CLIENT url=$FLATLINE_URL\"; exec '{}' demo-client",
+        bin()
+    );
+    let o = flatline(
+        &[
+            "run",
+            p(&fixture("quick-reset.yaml")),
+            "-q",
+            "--clients",
+            "3",
+            "--client-cmd",
+            &cmd,
+            "--report",
+            p(&report),
+        ],
+        None,
+    )
+    .await;
+    assert_status(&o, 0);
+    let r = read_json(&report);
+    assert_eq!(r["scenario_spec"]["clients"], 3, "recorded for replay");
+    let cmds = r["commands"].as_array().unwrap();
+    assert_eq!(cmds.len(), 3, "{r}");
+    let mut clients = Vec::new();
+    for c in cmds {
+        let tail = c["output_tail"].as_str().unwrap();
+        let line = tail.lines().find(|l| l.starts_with("client=")).unwrap();
+        let (client, url) = line.split_once(" url=").unwrap();
+        let client = client.trim_start_matches("client=").to_string();
+        assert!(
+            url.ends_with(&format!("/feed?flatline_client={client}")),
+            "{line}"
+        );
+        assert!(tail.contains("open (connection 2)"), "{tail}");
+        clients.push(client);
+    }
+    clients.sort();
+    assert_eq!(clients, ["0", "1", "2"]);
+    // Each client is judged on its own connections.
+    let v = &r["expectations"][0];
+    assert_eq!(v["passed"], true, "{v}");
+    let detail = v["detail"].as_str().unwrap();
+    assert!(
+        detail.starts_with("3 of 3 clients passed (all 3 needed)"),
+        "{detail}"
+    );
+
+    for bad in ["0", "10001", "many"] {
+        let o = flatline(
+            &[
+                "run",
+                p(&fixture("quick-reset.yaml")),
+                "--demo",
+                "--clients",
+                bad,
+            ],
+            None,
+        )
+        .await;
+        assert_status(&o, 2);
+    }
+}

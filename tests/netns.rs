@@ -221,14 +221,24 @@ async fn tcp_user_timeout_is_judged_by_the_kernel_in_netns_mode_only() {
     assert!(gave_up(&r).is_none());
 }
 
+/// The client's text frames logged in `(t, until)`. The report folds frames
+/// nothing judges into runs, which never span another event of their
+/// connection or a global one (such as the kernel rule's or the give-up's),
+/// so a run lies wholly inside the window or outside it.
 fn client_frames_after(r: &Report, t: Duration, until: Duration) -> usize {
+    let client_text =
+        |f: &flatline::events::FrameInfo| f.dir == Direction::ToServer && f.opcode == Opcode::Text;
     r.events
         .iter()
         .filter(|e| e.t > t && e.t < until)
-        .filter(|e| {
-            matches!(&e.kind, EventKind::Frame(f) if f.dir == Direction::ToServer && f.opcode == Opcode::Text)
+        .map(|e| match &e.kind {
+            EventKind::Frame(f) if client_text(f) => 1,
+            EventKind::Frames(run) if client_text(&run.frame) && run.last < until => {
+                run.count as usize
+            }
+            _ => 0,
         })
-        .count()
+        .sum()
 }
 
 fn kernel_time(r: &Report) -> Duration {
@@ -403,28 +413,49 @@ async fn a_killed_run_is_cleaned_up_by_the_next() {
             .filter(|n| n.starts_with(&p))
             .collect()
     };
-    // The run prints its URL once its namespaces exist.
-    let out = std::io::BufReader::new(child.stderr.take().unwrap());
-    let line = std::io::BufRead::lines(out)
-        .map_while(Result::ok)
-        .find(|l| l.contains("relay at"))
-        .expect("the relay's URL");
+    // The run prints its URL once its namespaces exist. Its stderr stays
+    // open (and read) until it is killed: a closed pipe would end it early.
+    let mut out = std::io::BufReader::new(child.stderr.take().unwrap());
+    let mut line = String::new();
+    while !line.contains("relay at") {
+        line.clear();
+        assert!(
+            std::io::BufRead::read_line(&mut out, &mut line).unwrap() > 0,
+            "no URL"
+        );
+    }
     assert!(line.contains("10.77.0.1"), "{line}");
+    let drain = std::thread::spawn(move || std::io::Read::read_to_end(&mut out, &mut Vec::new()));
     assert_eq!(theirs().len(), 2, "{:?}", theirs());
     child.kill().unwrap();
     child.wait().unwrap();
+    let _ = drain.join();
     assert_eq!(theirs().len(), 2, "a SIGKILLed run cannot clean up");
     // The next run (here: the next set of namespaces) removes them.
     // Its client command (orphaned in the client's namespace) is ended too.
-    let orphan = std::process::Command::new("ip")
-        .args(["netns", "pids"])
-        .arg(theirs().iter().find(|n| n.ends_with("-client")).unwrap())
-        .output()
+    // The URL is printed just before the client starts: a bounded wait for
+    // its process to show up in the namespace (another process's state has
+    // no event to await).
+    let client_ns = theirs()
+        .into_iter()
+        .find(|n| n.ends_with("-client"))
         .unwrap();
-    let orphan: i32 = String::from_utf8_lossy(&orphan.stdout)
-        .trim()
-        .parse()
-        .unwrap();
+    let deadline = std::time::Instant::now() + Duration::from_secs(15);
+    let orphan: i32 = loop {
+        let out = std::process::Command::new("ip")
+            .args(["netns", "pids", &client_ns])
+            .output()
+            .unwrap();
+        if let Ok(p) = String::from_utf8_lossy(&out.stdout).trim().parse() {
+            break p;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the client never started: {:?}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        std::thread::sleep(Duration::from_millis(10));
+    };
     let next = flatline::netns::Netns::create(None).unwrap();
     assert!(theirs().is_empty(), "{:?}", theirs());
     assert!(next.cleaned.iter().any(|n| n.contains(&format!("{pid}."))));
@@ -543,4 +574,107 @@ faults:
         "{}",
         client.output_tail
     );
+}
+
+#[tokio::test]
+async fn without_nft_the_run_stops_before_anything_starts() {
+    let _one = ONE_AT_A_TIME.lock().await;
+    if skip() {
+        return;
+    }
+    // A PATH with `ip` but no `nft`.
+    let dir = std::env::temp_dir().join(format!("flatline-nonft-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let ip = ["/usr/sbin/ip", "/sbin/ip", "/usr/bin/ip", "/bin/ip"]
+        .into_iter()
+        .find(|p| std::path::Path::new(p).exists())
+        .expect("ip");
+    let _ = std::os::unix::fs::symlink(ip, dir.join("ip"));
+    let file = dir.join("idle.yaml");
+    std::fs::write(&file, IDLE).unwrap();
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_flatline"))
+        .args(["run", "--netns", "--client-cmd", "true"])
+        .arg(&file)
+        .env("PATH", &dir)
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(3), "{err}");
+    assert_eq!(err.trim().lines().count(), 1, "{err}");
+    assert!(err.contains("`nft`") && err.contains("nftables"), "{err}");
+    assert!(ours().is_empty());
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[tokio::test]
+async fn ctrl_c_on_the_command_line_removes_the_namespaces() {
+    let _one = ONE_AT_A_TIME.lock().await;
+    if skip() {
+        return;
+    }
+    let dir = std::env::temp_dir().join(format!("flatline-netns-int-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let file = dir.join("idle.yaml");
+    std::fs::write(&file, IDLE).unwrap();
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_flatline"))
+        .args(["run", "--netns", "--client-cmd", "exec sleep 1000"])
+        .arg(&file)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let pid = child.id();
+    let theirs = || -> Vec<String> {
+        let p = format!("{}{pid}.", ns::PREFIX);
+        ns::list_ours()
+            .into_iter()
+            .filter(|n| n.starts_with(&p))
+            .collect()
+    };
+    let mut out = std::io::BufReader::new(child.stderr.take().unwrap());
+    let mut line = String::new();
+    while !line.contains("relay at") {
+        line.clear();
+        assert!(
+            std::io::BufRead::read_line(&mut out, &mut line).unwrap() > 0,
+            "no URL"
+        );
+    }
+    assert_eq!(theirs().len(), 2, "{:?}", theirs());
+    // SAFETY: signalling our own child.
+    unsafe {
+        libc::kill(pid as i32, libc::SIGINT);
+    }
+    let mut rest = String::new();
+    std::io::Read::read_to_string(&mut out, &mut rest).unwrap();
+    let status = child.wait().unwrap();
+    assert!(
+        !status.success(),
+        "an interrupted run does not pass: {rest}"
+    );
+    assert!(theirs().is_empty(), "{:?}", theirs());
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn network_netns_in_a_scenario_is_the_same_as_the_flag() {
+    use flatline::scenario::Network;
+    let sc = parse_str(
+        &IDLE.replace("duration:", "network: netns\nduration:"),
+        "n.yaml",
+    )
+    .unwrap()
+    .scenario;
+    assert_eq!(sc.network, Network::Netns);
+    assert_eq!(
+        parse_str(IDLE, "n.yaml").unwrap().scenario.network,
+        Network::Relay
+    );
+    let Err(err) = parse_str(
+        &IDLE.replace("duration:", "network: kernel\nduration:"),
+        "n.yaml",
+    ) else {
+        panic!("an unknown network was accepted");
+    };
+    assert!(err.to_string().contains("n.yaml:"), "{err}");
 }

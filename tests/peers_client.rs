@@ -620,3 +620,36 @@ fn backoff_grows_within_bounds_and_is_reproducible() {
     assert_eq!(b.failures(), 0);
     assert!(b.next_delay() < Duration::from_millis(375));
 }
+
+#[test]
+fn first_retry_is_full_jitter_and_no_jitter_is_exact() {
+    let min = Duration::from_millis(1000);
+    let max = Duration::from_secs(8);
+    // Full jitter: 200 clients (seed + index) spread their first retry over
+    // [0, min), not at one instant.
+    let mut firsts: Vec<Duration> = (0..200)
+        .map(|i| Backoff::new(min, max, 5 + i).first_retry())
+        .collect();
+    assert!(firsts.iter().all(|d| *d < min), "{firsts:?}");
+    firsts.sort();
+    let spread = firsts[179] - firsts[20];
+    assert!(
+        spread > Duration::from_millis(600),
+        "p10..p90 only {spread:?}"
+    );
+    assert_eq!(
+        Backoff::new(min, max, 5).first_retry(),
+        Backoff::new(min, max, 5).first_retry(),
+        "seeded"
+    );
+    // The first retry counts no failure: the backoff still starts at min.
+    let mut b = Backoff::new(min, max, 5);
+    b.first_retry();
+    assert_eq!(b.failures(), 0);
+    assert!(b.next_delay() >= min);
+    // --no-jitter: every client waits exactly the same.
+    let mut n = Backoff::without_jitter(min, max);
+    assert_eq!(n.first_retry(), min);
+    let delays: Vec<Duration> = (0..5).map(|_| n.next_delay()).collect();
+    assert_eq!(delays, [1, 2, 4, 8, 8].map(Duration::from_secs));
+}

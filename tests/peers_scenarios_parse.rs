@@ -153,6 +153,7 @@ fn every_scenario_parses_and_is_self_consistent() {
             use flatline::scenario::ExpectKind::*;
             let (refs, during): (Vec<&Reference>, Option<&String>) = match &e.kind {
                 Detects(k) => (vec![&k.after], None),
+                Herd(k) => (vec![&k.after], None),
                 Reconnects(k) => (vec![&k.after], None),
                 NoReconnect(k) => (vec![&k.after], None),
                 Sends(k) => {

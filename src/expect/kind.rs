@@ -152,6 +152,13 @@ pub trait Judge: Send {
     /// included, in each connection's order; kinds that judge frames keep
     /// what they need here (bounded), since the log folds frames.
     fn observe(&mut self, _e: &Event) {}
+    /// True when the kind judges all the clients of a run together (`herd`):
+    /// the runner then judges it on the whole log and ignores its
+    /// `clients:` scope. Other kinds are judged on each client's own
+    /// connections when there are several clients.
+    fn across_clients(&self) -> bool {
+        false
+    }
     /// The outcome if decided, `None` while later events could change it;
     /// must decide when `cx.finished`.
     fn judge(&self, cx: &Ctx<'_>) -> Option<Outcome>;

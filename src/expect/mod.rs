@@ -10,6 +10,10 @@
 //! while later events could still change its verdict, so the run can end as
 //! soon as every verdict is known.
 //!
+//! With several clients, an expectation is judged on each client's own
+//! connections and folded by its `clients:` scope ([`scope`]), except kinds
+//! that judge all clients together (`herd`).
+//!
 //! [`build`] turns a scenario's `expect:` list into [`Expect`]s,
 //! [`judge_all`] judges them all at once, and [`warnings`] reports what a
 //! peer must never do (reserved close codes, reconnect storms) even when no
@@ -21,11 +25,14 @@ mod closes_with;
 mod common;
 mod detects;
 mod heartbeat;
+pub mod herd;
 mod kind;
 mod no_reconnect;
 mod reconnects;
 pub mod refs;
 pub mod registry;
+mod runner;
+pub mod scope;
 mod sends;
 mod stays_connected;
 #[cfg(test)]
@@ -37,16 +44,17 @@ pub use closes_with::ClosesWith;
 pub use common::{Span, Window};
 pub use detects::Detects;
 pub use heartbeat::Heartbeat;
+pub use herd::Herd;
 pub use kind::{Anchor, Checks, Ctx, Invalid, Judge, Kind, Outcome, Timing};
 pub use no_reconnect::NoReconnect;
 pub use reconnects::Reconnects;
 pub use registry::ExpectKind;
+pub use runner::{build, judge_all, observe_all, Expect};
 pub use sends::Sends;
 pub use stays_connected::StaysConnected;
 pub use warnings::warnings;
 
 use crate::events::Event;
-use crate::scenario::Scenario;
 use serde::{Deserialize, Serialize};
 use std::time::Duration;
 
@@ -99,115 +107,12 @@ pub(crate) struct JudgeCtx<'a> {
     pub finished: bool,
 }
 
-/// One expectation of a run: its name, its kind and its judge.
-pub struct Expect {
-    /// The effective name.
-    pub name: String,
-    /// The kind name.
-    pub kind: &'static str,
-    judge: Box<dyn Judge>,
-}
-
-impl std::fmt::Debug for Expect {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Expect")
-            .field("name", &self.name)
-            .field("kind", &self.kind)
-            .finish()
-    }
-}
-
-impl Expect {
-    /// Build the expectation `name` of kind `kind`; the error names it and
-    /// what is wrong (an invalid regex in `match`).
-    pub fn new(name: &str, kind: &ExpectKind) -> Result<Expect, String> {
-        Ok(Expect {
-            name: name.to_string(),
-            kind: kind.name(),
-            judge: kind
-                .judge()
-                .map_err(|e| format!("expectation `{name}`: {e}"))?,
-        })
-    }
-
-    /// Show the judge an event as it is logged (frames the log folds too).
-    pub fn observe(&mut self, e: &Event) {
-        self.judge.observe(e);
-    }
-
-    /// The verdict over the kept `events` at `now`, if decided (always when
-    /// `finished`).
-    pub fn verdict(&self, events: &[Event], now: Duration, finished: bool) -> Option<Verdict> {
-        let ctx = JudgeCtx {
-            events,
-            now,
-            finished,
-        };
-        fn whole<'a>(ctx: &JudgeCtx<'a>) -> Ctx<'a> {
-            Ctx {
-                events: ctx.events,
-                now: ctx.now,
-                finished: ctx.finished,
-                at: None,
-                window: None,
-            }
-        }
-        let out = match self.judge.anchor() {
-            Anchor::Whole => self.judge.judge(&whole(&ctx)),
-            Anchor::After(r, consequence) => {
-                let ctx = common::before_stopping(&ctx);
-                match common::locate_or_fail(r, &ctx, &consequence) {
-                    Ok(at) => self.judge.judge(&Ctx {
-                        at: Some(at),
-                        ..whole(&ctx)
-                    }),
-                    Err(o) => o,
-                }
-            }
-            Anchor::Span(span) => match span.locate_or_fail(&ctx) {
-                Ok(w) => self.judge.judge(&Ctx {
-                    window: Some(&w),
-                    ..whole(&ctx)
-                }),
-                Err(o) => o,
-            },
-        };
-        out.map(|o| Verdict {
-            name: self.name.clone(),
-            kind: self.kind.to_string(),
-            passed: o.passed,
-            observed: o.observed,
-            detail: o.detail,
-        })
-    }
-}
-
-/// Every expectation of the scenario, with its effective name
-/// ([`Scenario::expect_name`]), in file order.
-pub fn build(s: &Scenario) -> Result<Vec<Expect>, String> {
-    (0..s.expect.len())
-        .map(|i| Expect::new(&s.expect_name(i), &s.expect[i].kind))
-        .collect()
-}
-
-/// Judge every expectation against the kept log at `now`; `None` for those
-/// still undecided (never when `finished`).
-pub fn judge_all(
-    exps: &[Expect],
-    events: &[Event],
-    now: Duration,
-    finished: bool,
-) -> Vec<Option<Verdict>> {
-    exps.iter()
-        .map(|e| e.verdict(events, now, finished))
-        .collect()
-}
-
 #[cfg(test)]
 mod tests {
     use super::testlog::Log;
     use super::*;
     use crate::events::Side::*;
+    use crate::scenario::Scenario;
 
     fn scenario(expect: &str) -> Scenario {
         let yaml = format!(
@@ -229,7 +134,7 @@ mod tests {
             .fault_start("outage", &[1], 3.1)
             .close_frame(1, 9.0, Client, Some(1000))
             .events();
-        let v = judge_all(&exps, &log, Duration::from_secs(9), false);
+        let v = judge_all(&exps, &log, Duration::from_secs(9), false, None);
         let first = v[0].as_ref().expect("detects decided");
         assert!(first.passed);
         assert_eq!(
@@ -237,7 +142,7 @@ mod tests {
             ("notices", "detects")
         );
         assert!(v[1].is_none());
-        let v = judge_all(&exps, &log, Duration::from_secs(40), true);
+        let v = judge_all(&exps, &log, Duration::from_secs(40), true, None);
         assert!(v.iter().all(Option::is_some), "finished forces a decision");
         let second = v[1].as_ref().unwrap();
         assert!(!second.passed);
@@ -265,6 +170,7 @@ mod tests {
   - {kind: backoff, during: outage}
   - {kind: sends, match: {}, after: open#1, within: 5s}
   - {kind: closes_with, code: 1000}
+  - {kind: herd, after: outage.end, max_attempts: 50}
 ",
         );
         let exps = build(&s).unwrap();

@@ -75,6 +75,7 @@ registry! {
     Backoff(super::backoff::Backoff),
     Sends(super::sends::Sends),
     ClosesWith(super::closes_with::ClosesWith),
+    Herd(super::herd::Herd),
 }
 
 /// The field names serde's derive declared for `T` (read by asking `T` to

@@ -2,10 +2,13 @@
 //! expectation asks. Close frames carrying a code reserved for local use
 //! (1005 "no status", 1006 "abnormal closure", 1015 "TLS failure", RFC 6455
 //! §7.4.1), and reconnect storms (more than [`STORM_ATTEMPTS`] connections
-//! accepted within [`STORM_WINDOW`]).
+//! accepted within [`STORM_WINDOW`]). With several clients, storms are
+//! counted per client ([`super::scope`]); attempts refused before their
+//! request was read belong to no known client and are not counted.
 
 use super::common::secs;
 use crate::events::{Event, EventKind, Opcode};
+use std::collections::BTreeMap;
 use std::time::Duration;
 
 /// A storm is more than this many accepts…
@@ -32,11 +35,24 @@ pub fn warnings(events: &[Event]) -> Vec<String> {
             ));
         }
     }
-    let accepts: Vec<(u32, Duration)> = events
-        .iter()
-        .filter(|e| matches!(e.kind, EventKind::Accept { .. }))
-        .map(|e| (e.conn.unwrap_or(0), e.t))
-        .collect();
+    let owner = super::scope::attribute(events);
+    let mut per_client: BTreeMap<Option<usize>, Vec<(u32, Duration)>> = BTreeMap::new();
+    for e in events {
+        if let (EventKind::Accept { .. }, Some(n)) = (&e.kind, e.conn) {
+            let who = owner.get(&n).copied();
+            if who.is_some() || owner.is_empty() {
+                per_client.entry(who).or_default().push((n, e.t));
+            }
+        }
+    }
+    for (who, accepts) in per_client {
+        storms(&accepts, who, &mut out);
+    }
+    out
+}
+
+/// Report each run of accepts denser than a storm once.
+fn storms(accepts: &[(u32, Duration)], who: Option<usize>, out: &mut Vec<String>) {
     // Mark every accept that lies in a dense window, then report each run of
     // marked accepts (neighbours within the window) once.
     let mut dense = vec![false; accepts.len()];
@@ -66,8 +82,9 @@ pub fn warnings(events: &[Event]) -> Vec<String> {
         {
             k += 1;
         }
+        let of = who.map(|c| format!(" of client {c}")).unwrap_or_default();
         out.push(format!(
-            "reconnect storm: {} connections (#{} to #{}) were accepted between t={} and t={}, more than {STORM_ATTEMPTS} within {} s",
+            "reconnect storm{of}: {} connections (#{} to #{}) were accepted between t={} and t={}, more than {STORM_ATTEMPTS} within {} s",
             k + 1 - i,
             accepts[i].0,
             accepts[k].0,
@@ -77,7 +94,6 @@ pub fn warnings(events: &[Event]) -> Vec<String> {
         ));
         i = k + 1;
     }
-    out
 }
 
 #[cfg(test)]
@@ -120,5 +136,29 @@ mod tests {
             vec!["reconnect storm: 8 connections (#6 to #13) were accepted between t=5.00 s and t=5.70 s, more than 5 within 1 s".to_string()]
         );
         assert!(warnings(&Log::new().accept(1, 0.0).events()).is_empty());
+    }
+
+    #[test]
+    fn storms_are_counted_per_client() {
+        let mut log = Log::new();
+        // Eight clients connecting within a second is no storm; client 3
+        // trying six times in a second is; an attempt of no known client
+        // (refused before its request) does not count.
+        for n in 1..=8u32 {
+            let c = if n > 2 { 3 } else { n as usize };
+            log = log.accept(n, 0.1 * n as f64).push(
+                Some(n),
+                0.1 * n as f64,
+                EventKind::Request {
+                    path: format!("/feed?flatline_client={c}"),
+                    extensions_removed: false,
+                },
+            );
+        }
+        let w = warnings(&log.accept(9, 0.85).events());
+        assert_eq!(
+            w,
+            vec!["reconnect storm of client 3: 6 connections (#3 to #8) were accepted between t=0.30 s and t=0.80 s, more than 5 within 1 s".to_string()]
+        );
     }
 }

@@ -195,9 +195,9 @@ impl Controller {
         f
     }
 
-    async fn load(&self, script: String) -> Result<(), String> {
+    async fn load(&self, script: String) -> Result<bool, String> {
         let ns = self.relay_ns.clone();
-        tokio::task::spawn_blocking(move || nft::load(&ns, &script))
+        tokio::task::spawn_blocking(move || nft::load_rules(&ns, &script))
             .await
             .map_err(|e| e.to_string())?
             .map_err(|e| e.to_string())
@@ -207,7 +207,13 @@ impl Controller {
         let rules = nft::rules(a.effect, &a.flows, self.ports, healed);
         let script = nft::table_script(&a.table, &a.flows, &rules);
         let what = match self.load(script).await {
-            Ok(()) => describe(a.effect, &a.flows, &a.conns, healed),
+            Ok(logged) => {
+                let mut what = describe(a.effect, &a.flows, &a.conns, healed);
+                if !logged && matches!(a.effect, KernelEffect::Drop { .. }) && !healed {
+                    what.push_str(" (NFLOG unavailable: dropped packets are not read)");
+                }
+                what
+            }
             Err(e) => format!("FAILED: {e}"),
         };
         log.emit(
@@ -270,7 +276,7 @@ impl Controller {
         for f in self.faults.values().filter(|f| f.at_start) {
             let flows = self.flows(&f.which, &[], &[]);
             let rules = nft::rules(f.effect, &flows, self.ports, false);
-            nft::load(&self.relay_ns, &nft::table_script(&f.table, &flows, &rules))?;
+            nft::load_rules(&self.relay_ns, &nft::table_script(&f.table, &flows, &rules))?;
         }
         Ok(())
     }
@@ -340,7 +346,7 @@ impl Controller {
                     } => self.apply(log, fault, &a, true).await,
                     _ => {
                         let what = match self.load(nft::delete_script(&a.table)).await {
-                            Ok(()) => "rules removed".to_string(),
+                            Ok(_) => "rules removed".to_string(),
                             Err(e) => format!("FAILED to remove rules: {e}"),
                         };
                         log.emit(

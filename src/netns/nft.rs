@@ -195,6 +195,17 @@ pub fn load(ns: &Path, script: &str) -> Result<(), NetnsError> {
     }
 }
 
+/// Load rules; where the kernel cannot log to NFLOG (no `nfnetlink_log`),
+/// load them without the `log` statements. Whether packets are logged.
+pub fn load_rules(ns: &Path, script: &str) -> Result<bool, NetnsError> {
+    let log = format!("log group {} ", super::nflog::GROUP);
+    match load(ns, script) {
+        Ok(()) => Ok(script.contains(&log)),
+        Err(_) if script.contains(&log) => load(ns, &script.replace(&log, "")).map(|()| false),
+        Err(e) => Err(e),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

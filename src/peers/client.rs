@@ -25,14 +25,18 @@
 //!    `--backoff-min` and `--backoff-max`; failed attempts (refused, reset,
 //!    HTTP error) back off further, and an HTTP `Retry-After` is honoured
 //!    (capped at `--backoff-max`). A connection that stayed open for
-//!    `--timeout` resets the backoff.
+//!    `--timeout` resets the backoff. The first retry after a healthy
+//!    connection is lost waits a full-jitter delay (uniform between 0 and
+//!    `--backoff-min`): when a server drops thousands of clients at once,
+//!    their first retries are spread out instead of arriving together (a
+//!    thundering herd). Later retries grow as `--backoff-min · 2^n` times a
+//!    jitter factor in `[1, 1.5)`, so that the gaps never shrink.
 //!
 //! Every decision is logged with the time since the client started.
 
-use super::server::parse_duration;
+pub use super::backoff::Backoff;
+pub use super::client_opts::{DemoClientOpts, HeartbeatKind};
 use futures_util::{SinkExt, StreamExt};
-use rand::{Rng, SeedableRng};
-use rand_chacha::ChaCha8Rng;
 use std::time::Duration;
 use tokio::net::TcpStream;
 use tokio::time::Instant;
@@ -60,125 +64,6 @@ const CLOSE_WRITE_TIMEOUT: Duration = Duration::from_millis(200);
 /// tungstenite can write its close reply.
 const DRAIN_TIMEOUT: Duration = Duration::from_millis(500);
 
-/// What the client sends as its heartbeat.
-#[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq, Default)]
-pub enum HeartbeatKind {
-    /// The text `ping`, answered by the text `pong` (what a browser page can do).
-    #[default]
-    Text,
-    /// WebSocket ping frames, answered by pong frames.
-    Ping,
-}
-
-/// Options of the demo client (`flatline demo-client`, and the scenario's
-/// `demo_client:` arguments under `--demo`).
-#[derive(clap::Args, Clone, Debug, PartialEq)]
-pub struct DemoClientOpts {
-    /// The ws:// URL to connect to (default: `$FLATLINE_URL`).
-    #[arg(value_name = "URL")]
-    pub url: Option<String>,
-    /// Heartbeat interval.
-    #[arg(long, value_name = "DURATION", default_value = "1s", value_parser = parse_duration)]
-    pub heartbeat: Duration,
-    /// The link is declared dead after this long without any message from the server.
-    #[arg(long, value_name = "DURATION", default_value = "3s", value_parser = parse_duration)]
-    pub timeout: Duration,
-    /// What the heartbeat is.
-    #[arg(long, value_enum, default_value_t = HeartbeatKind::Text)]
-    pub heartbeat_kind: HeartbeatKind,
-    /// Smallest reconnect delay.
-    #[arg(long, value_name = "DURATION", default_value = "250ms", value_parser = parse_duration)]
-    pub backoff_min: Duration,
-    /// Largest reconnect delay.
-    #[arg(long, value_name = "DURATION", default_value = "5s", value_parser = parse_duration)]
-    pub backoff_max: Duration,
-    /// Each connection attempt's own handshake timeout.
-    #[arg(long, value_name = "DURATION", default_value = "3s", value_parser = parse_duration)]
-    pub connect_timeout: Duration,
-    /// The subscription message sent after every open.
-    #[arg(long, value_name = "TEXT", default_value = DEFAULT_SUBSCRIBE)]
-    pub subscribe: String,
-    /// Close intentionally (code 1000) this long after the first open, then exit.
-    #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
-    pub close_after: Option<Duration>,
-    /// Seed of the backoff jitter.
-    #[arg(long, value_name = "N", default_value_t = 0)]
-    pub seed: u64,
-    /// Stop after this long in any case.
-    #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
-    pub max_runtime: Option<Duration>,
-    /// Broken: send no heartbeat and never declare a link dead.
-    #[arg(long)]
-    pub no_heartbeat: bool,
-    /// Broken: reconnect immediately, with no delay (and ignore `Retry-After`).
-    #[arg(long)]
-    pub no_backoff: bool,
-    /// Broken: reconnect even after the client's own intentional close.
-    #[arg(long)]
-    pub reconnect_after_close: bool,
-    /// Broken: subscribe only on the first connection.
-    #[arg(long)]
-    pub no_resubscribe: bool,
-    /// Broken: no handshake timeout (an unanswered attempt hangs forever).
-    #[arg(long)]
-    pub no_connect_timeout: bool,
-    /// The text message with which the server asks for a reconnect: the
-    /// client closes with 1000 and reconnects after the shortest backoff.
-    #[arg(long, value_name = "TEXT", default_value = DEFAULT_RECONNECT_MESSAGE)]
-    pub reconnect_message: String,
-    /// Broken: ignore the server's reconnect message.
-    #[arg(long)]
-    pub ignore_reconnect: bool,
-}
-
-impl Default for DemoClientOpts {
-    fn default() -> Self {
-        DemoClientOpts {
-            url: None,
-            heartbeat: Duration::from_secs(1),
-            timeout: Duration::from_secs(3),
-            heartbeat_kind: HeartbeatKind::Text,
-            backoff_min: Duration::from_millis(250),
-            backoff_max: Duration::from_secs(5),
-            connect_timeout: Duration::from_secs(3),
-            subscribe: DEFAULT_SUBSCRIBE.to_owned(),
-            close_after: None,
-            seed: 0,
-            max_runtime: None,
-            no_heartbeat: false,
-            no_backoff: false,
-            reconnect_after_close: false,
-            no_resubscribe: false,
-            no_connect_timeout: false,
-            reconnect_message: DEFAULT_RECONNECT_MESSAGE.to_owned(),
-            ignore_reconnect: false,
-        }
-    }
-}
-
-#[derive(clap::Parser)]
-#[command(name = "demo-client", args_override_self = true)]
-struct DemoClientCli {
-    #[command(flatten)]
-    opts: DemoClientOpts,
-}
-
-impl DemoClientOpts {
-    /// Parses demo-client arguments (without a program name), e.g. a
-    /// scenario's `demo_client:` list followed by extra ones. A flag given
-    /// twice keeps its last value.
-    pub fn from_args<I, S>(args: I) -> Result<Self, clap::Error>
-    where
-        I: IntoIterator<Item = S>,
-        S: Into<std::ffi::OsString> + Clone,
-    {
-        use clap::Parser;
-        let argv = std::iter::once(std::ffi::OsString::from("demo-client"))
-            .chain(args.into_iter().map(Into::into));
-        DemoClientCli::try_parse_from(argv).map(|cli| cli.opts)
-    }
-}
-
 /// Why [`run_client`] could not run at all.
 #[derive(Debug, thiserror::Error)]
 pub enum ClientError {
@@ -204,52 +89,6 @@ pub enum ClientExit {
     Shutdown,
     /// `--max-runtime` elapsed.
     MaxRuntime,
-}
-
-/// Exponential backoff with seeded jitter: the delay before reconnect
-/// attempt `n` (counting consecutive failures from 0) is
-/// `min(backoff_max, backoff_min * 2^n * j)` with `j` uniform in `[1, 1.5)`.
-/// Because `j < 2`, delays never shrink until they reach the cap.
-#[derive(Debug, Clone)]
-pub struct Backoff {
-    min: Duration,
-    max: Duration,
-    failures: u32,
-    rng: ChaCha8Rng,
-}
-
-impl Backoff {
-    /// A backoff between `min` and `max` (a `max` below `min` is raised to it).
-    pub fn new(min: Duration, max: Duration, seed: u64) -> Self {
-        Backoff {
-            min,
-            max: max.max(min),
-            failures: 0,
-            rng: ChaCha8Rng::seed_from_u64(seed),
-        }
-    }
-
-    /// The delay before the next attempt; counts one more failure.
-    pub fn next_delay(&mut self) -> Duration {
-        let factor = 2f64.powi(self.failures.min(40) as i32) * self.rng.gen_range(1.0..1.5);
-        self.failures = self.failures.saturating_add(1);
-        let secs = self.min.as_secs_f64() * factor;
-        if !secs.is_finite() || secs >= self.max.as_secs_f64() {
-            self.max
-        } else {
-            Duration::from_secs_f64(secs).max(self.min)
-        }
-    }
-
-    /// Forgets the failures (after a connection that stayed open a while).
-    pub fn reset(&mut self) {
-        self.failures = 0;
-    }
-
-    /// Consecutive failures counted so far.
-    pub fn failures(&self) -> u32 {
-        self.failures
-    }
 }
 
 /// Timestamps and forwards decision lines.
@@ -327,7 +166,11 @@ pub async fn run_client(
     }
     let mut client = Client {
         url,
-        backoff: Backoff::new(opts.backoff_min, opts.backoff_max, opts.seed),
+        backoff: if opts.no_jitter {
+            Backoff::without_jitter(opts.backoff_min, opts.backoff_max)
+        } else {
+            Backoff::new(opts.backoff_min, opts.backoff_max, opts.seed)
+        },
         stop_at: opts.max_runtime.map(|d| Instant::now() + d),
         opts,
         shutdown,
@@ -380,6 +223,18 @@ impl<F: FnMut(&str)> Client<F> {
         match retry_after {
             Some(ra) => delay.max(ra.min(self.opts.backoff_max)),
             None => delay,
+        }
+    }
+
+    /// The delay before the first attempt after an open connection ended:
+    /// full jitter when no failure is counted, the backoff otherwise.
+    fn lost_delay(&mut self) -> Duration {
+        if self.opts.no_backoff {
+            Duration::ZERO
+        } else if self.backoff.failures() == 0 {
+            self.backoff.first_retry()
+        } else {
+            self.backoff.next_delay()
         }
     }
 
@@ -448,81 +303,92 @@ impl<F: FnMut(&str)> Client<F> {
                 // The connection was healthy: the next loss starts afresh.
                 self.backoff.reset();
             }
-            match end {
-                SessionEnd::Stop(exit) => {
-                    self.log(format!("stopping ({exit:?}): closing with 1001"));
-                    close_and_abandon(ws, CloseCode::Away, "client stopping").await;
-                    return exit;
-                }
-                SessionEnd::IntentionalClose => {
-                    self.closed_intentionally = true;
-                    self.log("closing intentionally with 1000 (--close-after)");
-                    self.close_gracefully(&mut ws).await;
-                    drop(ws);
-                    if !self.opts.reconnect_after_close {
-                        self.log("closed intentionally: not reconnecting");
-                        return ClientExit::IntentionalClose;
-                    }
-                    delay = self.reconnect_delay(None);
-                    self.log(format!(
-                        "reconnecting after my own close anyway (--reconnect-after-close) in {}",
-                        fmt_dur(delay)
-                    ));
-                }
-                SessionEnd::ReconnectAsked => {
-                    self.log("the server asked for a reconnect: closing with 1000");
-                    self.close_gracefully(&mut ws).await;
-                    drop(ws);
-                    self.backoff.reset();
-                    delay = self.reconnect_delay(None);
-                    self.log(format!("reconnecting as asked in {}", fmt_dur(delay)));
-                }
-                SessionEnd::HeartbeatTimeout => {
-                    close_and_abandon(
-                        ws,
-                        CloseCode::from(HEARTBEAT_TIMEOUT_CODE),
-                        "heartbeat timeout",
-                    )
-                    .await;
-                    delay = self.reconnect_delay(None);
-                    self.log(format!(
-                        "nothing from the server for {}: link declared dead, sent close {HEARTBEAT_TIMEOUT_CODE} and abandoned the socket; reconnecting in {}",
-                        fmt_dur(self.opts.timeout),
-                        fmt_dur(delay)
-                    ));
-                }
-                SessionEnd::ServerClose(frame) => {
-                    // Let tungstenite write its close reply and see the FIN.
-                    let _ = tokio::time::timeout(DRAIN_TIMEOUT, async {
-                        while let Some(Ok(_)) = ws.next().await {}
-                    })
-                    .await;
-                    drop(ws);
-                    delay = self.reconnect_delay(None);
-                    self.log(format!(
-                        "server closed the connection ({}): reconnecting in {}",
-                        describe_close(&frame),
-                        fmt_dur(delay)
-                    ));
-                }
-                SessionEnd::Eof => {
-                    drop(ws);
-                    delay = self.reconnect_delay(None);
-                    self.log(format!(
-                        "connection ended without a close frame (abnormal, 1006): reconnecting in {}",
-                        fmt_dur(delay)
-                    ));
-                }
-                SessionEnd::Error(e) => {
-                    drop(ws);
-                    delay = self.reconnect_delay(None);
-                    self.log(format!(
-                        "connection failed ({e}): reconnecting in {}",
-                        fmt_dur(delay)
-                    ));
-                }
+            match self.after_session(ws, end).await {
+                Ok(d) => delay = d,
+                Err(exit) => return exit,
             }
         }
+    }
+
+    /// What follows the end of an open connection: the delay before the
+    /// next attempt, or the end of the client.
+    async fn after_session(&mut self, mut ws: Ws, end: SessionEnd) -> Result<Duration, ClientExit> {
+        let delay;
+        match end {
+            SessionEnd::Stop(exit) => {
+                self.log(format!("stopping ({exit:?}): closing with 1001"));
+                close_and_abandon(ws, CloseCode::Away, "client stopping").await;
+                return Err(exit);
+            }
+            SessionEnd::IntentionalClose => {
+                self.closed_intentionally = true;
+                self.log("closing intentionally with 1000 (--close-after)");
+                self.close_gracefully(&mut ws).await;
+                drop(ws);
+                if !self.opts.reconnect_after_close {
+                    self.log("closed intentionally: not reconnecting");
+                    return Err(ClientExit::IntentionalClose);
+                }
+                delay = self.lost_delay();
+                self.log(format!(
+                    "reconnecting after my own close anyway (--reconnect-after-close) in {}",
+                    fmt_dur(delay)
+                ));
+            }
+            SessionEnd::ReconnectAsked => {
+                self.log("the server asked for a reconnect: closing with 1000");
+                self.close_gracefully(&mut ws).await;
+                drop(ws);
+                self.backoff.reset();
+                delay = self.reconnect_delay(None);
+                self.log(format!("reconnecting as asked in {}", fmt_dur(delay)));
+            }
+            SessionEnd::HeartbeatTimeout => {
+                close_and_abandon(
+                    ws,
+                    CloseCode::from(HEARTBEAT_TIMEOUT_CODE),
+                    "heartbeat timeout",
+                )
+                .await;
+                delay = self.lost_delay();
+                self.log(format!(
+                    "nothing from the server for {}: link declared dead, sent close {HEARTBEAT_TIMEOUT_CODE} and abandoned the socket; reconnecting in {}",
+                    fmt_dur(self.opts.timeout),
+                    fmt_dur(delay)
+                ));
+            }
+            SessionEnd::ServerClose(frame) => {
+                // Let tungstenite write its close reply and see the FIN.
+                let _ = tokio::time::timeout(DRAIN_TIMEOUT, async {
+                    while let Some(Ok(_)) = ws.next().await {}
+                })
+                .await;
+                drop(ws);
+                delay = self.lost_delay();
+                self.log(format!(
+                    "server closed the connection ({}): reconnecting in {}",
+                    describe_close(&frame),
+                    fmt_dur(delay)
+                ));
+            }
+            SessionEnd::Eof => {
+                drop(ws);
+                delay = self.lost_delay();
+                self.log(format!(
+                    "connection ended without a close frame (abnormal, 1006): reconnecting in {}",
+                    fmt_dur(delay)
+                ));
+            }
+            SessionEnd::Error(e) => {
+                drop(ws);
+                delay = self.lost_delay();
+                self.log(format!(
+                    "connection failed ({e}): reconnecting in {}",
+                    fmt_dur(delay)
+                ));
+            }
+        }
+        Ok(delay)
     }
 
     /// One connection attempt, bounded by `--connect-timeout`.

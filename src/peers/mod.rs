@@ -7,7 +7,9 @@
 //!   (`flatline demo-client`), with flags that break it on purpose so that
 //!   each scenario can be shown to catch the fault it exists for.
 
+pub mod backoff;
 pub mod client;
+mod client_opts;
 pub mod server;
 
 pub use client::{

@@ -9,7 +9,7 @@
 
 use super::transcript::close_desc;
 use super::{secs3, Report};
-use crate::events::{Direction, Event, EventKind, Opcode, Side};
+use crate::events::{Direction, Event, EventKind, FrameInfo, Opcode, Side};
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use std::collections::BTreeMap;
 use std::io::{IsTerminal, Write};
@@ -156,24 +156,11 @@ impl<W: Write> LivePrinter<W> {
             ),
             // A run folded in a log read afterwards (live, frames come one by one).
             EventKind::Frames(r) => {
-                *stats(self, c).frames[r.frame.dir.index()]
+                *self.conns.entry(c.unwrap_or(0)).or_default().frames[r.frame.dir.index()]
                     .entry(frame_kind(&r.frame))
                     .or_insert(0) += r.count;
             }
-            EventKind::Frame(f) => {
-                stats(self, c).frames[f.dir.index()]
-                    .entry(frame_kind(f))
-                    .and_modify(|n| *n += 1)
-                    .or_insert(1);
-                if f.opcode == Opcode::Close {
-                    let text = format!(
-                        "{} sent close frame{}",
-                        f.dir.from_side(),
-                        close_desc(f.close_code, f.close_reason.as_deref())
-                    );
-                    self.line(t, c, &text)
-                }
-            }
+            EventKind::Frame(f) => self.on_frame(t, c, f),
             EventKind::ProtocolError { dir, reason } => self.line(
                 t,
                 c,
@@ -190,13 +177,10 @@ impl<W: Write> LivePrinter<W> {
             EventKind::FinSent { .. } => {}
             EventKind::RstSent { to } => self.line(t, c, &format!("relay sent RST to {to}")),
             EventKind::WriteFailed { to, bytes, error } => {
-                let s = stats(self, c);
-                if !std::mem::replace(&mut s.write_failed, true) {
-                    self.line(
-                        t,
-                        c,
-                        &format!("writing to {to} failed ({bytes} bytes not delivered): {error}"),
-                    )
+                if !std::mem::replace(&mut stats(self, c).write_failed, true) {
+                    let text =
+                        format!("writing to {to} failed ({bytes} bytes not delivered): {error}");
+                    self.line(t, c, &text)
                 }
             }
             EventKind::Closed { how } => self.on_closed(t, c, *how),
@@ -223,6 +207,22 @@ impl<W: Write> LivePrinter<W> {
                     &format!("{from} gave up: {what} (seen in the {seen})"),
                 )
             }
+        }
+    }
+
+    /// A frame: counted for the summary; a close frame gets a line.
+    fn on_frame(&mut self, t: Duration, c: Option<u32>, f: &FrameInfo) {
+        self.conns.entry(c.unwrap_or(0)).or_default().frames[f.dir.index()]
+            .entry(frame_kind(f))
+            .and_modify(|n| *n += 1)
+            .or_insert(1);
+        if f.opcode == Opcode::Close {
+            let text = format!(
+                "{} sent close frame{}",
+                f.dir.from_side(),
+                close_desc(f.close_code, f.close_reason.as_deref())
+            );
+            self.line(t, c, &text)
         }
     }
 

@@ -40,7 +40,7 @@ pub(crate) const EXPECTATIONS: KindTable = KindTable {
     what: "expectation",
     article: "an",
     section: "expect",
-    common: &["name", "kind"],
+    common: &["name", "kind", "clients"],
     kinds: ExpectKind::KINDS,
     fields: expect_params,
     instant: |_| false,

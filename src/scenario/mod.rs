@@ -21,5 +21,5 @@ pub use error::{ScenarioError, MAX_FILE_BYTES};
 pub use model::*;
 pub use parse::{load_file, parse_str, Loaded};
 pub use plan::plan;
-pub use validate::FaultCheck;
+pub use validate::{FaultCheck, MAX_CLIENTS};
 pub use values::*;

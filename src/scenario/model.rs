@@ -45,6 +45,79 @@ pub struct Scenario {
     /// `--demo` (e.g. `["--close-after", "3s"]`).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub demo_client: Vec<String>,
+    /// How many clients the run starts (client commands or demo clients;
+    /// default 1). The CLI's `--clients` overrides it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub clients: Option<usize>,
+}
+
+/// Which clients an expectation judges (`clients:` on an expectation): with
+/// several clients, the expectation is judged on each client's own
+/// connections, and passes when enough clients pass.
+#[derive(Debug, Clone, Copy, PartialEq, Default)]
+pub enum ClientScope {
+    /// Every client must pass (`all`, the default). With one client, the
+    /// expectation is judged on the whole log, as always.
+    #[default]
+    All,
+    /// At least this percentage of the clients must pass (`90%`).
+    AtLeast(f64),
+}
+
+impl ClientScope {
+    /// How many of `n` clients must pass.
+    pub fn needed(self, n: usize) -> usize {
+        match self {
+            ClientScope::All => n,
+            ClientScope::AtLeast(p) => ((p / 100.0 * n as f64) - 1e-9).ceil().max(0.0) as usize,
+        }
+    }
+}
+
+impl std::fmt::Display for ClientScope {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            ClientScope::All => f.write_str("all"),
+            ClientScope::AtLeast(p) => write!(f, "{p}%"),
+        }
+    }
+}
+
+impl std::str::FromStr for ClientScope {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        let t = s.trim();
+        if t == "all" {
+            return Ok(ClientScope::All);
+        }
+        let bad =
+            || format!("`{s}` is not a client scope: expected `all` or a percentage such as `90%`");
+        let p: f64 = t
+            .strip_suffix('%')
+            .ok_or_else(bad)?
+            .trim()
+            .parse()
+            .map_err(|_| bad())?;
+        if !(p > 0.0 && p <= 100.0) {
+            return Err(format!(
+                "`{s}`: the percentage must be above 0% and at most 100%"
+            ));
+        }
+        Ok(ClientScope::AtLeast(p))
+    }
+}
+
+impl Serialize for ClientScope {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(self)
+    }
+}
+
+impl<'de> Deserialize<'de> for ClientScope {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = String::deserialize(d)?;
+        s.parse().map_err(serde::de::Error::custom)
+    }
 }
 
 /// Whether the relay strips `Sec-WebSocket-Extensions` from the upgrade request.
@@ -241,9 +314,16 @@ pub struct ExpectSpec {
     /// Name; default `<kind>-<index>`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub name: Option<String>,
+    /// Which clients it judges when the run has several (default `all`).
+    #[serde(default, skip_serializing_if = "is_all")]
+    pub clients: ClientScope,
     /// The kind and its parameters.
     #[serde(flatten)]
     pub kind: ExpectKind,
+}
+
+fn is_all(c: &ClientScope) -> bool {
+    *c == ClientScope::All
 }
 
 /// Kind-specific expectation parameters: declared once per kind in

@@ -159,6 +159,7 @@ impl Cx<'_> {
             demo_client: self
                 .opt_field(&top.key("demo_client"), root.get("demo_client"))?
                 .unwrap_or_default(),
+            clients: self.opt_field(&top.key("clients"), root.get("clients"))?,
             faults: Vec::new(),
             expect: Vec::new(),
         };

@@ -2,7 +2,9 @@
 //! every fault and expectation under its effective name, in a stable text.
 
 use super::kinds::{expect_params, fault_params};
-use super::model::{ConnWhich, Connections, ExpectSpec, Extensions, FaultSpec, Scenario};
+use super::model::{
+    ClientScope, ConnWhich, Connections, ExpectSpec, Extensions, FaultSpec, Scenario,
+};
 use super::values::{Dur, Reference};
 use serde_json::Value;
 use std::fmt::Write;
@@ -27,6 +29,9 @@ pub fn plan(s: &Scenario) -> String {
     );
     if let Some(u) = &s.upstream {
         let _ = writeln!(out, "  upstream {u}");
+    }
+    if let Some(n) = s.clients {
+        let _ = writeln!(out, "  clients {n}");
     }
     let _ = writeln!(out, "faults ({}):", s.faults.len());
     for (i, f) in s.faults.iter().enumerate() {
@@ -66,7 +71,11 @@ fn fault_line(name: &str, f: &FaultSpec) -> String {
 fn expect_line(name: &str, e: &ExpectSpec) -> String {
     let kind = e.kind.name();
     let params = params(serde_json::to_value(&e.kind).ok(), expect_params(kind));
-    format!("{name}: {kind}{params}")
+    let scope = match e.clients {
+        ClientScope::All => String::new(),
+        ClientScope::AtLeast(_) => format!(" (clients {})", e.clients),
+    };
+    format!("{name}: {kind}{scope}{params}")
 }
 
 fn params(v: Option<Value>, order: &[&str]) -> String {

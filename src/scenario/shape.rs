@@ -22,6 +22,7 @@ const TOP_KEYS: &[&str] = &[
     "network",
     "resolution",
     "demo_client",
+    "clients",
     "faults",
     "expect",
 ];

@@ -24,6 +24,9 @@ use std::collections::HashMap;
 
 type Res<T> = Result<T, ScenarioError>;
 
+/// Most clients a run may start.
+pub const MAX_CLIENTS: usize = 10_000;
+
 /// Validates `s`; returns the warnings.
 pub(crate) fn validate(s: &Scenario, cx: &Cx<'_>) -> Res<Vec<String>> {
     names::scenario_fields(s, cx)?;

@@ -1,7 +1,7 @@
 //! The first pass: the scenario's own fields, and the names of faults and
 //! expectations (unique, and usable in references).
 
-use super::{expect_path, fault_path, Known, Res};
+use super::{expect_path, fault_path, Known, Res, MAX_CLIENTS};
 use crate::scenario::model::Scenario;
 use crate::scenario::parse::Cx;
 use crate::scenario::yaml::YPath;
@@ -41,6 +41,16 @@ pub(super) fn scenario_fields(s: &Scenario, cx: &Cx<'_>) -> Res<()> {
             "duration: the run's duration must be above zero",
             Some("expected e.g. `duration: 40s`".into()),
         ));
+    }
+    if let Some(n) = s.clients {
+        if !(1..=MAX_CLIENTS).contains(&n) {
+            return Err(cx.err(
+                &top.key("clients"),
+                false,
+                format!("clients: {n} is not a number of clients"),
+                Some(format!("expected 1 to {MAX_CLIENTS}")),
+            ));
+        }
     }
     Ok(())
 }

@@ -3,15 +3,19 @@
 //! output and exit statuses: 0 every expectation passed, 1 one failed, 2 a
 //! scenario or an argument is invalid, 3 the run could not be carried out.
 
+mod run;
+
+pub use run::{RunArgs, Shard};
+
 use crate::events::{Ending, EventKind, EventLog, EventSink, Retention};
 use crate::peers::client::{run_client, DemoClientOpts};
 use crate::peers::server::{serve, DemoServerOpts};
 use crate::relay::{Relay, RelayConfig};
-use crate::report::{self, terminal::LivePrinter, Report};
-use crate::run::{run, RunOptions};
-use crate::scenario::{self, Scenario};
-use clap::{Args, Parser, Subcommand};
-use std::io::{IsTerminal, Write};
+use crate::report::{self, Report};
+use crate::run::RunOptions;
+use crate::scenario;
+use clap::{Parser, Subcommand};
+use std::io::IsTerminal;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use tokio_util::sync::CancellationToken;
@@ -132,67 +136,6 @@ differs or one failed, 2 the report cannot be read, 3 the run could not be carri
     },
 }
 
-/// Options of `flatline run`.
-#[derive(Args, Debug, Clone)]
-pub struct RunArgs {
-    /// Scenario files or directories of them.
-    #[arg(required = true, value_name = "SCENARIO")]
-    pub scenarios: Vec<PathBuf>,
-    /// The WebSocket server (overrides the scenario's `upstream`).
-    #[arg(long, value_name = "URL")]
-    pub upstream: Option<String>,
-    /// Where the relay listens.
-    #[arg(long, default_value = "127.0.0.1:0", value_name = "ADDR")]
-    pub listen: SocketAddr,
-    /// Shell command that starts the server (started first; needs --upstream).
-    #[arg(long, value_name = "CMD")]
-    pub server_cmd: Option<String>,
-    /// Shell command that starts the client (gets FLATLINE_URL).
-    #[arg(long, value_name = "CMD")]
-    pub client_cmd: Option<String>,
-    /// Run the built-in demo client.
-    #[arg(long, conflicts_with = "client_cmd")]
-    pub demo: bool,
-    /// Run the client (and a --server-cmd) in network namespaces: partitions,
-    /// resets and refusals become nftables rules that the peers' own TCP
-    /// stacks see (needs root and `nft`).
-    #[arg(long, conflicts_with = "demo")]
-    pub netns: bool,
-    /// Extra argument for the built-in demo client (repeatable), e.g. --demo-arg=--no-heartbeat.
-    #[arg(
-        long = "demo-arg",
-        value_name = "ARG",
-        allow_hyphen_values = true,
-        requires = "demo"
-    )]
-    pub demo_args: Vec<String>,
-    /// Override the scenario's seed.
-    #[arg(long, value_name = "N")]
-    pub seed: Option<u64>,
-    /// Write the JSON report (several scenarios: FILE gets `.<scenario>` before `.json`).
-    #[arg(long, value_name = "FILE.json")]
-    pub report: Option<PathBuf>,
-    /// Write JUnit XML (one testsuite per scenario).
-    #[arg(long, value_name = "FILE.xml")]
-    pub junit: Option<PathBuf>,
-    /// Write a self-contained HTML report with a timeline.
-    #[arg(long, value_name = "FILE.html")]
-    pub html: Option<PathBuf>,
-    /// Append every event, each frame included, as JSON lines (the report
-    /// keeps only what is judged; several scenarios: FILE gets `.<scenario>`).
-    #[arg(long, value_name = "FILE.jsonl")]
-    pub events: Option<PathBuf>,
-    /// Compare each run's transcript with DIR/<scenario>.transcript (fail on a difference).
-    #[arg(long, value_name = "DIR")]
-    pub snapshot: Option<PathBuf>,
-    /// Write the transcripts into --snapshot DIR instead of comparing.
-    #[arg(long, requires = "snapshot")]
-    pub update_snapshots: bool,
-    /// No live timeline, only the final table.
-    #[arg(long, short)]
-    pub quiet: bool,
-}
-
 /// Entry point: parse arguments, run, return the exit status.
 pub fn main() -> i32 {
     let cli = match Cli::try_parse() {
@@ -218,7 +161,7 @@ pub fn main() -> i32 {
     };
     rt.block_on(async move {
         match cli.cmd {
-            Cmd::Run(args) => cmd_run(args).await,
+            Cmd::Run(args) => run::cmd_run(args).await,
             Cmd::Check { scenarios } => cmd_check(&scenarios),
             Cmd::List { dir } => cmd_list(&dir),
             Cmd::Replay { report } => cmd_replay(&report).await,
@@ -236,7 +179,7 @@ pub fn main() -> i32 {
 
 /// Scenario files named by the arguments: files as given, directories'
 /// `*.yaml`/`*.yml` files sorted by name.
-fn expand(paths: &[PathBuf]) -> Result<Vec<PathBuf>, String> {
+pub(crate) fn expand(paths: &[PathBuf]) -> Result<Vec<PathBuf>, String> {
     let mut out = Vec::new();
     for p in paths {
         if p.is_dir() {
@@ -264,7 +207,7 @@ fn expand(paths: &[PathBuf]) -> Result<Vec<PathBuf>, String> {
 }
 
 /// Ctrl-C and SIGTERM cancel the returned token.
-fn interrupt_token() -> CancellationToken {
+pub(crate) fn interrupt_token() -> CancellationToken {
     let token = CancellationToken::new();
     let t = token.clone();
     tokio::spawn(async move {
@@ -279,316 +222,12 @@ fn interrupt_token() -> CancellationToken {
     token
 }
 
-/// Where the report of `scenario` goes when several scenarios share `--report`.
-fn per_scenario(path: &Path, scenario: &str, many: bool) -> PathBuf {
-    if !many {
-        return path.to_path_buf();
-    }
-    let stem = path
-        .file_stem()
-        .and_then(|s| s.to_str())
-        .unwrap_or("report");
-    let ext = path.extension().and_then(|s| s.to_str()).unwrap_or("json");
-    path.with_file_name(format!("{stem}.{scenario}.{ext}"))
-}
-
-fn write_file(path: &Path, contents: &str) -> Result<(), String> {
+pub(crate) fn write_file(path: &Path, contents: &str) -> Result<(), String> {
     if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
         std::fs::create_dir_all(dir)
             .map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
     }
     std::fs::write(path, contents).map_err(|e| format!("cannot write {}: {e}", path.display()))
-}
-
-/// One scenario's outcome in a multi-scenario call.
-enum Outcome {
-    Ran(Box<Report>),
-    Invalid(String),
-    CannotRun(String),
-}
-
-/// Connections one relay is meant to hold; below that, say why not.
-const MANY_CONNECTIONS: u64 = 10_000;
-
-/// Raise the open-file limit; warn when it still caps the connections.
-fn warn_nofile() {
-    match crate::relay::nofile::raise() {
-        Ok(l) => {
-            if let Some(w) = l.warning(MANY_CONNECTIONS) {
-                eprintln!("flatline: warning: {w}");
-            }
-        }
-        Err(e) => eprintln!("flatline: warning: cannot read the open-file limit: {e}"),
-    }
-}
-
-async fn cmd_run(args: RunArgs) -> i32 {
-    // Raised quietly: a run's clients are few unless it says otherwise.
-    let _ = crate::relay::nofile::raise();
-    let files = match expand(&args.scenarios) {
-        Ok(f) => f,
-        Err(e) => {
-            eprintln!("error: {e}");
-            return exit::INVALID;
-        }
-    };
-    if let Some(u) = &args.upstream {
-        if let Err(e) = crate::relay::Upstream::parse(u) {
-            eprintln!("error: --upstream: {e}");
-            return exit::INVALID;
-        }
-    }
-    if args.netns {
-        if let Err(e) = crate::netns::preflight() {
-            eprintln!("error: {e}");
-            return exit::CANNOT_RUN;
-        }
-    }
-    let interrupt = interrupt_token();
-    let many = files.len() > 1;
-    let color = std::io::stdout().is_terminal();
-    let mut outcomes: Vec<(PathBuf, Outcome)> = Vec::new();
-    let mut snapshot_failed = false;
-    for file in &files {
-        if interrupt.is_cancelled() {
-            break;
-        }
-        let loaded = match scenario::load_file(file) {
-            Ok(l) => l,
-            Err(e) => {
-                eprintln!("error: {e}");
-                outcomes.push((file.clone(), Outcome::Invalid(e.to_string())));
-                continue;
-            }
-        };
-        for w in &loaded.warnings {
-            eprintln!("warning: {w}");
-        }
-        let mut sc = loaded.scenario;
-        if args.demo {
-            // The extra demo client arguments become part of the scenario as
-            // run, so that the report records them and `replay` uses them.
-            sc.demo_client.extend(args.demo_args.iter().cloned());
-        }
-        if let (None, Some(u)) = (&args.upstream, &sc.upstream) {
-            if let Err(e) = crate::relay::Upstream::parse(u) {
-                let msg = format!("{}: upstream: {e}", file.display());
-                eprintln!("error: {msg}");
-                outcomes.push((file.clone(), Outcome::Invalid(msg)));
-                continue;
-            }
-        }
-        if args.demo {
-            // A bad demo client argument is an invalid argument (exit 2), not
-            // a run that could not be carried out.
-            if let Err(e) = DemoClientOpts::from_args(&sc.demo_client) {
-                let msg = format!(
-                    "{}: invalid demo client arguments: {}",
-                    file.display(),
-                    e.render()
-                        .to_string()
-                        .lines()
-                        .next()
-                        .unwrap_or("")
-                        .trim_start_matches("error: ")
-                );
-                eprintln!("error: {msg}");
-                outcomes.push((file.clone(), Outcome::Invalid(msg)));
-                continue;
-            }
-        }
-        let opts = RunOptions {
-            upstream: args.upstream.clone(),
-            listen: args.listen,
-            seed: args.seed,
-            server_cmd: args.server_cmd.clone(),
-            client_cmd: args.client_cmd.clone(),
-            demo: args.demo,
-            demo_args: Vec::new(),
-            interrupt: interrupt.clone(),
-            events: args
-                .events
-                .as_ref()
-                .map(|p| per_scenario(p, &sc.name, many)),
-            netns: args.netns,
-        };
-        match run_one(&sc, &opts, args.quiet).await {
-            Ok(report) => {
-                let not_started = report_commands(&report);
-                if let Err(e) = write_outputs(&args, &report, &sc, many) {
-                    eprintln!("error: {e}");
-                    outcomes.push((file.clone(), Outcome::CannotRun(e)));
-                    continue;
-                }
-                match check_snapshot(&args, &report) {
-                    Ok(()) => {}
-                    Err(diff) => {
-                        eprintln!("{diff}");
-                        snapshot_failed = true;
-                    }
-                }
-                match not_started {
-                    // Its report is written, but its verdicts mean nothing.
-                    Some(why) => outcomes.push((file.clone(), Outcome::CannotRun(why))),
-                    None => outcomes.push((file.clone(), Outcome::Ran(Box::new(report)))),
-                }
-            }
-            Err(e) => {
-                eprintln!("error: {}: {e}", file.display());
-                outcomes.push((file.clone(), Outcome::CannotRun(e.to_string())));
-            }
-        }
-    }
-    let reports: Vec<Report> = outcomes
-        .iter()
-        .filter_map(|(_, o)| match o {
-            Outcome::Ran(r) => Some((**r).clone()),
-            _ => None,
-        })
-        .collect();
-    if let Some(path) = &args.junit {
-        if let Err(e) = write_file(path, &report::junit::junit(&reports)) {
-            eprintln!("error: {e}");
-            return exit::CANNOT_RUN;
-        }
-    }
-    let mut out = std::io::stdout().lock();
-    let _ = writeln!(out, "{}", report::terminal::verdict_table(&reports, color));
-    if many || outcomes.iter().any(|(_, o)| !matches!(o, Outcome::Ran(_))) {
-        let _ = writeln!(out, "summary:");
-        for (file, o) in &outcomes {
-            let (status, what) = match o {
-                Outcome::Ran(r) if r.passed => ("PASS", r.scenario.clone()),
-                Outcome::Ran(r) => ("FAIL", r.scenario.clone()),
-                Outcome::Invalid(e) => ("INVALID", e.clone()),
-                Outcome::CannotRun(e) => ("ERROR", e.clone()),
-            };
-            let _ = writeln!(out, "  {status:<8} {}  {what}", file.display());
-        }
-    }
-    let status = if outcomes
-        .iter()
-        .any(|(_, o)| matches!(o, Outcome::CannotRun(_)))
-        || interrupt.is_cancelled()
-    {
-        exit::CANNOT_RUN
-    } else if outcomes
-        .iter()
-        .any(|(_, o)| matches!(o, Outcome::Invalid(_)))
-    {
-        exit::INVALID
-    } else if snapshot_failed || reports.iter().any(|r| !r.passed) {
-        exit::FAIL
-    } else {
-        exit::PASS
-    };
-    status
-}
-
-async fn run_one(
-    sc: &Scenario,
-    opts: &RunOptions,
-    quiet: bool,
-) -> Result<Report, crate::run::RunError> {
-    let mut printer = (!quiet).then(|| LivePrinter::stderr(&sc.name, sc.duration.0));
-    let result = run(
-        sc,
-        opts,
-        |url| {
-            if opts.client_cmd.is_none() && !opts.demo {
-                eprintln!(
-                    "flatline: `{}` listening on {url}: connect your client there",
-                    sc.name
-                );
-            } else if !quiet {
-                eprintln!("flatline: `{}` relay at {url}", sc.name);
-            }
-        },
-        |e| {
-            if let Some(p) = printer.as_mut() {
-                p.on_event(e);
-            }
-        },
-    )
-    .await;
-    if let (Some(p), Ok(r)) = (printer.as_mut(), &result) {
-        p.finish(r.duration);
-    }
-    result
-}
-
-fn write_outputs(args: &RunArgs, report: &Report, sc: &Scenario, many: bool) -> Result<(), String> {
-    if let Some(p) = &args.report {
-        write_file(&per_scenario(p, &report.scenario, many), &report.to_json())?;
-    }
-    if let Some(p) = &args.html {
-        write_file(
-            &per_scenario(p, &report.scenario, many),
-            &report::html::html(report, Some(sc)),
-        )?;
-    }
-    Ok(())
-}
-
-/// Say on stderr how each command that did not end by being stopped ended
-/// (a client that exits early is otherwise only visible as failed
-/// expectations). Returns why the run could not be carried out when the
-/// shell could not find or execute a command (status 127 or 126).
-fn report_commands(report: &Report) -> Option<String> {
-    let mut cannot = None;
-    for c in &report.commands {
-        let how = match (c.exit, c.signal) {
-            (Some(0), _) | (_, Some(libc::SIGTERM | libc::SIGKILL)) => continue,
-            (Some(code), _) => format!("exited with status {code}"),
-            (None, Some(sig)) => format!("was killed by signal {sig}"),
-            (None, None) => "ended in an unknown way".to_string(),
-        };
-        let mut msg = format!("{} command `{}` {how}", c.role, c.command);
-        let tail: Vec<&str> = c.output_tail.lines().collect();
-        let last = &tail[tail.len().saturating_sub(10)..];
-        if last.is_empty() {
-            msg.push_str(" (no output)");
-        } else {
-            msg.push_str("; its last output:");
-            for l in last {
-                msg.push_str("\n    ");
-                msg.push_str(l);
-            }
-        }
-        eprintln!("flatline: `{}`: {msg}", report.scenario);
-        if matches!(c.exit, Some(126 | 127)) && cannot.is_none() {
-            cannot = Some(format!(
-                "cannot start the {} command `{}` ({how}: not found or not executable)",
-                c.role, c.command
-            ));
-        }
-    }
-    cannot
-}
-
-/// Compare (or update) the stored transcript; `Err` carries the readable diff.
-fn check_snapshot(args: &RunArgs, report: &Report) -> Result<(), String> {
-    let Some(dir) = &args.snapshot else {
-        return Ok(());
-    };
-    let path = dir.join(format!("{}.transcript", report.scenario));
-    let new = report.transcript().to_text();
-    if args.update_snapshots {
-        return write_file(&path, &new).map(|_| eprintln!("flatline: wrote {}", path.display()));
-    }
-    match std::fs::read_to_string(&path) {
-        Ok(old) if old == new => Ok(()),
-        Ok(old) => Err(format!(
-            "snapshot {} differs (run with --update-snapshots to accept):\n{}",
-            path.display(),
-            report::transcript::diff(&old, &new)
-        )),
-        Err(_) => {
-            write_file(&path, &new)?;
-            eprintln!("flatline: new snapshot {}", path.display());
-            Ok(())
-        }
-    }
 }
 
 /// Load every scenario the paths name, calling `each` with the file and its
@@ -685,12 +324,13 @@ async fn cmd_replay(path: &Path) -> i32 {
         server_cmd: s.server_cmd.clone(),
         client_cmd: s.client_cmd.clone(),
         demo: s.demo,
+        clients: None,
         demo_args: Vec::new(),
         interrupt: interrupt_token(),
         events: None,
         netns: s.netns,
     };
-    let new = match run_one(&sc, &opts, false).await {
+    let new = match run::run_one(&sc, &opts, false, &mut run::Sink::stderr()).await {
         Ok(r) => r,
         Err(e) => {
             eprintln!("error: {e}");
@@ -719,6 +359,21 @@ async fn cmd_replay(path: &Path) -> i32 {
             report::transcript::diff(&a, &b)
         );
         exit::FAIL
+    }
+}
+
+/// Connections one relay is meant to hold; below that, say why not.
+const MANY_CONNECTIONS: u64 = 10_000;
+
+/// Raise the open-file limit; warn when it still caps the connections.
+fn warn_nofile() {
+    match crate::relay::nofile::raise() {
+        Ok(l) => {
+            if let Some(w) = l.warning(MANY_CONNECTIONS) {
+                eprintln!("flatline: warning: {w}");
+            }
+        }
+        Err(e) => eprintln!("flatline: warning: cannot read the open-file limit: {e}"),
     }
 }
 
