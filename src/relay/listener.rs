@@ -118,6 +118,8 @@ async fn handle(
     board: Arc<Board>,
     stop: CancellationToken,
 ) {
+    // Commands are boxed: a channel allocates its first block of 32 slots
+    // up front, and 8-byte slots keep an idle connection small.
     let (tx, rx) = mpsc::unbounded_channel();
     let refusal = board.refusal();
     let (id, stages, joined) = board.register(tx);
@@ -154,7 +156,7 @@ async fn setup(
     log: &EventLog,
     refusal: Option<(Arc<str>, Refusal)>,
     stages: conn::InitialStages,
-    rx: mpsc::UnboundedReceiver<ConnCmd>,
+    rx: mpsc::UnboundedReceiver<Box<ConnCmd>>,
     stop: CancellationToken,
 ) -> Option<Ending> {
     let pre = async {
