@@ -8,7 +8,10 @@
 //!   current-thread runtime);
 //! * throughput with 64 KiB messages over 1 and 8 connections;
 //! * resident memory per idle open connection at 5,000 connections
-//!   (VmRSS of the relay process before and after).
+//!   (VmRSS of the relay process before and after);
+//! * wss:// on both legs: flatline terminating TLS toward the client and
+//!   toward a TLS echo upstream, against the client talking TLS to that
+//!   upstream directly (64 B round-trip p50, throughput).
 //!
 //! With `NOXIOUS_SERVER=/path/to/noxious-server` (noxious, a Rust port of
 //! Toxiproxy, built from its source), noxious joins every measurement as a
@@ -40,7 +43,10 @@ use tokio::net::{TcpListener, TcpStream};
 
 #[path = "common/echo.rs"]
 mod echo;
+#[path = "common/tls.rs"]
+mod tlsb;
 use echo::{echo_server, read_head, Res, REQUEST};
+use tokio::io::{AsyncRead, AsyncWrite};
 
 struct Args {
     quick: bool,
@@ -48,6 +54,7 @@ struct Args {
     phase: Option<String>,
     serve_relay: Option<String>,
     upstream: Option<String>,
+    tls_dir: Option<String>,
     memory_conns: usize,
 }
 
@@ -58,6 +65,7 @@ fn args() -> Args {
         phase: None,
         serve_relay: None,
         upstream: None,
+        tls_dir: None,
         memory_conns: 5000,
     };
     let mut it = std::env::args().skip(1);
@@ -68,6 +76,7 @@ fn args() -> Args {
             "--phase" => a.phase = it.next(),
             "--serve-relay" => a.serve_relay = it.next(),
             "--upstream" => a.upstream = it.next(),
+            "--tls-dir" => a.tls_dir = it.next(),
             "--memory-conns" => {
                 a.memory_conns = it.next().and_then(|v| v.parse().ok()).unwrap_or(5000)
             }
@@ -157,7 +166,8 @@ fn main() {
     let pinned = cpus_allowed() == 1;
     if let Some(kind) = &a.serve_relay {
         let upstream = a.upstream.clone().unwrap_or_default();
-        if let Err(e) = runtime(pinned).block_on(serve_relay(kind, &upstream)) {
+        let tls_dir = a.tls_dir.clone().unwrap_or_default();
+        if let Err(e) = runtime(pinned).block_on(serve_relay(kind, &upstream, &tls_dir)) {
             eprintln!("relay process: {e}");
             std::process::exit(1);
         }
@@ -205,7 +215,7 @@ async fn tokio_relay(upstream: SocketAddr) -> Res<SocketAddr> {
 }
 
 /// Child process: run one relay, print its address, answer `rss` on stdin.
-async fn serve_relay(kind: &str, upstream: &str) -> Res<()> {
+async fn serve_relay(kind: &str, upstream: &str, tls_dir: &str) -> Res<()> {
     let up: SocketAddr = upstream.parse()?;
     let mut _keep = None;
     let addr = match kind {
@@ -216,6 +226,12 @@ async fn serve_relay(kind: &str, upstream: &str) -> Res<()> {
                 EventLog::with(Retention::Stream, None),
             )
             .await?;
+            let a = r.addr();
+            _keep = Some(r);
+            a
+        }
+        "flatline-tls" => {
+            let r = tlsb::flatline_tls(up, std::path::Path::new(tls_dir)).await?;
             let a = r.addr();
             _keep = Some(r);
             a
@@ -344,8 +360,13 @@ impl RelayProc {
     }
 
     fn spawn(kind: &str, upstream: SocketAddr) -> Res<RelayProc> {
+        Self::spawn_with(kind, upstream, &[])
+    }
+
+    fn spawn_with(kind: &str, upstream: SocketAddr, extra: &[&str]) -> Res<RelayProc> {
         let mut child = Command::new(std::env::current_exe()?)
             .args(["--serve-relay", kind, "--upstream", &upstream.to_string()])
+            .args(extra)
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .spawn()?;
@@ -418,7 +439,15 @@ fn client_frame(len: usize) -> (Vec<u8>, usize) {
 
 /// Round-trip times in microseconds.
 async fn round_trips(addr: SocketAddr, len: usize, iters: usize) -> Res<Vec<f64>> {
-    let mut s = ws_connect(addr).await?;
+    round_trips_on(ws_connect(addr).await?, len, iters).await
+}
+
+/// Round-trip times in microseconds on an open WebSocket (TCP or TLS).
+async fn round_trips_on<S: AsyncRead + AsyncWrite + Unpin>(
+    mut s: S,
+    len: usize,
+    iters: usize,
+) -> Res<Vec<f64>> {
     let (f, echo_len) = client_frame(len);
     let mut back = vec![0u8; echo_len];
     let warmup = iters / 10;
@@ -498,20 +527,82 @@ async fn latency_phase(quick: bool) -> Res<Vec<String>> {
         }
     }
     drop(paths);
+    lines.extend(tls_latency(quick).await?);
+    Ok(lines)
+}
+
+/// wss:// on both legs vs TLS straight to the upstream, 64 B round trips.
+async fn tls_latency(quick: bool) -> Res<Vec<String>> {
+    let pki = tlsb::pki()?;
+    let echo = tlsb::tls_echo_server(pki.acceptor.clone()).await?;
+    let dir = pki
+        .cert
+        .cert_path
+        .parent()
+        .ok_or("no dir")?
+        .display()
+        .to_string();
+    let fl = RelayProc::spawn_with("flatline-tls", echo, &["--tls-dir", &dir])?;
+    let paths = [("direct-tls", echo), ("flatline-tls", fl.addr)];
+    let iters = if quick { 3000 } else { 20000 };
+    let rounds = 4;
+    let mut all: Vec<Vec<f64>> = vec![Vec::new(); paths.len()];
+    for _ in 0..rounds {
+        for (i, (_, addr)) in paths.iter().enumerate() {
+            let s = tlsb::wss_connect(&pki.connector, *addr).await?;
+            all[i].extend(round_trips_on(s, 64, iters / rounds).await?);
+        }
+    }
+    let mut lines = Vec::new();
+    for (i, (name, _)) in paths.iter().enumerate() {
+        let v = &mut all[i];
+        v.sort_by(|a, b| a.total_cmp(b));
+        lines.push(format!(
+            "LAT {name} 64 {:.2} {:.2} 0",
+            pct(v, 0.5),
+            pct(v, 0.99)
+        ));
+    }
+    drop(fl);
     Ok(lines)
 }
 
 /// MB/s of echoed payload with `conns` connections each streaming 64 KiB messages.
 async fn throughput(addr: SocketAddr, conns: usize, dur: Duration) -> Res<f64> {
+    let mut streams = Vec::new();
+    for _ in 0..conns {
+        streams.push(ws_connect(addr).await?);
+    }
+    throughput_on(streams, dur).await
+}
+
+/// As [`throughput`], over wss:// connections.
+async fn throughput_tls(
+    c: &tokio_rustls::TlsConnector,
+    addr: SocketAddr,
+    conns: usize,
+    dur: Duration,
+) -> Res<f64> {
+    let mut streams = Vec::new();
+    for _ in 0..conns {
+        streams.push(tlsb::wss_connect(c, addr).await?);
+    }
+    throughput_on(streams, dur).await
+}
+
+/// MB/s of echoed payload over open WebSockets, each streaming 64 KiB messages.
+async fn throughput_on<S: AsyncRead + AsyncWrite + Send + 'static>(
+    streams: Vec<S>,
+    dur: Duration,
+) -> Res<f64> {
     let (f, echo_len) = client_frame(64 * 1024);
     let f = std::sync::Arc::new(f);
     let start = Instant::now();
     let mut tasks = Vec::new();
-    for _ in 0..conns {
-        let s = ws_connect(addr).await?;
+    for s in streams {
         let f = f.clone();
         tasks.push(tokio::spawn(async move {
-            let (mut r, mut w) = s.into_split();
+            let (mut r, mut w) = tokio::io::split(s);
             let (tx, rx) = tokio::sync::oneshot::channel::<u64>();
             let writer = tokio::spawn(async move {
                 let mut sent = 0u64;
@@ -616,6 +707,11 @@ fn orchestrate(a: &Args, pinned: bool) -> Res<()> {
             ));
         }
     }
+    let lat_tls: Vec<(String, f64)> = lat
+        .iter()
+        .filter(|l| l.0.ends_with("-tls"))
+        .map(|l| (l.0.clone(), l.2))
+        .collect();
     let cpu_of =
         |name: &str, size: usize| lat.iter().find(|l| l.0 == name && l.1 == size).map(|l| l.4);
     let get = |name: &str, size: usize| {
@@ -753,6 +849,7 @@ fn orchestrate(a: &Args, pinned: bool) -> Res<()> {
                 ok(f / t >= 0.95)
             );
         }
+        tls_report(&lat_tls, dur).await?;
         let n = a.memory_conns;
         println!("\nResident memory per idle open connection at {n} connections (relay process VmRSS delta / {n}):");
         // Fresh relay processes: memory freed by the throughput runs would
@@ -771,6 +868,53 @@ fn orchestrate(a: &Args, pinned: bool) -> Res<()> {
         println!("  flatline {mf:>6.1} KiB   ratio to tokio {:.2}   target <= 16 KiB {}", mf / mt, ok(mf <= 16.0));
         Ok::<(), Box<dyn std::error::Error + Send + Sync>>(())
     })?;
+    Ok(())
+}
+
+/// wss:// on both legs vs direct TLS: latency (from the pinned phase) and
+/// throughput (here).
+async fn tls_report(lat: &[(String, f64)], dur: Duration) -> Res<()> {
+    let p50 = |name: &str| lat.iter().find(|l| l.0 == name).map(|l| l.1);
+    println!(
+        "\nwss:// on both legs (flatline terminates TLS on each) vs TLS straight to the upstream:"
+    );
+    if let (Some(d), Some(f)) = (p50("direct-tls"), p50("flatline-tls")) {
+        println!(
+            "  64 B round trip p50: direct TLS {d:.1} us, flatline TLS both legs {f:.1} us, added {:+.1} us, ratio {:.2}",
+            f - d,
+            f / d
+        );
+    }
+    let pki = tlsb::pki()?;
+    let echo = tlsb::tls_echo_server(pki.acceptor.clone()).await?;
+    let dir = pki
+        .cert
+        .cert_path
+        .parent()
+        .ok_or("no dir")?
+        .display()
+        .to_string();
+    let fl = RelayProc::spawn_with("flatline-tls", echo, &["--tls-dir", &dir])?;
+    println!(
+        "  {:<6} {:>11} {:>13} {:>10}",
+        "conns", "direct TLS", "flatline TLS", "fl/direct"
+    );
+    for conns in [1usize, 8] {
+        let mut best = [0f64; 2];
+        for _ in 0..2 {
+            for (i, addr) in [echo, fl.addr].into_iter().enumerate() {
+                best[i] = best[i].max(throughput_tls(&pki.connector, addr, conns, dur).await?);
+            }
+        }
+        println!(
+            "  {:<6} {:>11.0} {:>13.0} {:>10.2}   (MB/s of payload, one way)",
+            conns,
+            best[0],
+            best[1],
+            best[1] / best[0]
+        );
+    }
+    drop(fl);
     Ok(())
 }
 

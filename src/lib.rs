@@ -20,6 +20,7 @@
 //! - [`expect`]: one module per expectation kind, judged from the log.
 //! - [`report`]: terminal, JSON, JUnit, HTML and the snapshot transcript.
 //! - [`peers`]: the reference demo server and demo client.
+//! - [`tls`]: wss:// on either leg: certificates, trust, the TLS transport.
 //! - [`netns`]: `--netns`, where faults with a kernel equivalent are
 //!   nftables rules between network namespaces.
 #![warn(missing_docs)]
@@ -37,3 +38,4 @@ pub mod report;
 pub mod run;
 pub mod scenario;
 pub mod timeline;
+pub mod tls;

@@ -233,8 +233,8 @@ async fn exit_2_for_invalid_scenarios_and_arguments() {
         ),
         (vec!["run", quick, "--demo", "--seed=-1"], "-1"),
         (
-            vec!["run", quick, "--demo", "--upstream", "wss://127.0.0.1:1/"],
-            "TLS",
+            vec!["run", quick, "--demo", "--upstream", "wss://a b/"],
+            "a b",
         ),
         (
             vec!["run", quick, "--demo", "--upstream", "not a url"],

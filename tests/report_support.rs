@@ -420,6 +420,7 @@ pub fn silent_drop_report(v: &Variation) -> Report {
             demo: false,
             netns: false,
             resolution: None,
+            tls: None,
         },
     }
 }

@@ -3,8 +3,8 @@
 //! unmasked, as a WebSocket server would. Included with `#[path]`.
 
 use std::net::SocketAddr;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::{TcpListener, TcpStream};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::net::TcpListener;
 
 /// Errors in benchmark code.
 pub type Res<T> = Result<T, Box<dyn std::error::Error + Send + Sync>>;
@@ -22,6 +22,7 @@ pub async fn echo_server() -> Res<SocketAddr> {
     tokio::spawn(async move {
         while let Ok((s, _)) = l.accept().await {
             tokio::spawn(async move {
+                let _ = s.set_nodelay(true);
                 let _ = echo_conn(s).await;
             });
         }
@@ -29,7 +30,7 @@ pub async fn echo_server() -> Res<SocketAddr> {
     Ok(addr)
 }
 
-pub async fn read_head(s: &mut TcpStream) -> Res<()> {
+pub async fn read_head<S: AsyncRead + Unpin>(s: &mut S) -> Res<()> {
     // Byte at a time is too slow for 5,000 connections; heads here arrive in one piece.
     let mut buf = Vec::with_capacity(512);
     let mut chunk = [0u8; 512];
@@ -48,8 +49,7 @@ pub async fn read_head(s: &mut TcpStream) -> Res<()> {
     }
 }
 
-pub async fn echo_conn(mut s: TcpStream) -> Res<()> {
-    s.set_nodelay(true)?;
+pub async fn echo_conn<S: AsyncRead + AsyncWrite + Unpin>(mut s: S) -> Res<()> {
     read_head(&mut s).await?;
     s.write_all(SWITCHING).await?;
     let mut buf: Vec<u8> = Vec::new();

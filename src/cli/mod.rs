@@ -14,6 +14,7 @@ use crate::relay::{Relay, RelayConfig};
 use crate::report::{self, Report};
 use crate::run::RunOptions;
 use crate::scenario;
+use crate::tls::{ServerTls, TlsArgs, TlsSettings, UpstreamTrust};
 use clap::{Parser, Subcommand};
 use std::io::IsTerminal;
 use std::net::SocketAddr;
@@ -64,7 +65,7 @@ pub enum Cmd {
 The client command gets FLATLINE_URL (the relay's ws:// URL plus the upstream's
 path). With neither --client-cmd nor --demo the URL is printed and flatline
 waits (up to the scenario's duration) for a client to connect.")]
-    Run(RunArgs),
+    Run(Box<RunArgs>),
     /// Validate scenarios and print their normalised plan.
     #[command(after_help = "Examples:
   flatline check scenarios/
@@ -113,6 +114,9 @@ differs or one failed, 2 the report cannot be read, 3 the run could not be carri
         /// Keep Sec-WebSocket-Extensions (payload previews become unreadable).
         #[arg(long)]
         keep_extensions: bool,
+        /// TLS on either leg.
+        #[command(flatten)]
+        tls: TlsArgs,
     },
     /// The reference demo server (echo, text ping → pong, subscriptions).
     #[command(after_help = "Example:
@@ -161,7 +165,7 @@ pub fn main() -> i32 {
     };
     rt.block_on(async move {
         match cli.cmd {
-            Cmd::Run(args) => run::cmd_run(args).await,
+            Cmd::Run(args) => run::cmd_run(*args).await,
             Cmd::Check { scenarios } => cmd_check(&scenarios),
             Cmd::List { dir } => cmd_list(&dir),
             Cmd::Replay { report } => cmd_replay(&report).await,
@@ -170,7 +174,8 @@ pub fn main() -> i32 {
                 upstream,
                 events,
                 keep_extensions,
-            } => cmd_relay(listen, &upstream, events, keep_extensions).await,
+                tls,
+            } => cmd_relay(listen, &upstream, events, keep_extensions, tls.settings()).await,
             Cmd::DemoServer { listen, opts } => cmd_demo_server(listen, opts).await,
             Cmd::DemoClient { opts } => cmd_demo_client(opts).await,
         }
@@ -329,6 +334,8 @@ async fn cmd_replay(path: &Path) -> i32 {
         interrupt: interrupt_token(),
         events: None,
         netns: s.netns,
+        tls: s.tls.clone().unwrap_or_default(),
+        listen_tls: None,
     };
     let new = match run::run_one(&sc, &opts, false, &mut run::Sink::stderr()).await {
         Ok(r) => r,
@@ -377,11 +384,31 @@ fn warn_nofile() {
     }
 }
 
+/// Load the listener certificate and check the upstream CA file; print
+/// where the certificate is and how to trust it, and warn about
+/// `--upstream-insecure`. `Err` is the exit status.
+pub(crate) fn prepare_tls(tls: &TlsSettings) -> Result<Option<std::sync::Arc<ServerTls>>, i32> {
+    let loaded = tls.prepare().map_err(|e| {
+        eprintln!("error: {e}");
+        exit::INVALID
+    })?;
+    if let Some(t) = &loaded {
+        eprintln!("flatline: {}", t.describe());
+    }
+    if tls.upstream == UpstreamTrust::Insecure {
+        eprintln!(
+            "warning: --upstream-insecure: the upstream's certificate is not checked (anyone in the path can impersonate it)"
+        );
+    }
+    Ok(loaded)
+}
+
 async fn cmd_relay(
     listen: SocketAddr,
     upstream: &str,
     events: Option<PathBuf>,
     keep_extensions: bool,
+    tls: TlsSettings,
 ) -> i32 {
     let mut cfg = match RelayConfig::new(upstream) {
         Ok(c) => c,
@@ -392,6 +419,11 @@ async fn cmd_relay(
     };
     cfg.listen = listen;
     cfg.keep_extensions = keep_extensions;
+    cfg.tls = match prepare_tls(&tls) {
+        Ok(t) => t,
+        Err(code) => return code,
+    };
+    cfg.upstream_trust = tls.upstream.clone();
     warn_nofile();
     // Nothing is kept per frame: events stream to the file, if any.
     let sink = match &events {
@@ -496,7 +528,10 @@ async fn cmd_demo_server(listen: SocketAddr, opts: DemoServerOpts) -> i32 {
         }
     };
     match listener.local_addr() {
-        Ok(a) => eprintln!("flatline demo-server listening on ws://{a}/"),
+        Ok(a) => eprintln!(
+            "flatline demo-server listening on {}://{a}/",
+            if opts.tls_cert.is_some() { "wss" } else { "ws" }
+        ),
         Err(_) => eprintln!("flatline demo-server listening on {listen}"),
     }
     let stop = interrupt_token();

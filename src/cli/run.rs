@@ -8,6 +8,7 @@ use crate::peers::client::DemoClientOpts;
 use crate::report::{self, terminal::LivePrinter, Report};
 use crate::run::{run, RunOptions};
 use crate::scenario::{self, Scenario, MAX_CLIENTS};
+use crate::tls::{ServerTls, TlsArgs};
 use clap::Args;
 use std::io::{IsTerminal, Write};
 use std::net::SocketAddr;
@@ -84,6 +85,12 @@ pub struct RunArgs {
     /// No live timeline, only the final table.
     #[arg(long, short)]
     pub quiet: bool,
+    /// TLS on either leg.
+    #[command(flatten)]
+    pub tls: TlsArgs,
+    /// The listener certificate, loaded once for every scenario.
+    #[arg(skip)]
+    pub listen_tls: Option<Arc<ServerTls>>,
 }
 
 /// `--shard I/N`: the I-th of N (1-based, as nextest counts).
@@ -200,7 +207,7 @@ fn check_args(args: &RunArgs) -> Result<(), String> {
     Ok(())
 }
 
-pub(crate) async fn cmd_run(args: RunArgs) -> i32 {
+pub(crate) async fn cmd_run(mut args: RunArgs) -> i32 {
     // Raised quietly: many clients (`--clients`) need many descriptors.
     let _ = crate::relay::nofile::raise();
     let all = match expand(&args.scenarios) {
@@ -214,6 +221,10 @@ pub(crate) async fn cmd_run(args: RunArgs) -> i32 {
         eprintln!("error: {e}");
         return exit::INVALID;
     }
+    args.listen_tls = match super::prepare_tls(&args.tls.settings()) {
+        Ok(t) => t,
+        Err(code) => return code,
+    };
     if args.netns {
         if let Err(e) = crate::netns::preflight() {
             eprintln!("error: {e}");
@@ -367,6 +378,8 @@ async fn run_file(
             .events
             .as_ref()
             .map(|p| per_scenario(p, &sc.name, many)),
+        tls: args.tls.settings(),
+        listen_tls: args.listen_tls.clone(),
     };
     let report = match run_one(&sc, &opts, args.quiet, &mut sink).await {
         Ok(r) => r,

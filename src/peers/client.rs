@@ -70,6 +70,9 @@ pub enum ClientError {
     /// Neither a URL argument nor `FLATLINE_URL`.
     #[error("no URL given: pass one or set `FLATLINE_URL`")]
     NoUrl,
+    /// The TLS settings for a wss:// URL could not be built (`--ca`).
+    #[error("{0}")]
+    Tls(#[from] crate::tls::TlsError),
     /// The URL is not a ws:// URL tungstenite can use.
     #[error("invalid URL `{url}`: {reason}")]
     BadUrl {
@@ -164,8 +167,20 @@ pub async fn run_client(
             });
         }
     }
+    let tls = if url.starts_with("wss://") {
+        let trust = match &opts.ca {
+            Some(f) => crate::tls::UpstreamTrust::CaFile(f.clone()),
+            None => crate::tls::UpstreamTrust::System,
+        };
+        Some(tokio_tungstenite::Connector::Rustls(
+            crate::tls::client_config(&trust)?,
+        ))
+    } else {
+        None
+    };
     let mut client = Client {
         url,
+        tls,
         backoff: if opts.no_jitter {
             Backoff::without_jitter(opts.backoff_min, opts.backoff_max)
         } else {
@@ -186,6 +201,8 @@ pub async fn run_client(
 
 struct Client<F: FnMut(&str)> {
     url: String,
+    /// rustls settings for a wss:// URL.
+    tls: Option<tokio_tungstenite::Connector>,
     opts: DemoClientOpts,
     shutdown: CancellationToken,
     stop_at: Option<Instant>,
@@ -393,7 +410,12 @@ impl<F: FnMut(&str)> Client<F> {
 
     /// One connection attempt, bounded by `--connect-timeout`.
     async fn connect(&self) -> Result<Ws, AttemptFailure> {
-        let attempt = tokio_tungstenite::connect_async_with_config(self.url.as_str(), None, true);
+        let attempt = tokio_tungstenite::connect_async_tls_with_config(
+            self.url.as_str(),
+            None,
+            true,
+            self.tls.clone(),
+        );
         let result = if self.opts.no_connect_timeout {
             attempt.await
         } else {

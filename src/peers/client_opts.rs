@@ -78,6 +78,10 @@ pub struct DemoClientOpts {
     /// Broken: ignore the server's reconnect message.
     #[arg(long)]
     pub ignore_reconnect: bool,
+    /// For wss://: trust the CA certificates in this PEM file (default:
+    /// the system's roots).
+    #[arg(long, value_name = "FILE")]
+    pub ca: Option<std::path::PathBuf>,
 }
 
 impl Default for DemoClientOpts {
@@ -102,6 +106,7 @@ impl Default for DemoClientOpts {
             no_connect_timeout: false,
             reconnect_message: DEFAULT_RECONNECT_MESSAGE.to_owned(),
             ignore_reconnect: false,
+            ca: None,
         }
     }
 }

@@ -12,8 +12,10 @@ use crate::scenario::Dur;
 use futures_util::{SinkExt, StreamExt};
 use std::io;
 use std::net::SocketAddr;
+use std::sync::Arc;
 use std::time::Duration;
-use tokio::net::{TcpListener, TcpStream};
+use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
 use tokio_tungstenite::tungstenite::handshake::server::{ErrorResponse, Request, Response};
 use tokio_tungstenite::tungstenite::http::StatusCode;
@@ -42,6 +44,34 @@ pub struct DemoServerOpts {
     /// Accept upgrades only on this path (default: any path); others get 404.
     #[arg(long, value_name = "PATH")]
     pub path: Option<String>,
+    /// Serve wss:// with this certificate chain (PEM).
+    #[arg(long, value_name = "FILE", requires = "tls_key")]
+    pub tls_cert: Option<std::path::PathBuf>,
+    /// The private key of --tls-cert (PEM).
+    #[arg(long, value_name = "FILE", requires = "tls_cert")]
+    pub tls_key: Option<std::path::PathBuf>,
+    /// Serve wss:// with these rustls settings (in-process use; wins over
+    /// --tls-cert).
+    #[arg(skip)]
+    pub tls: Option<Arc<rustls::ServerConfig>>,
+}
+
+impl DemoServerOpts {
+    /// The TLS acceptor, if the server speaks wss://.
+    fn acceptor(&self) -> io::Result<Option<tokio_rustls::TlsAcceptor>> {
+        if let Some(cfg) = &self.tls {
+            return Ok(Some(cfg.clone().into()));
+        }
+        let (Some(cert), Some(key)) = (&self.tls_cert, &self.tls_key) else {
+            return Ok(None);
+        };
+        let tls = crate::tls::ServerTls::load(&crate::tls::ListenCert::Files {
+            cert: cert.clone(),
+            key: key.clone(),
+        })
+        .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e.to_string()))?;
+        Ok(Some(tls.config.clone().into()))
+    }
 }
 
 /// A running demo server started by [`spawn_demo_server`].
@@ -84,6 +114,7 @@ pub async fn serve(
     opts: DemoServerOpts,
     shutdown: CancellationToken,
 ) -> io::Result<()> {
+    let tls = opts.acceptor()?;
     let tracker = TaskTracker::new();
     loop {
         let accepted = tokio::select! {
@@ -94,9 +125,21 @@ pub async fn serve(
             Ok((stream, _peer)) => {
                 let opts = opts.clone();
                 let shutdown = shutdown.clone();
+                let tls = tls.clone();
                 tracker.spawn(async move {
+                    let _ = stream.set_nodelay(true);
                     // A bad peer only ends its own connection.
-                    let _ = serve_connection(stream, opts, shutdown).await;
+                    let Some(acceptor) = tls else {
+                        let _ = serve_connection(stream, opts, shutdown).await;
+                        return;
+                    };
+                    let accepted = tokio::select! {
+                        _ = shutdown.cancelled() => return,
+                        r = tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(stream)) => r,
+                    };
+                    if let Ok(Ok(tls_stream)) = accepted {
+                        let _ = serve_connection(tls_stream, opts, shutdown).await;
+                    }
                 });
             }
             // Per-connection accept errors (ECONNABORTED, EMFILE…) must not
@@ -118,12 +161,11 @@ pub async fn serve(
 /// Why a connection ended (only used to structure the code; not reported).
 type ConnResult = Result<(), tokio_tungstenite::tungstenite::Error>;
 
-async fn serve_connection(
-    stream: TcpStream,
+async fn serve_connection<S: AsyncRead + AsyncWrite + Unpin>(
+    stream: S,
     opts: DemoServerOpts,
     shutdown: CancellationToken,
 ) -> ConnResult {
-    let _ = stream.set_nodelay(true);
     let wanted_path = opts.path.clone();
     // The error type is tungstenite's callback contract.
     #[allow(clippy::result_large_err)]

@@ -11,10 +11,10 @@
 //! so a full socket in one direction never stalls the other; instant actions
 //! and heals that touch both directions happen here too.
 //!
-//! The legs are [`Transport`]s (`relay::transport`): plain TCP today; a TLS
-//! stream on either leg plugs in by implementing that trait (non-blocking
-//! read and write, readiness, shutdown-write for FIN, reset for RST) and
-//! being handed over in [`Conn`].
+//! The legs are [`Transport`]s (`relay::transport`): plain TCP, or TLS on
+//! either leg (`tls::TlsStream`: non-blocking read and write, readiness,
+//! shutdown-write for close_notify plus FIN, reset for RST, and records
+//! still to flush), handed over in [`Conn`].
 
 use super::pipe::{Ended, Next, Pipe};
 use super::transport::{write_some, Transport};
@@ -408,6 +408,12 @@ pub async fn run(
     conn.to_server
         .start(&c.head, &c.rest, Instant::now(), &conn.log);
     loop {
+        // TLS records (and a FIN behind them) the socket did not take earlier.
+        for leg in [&mut conn.client, &mut conn.server].into_iter().flatten() {
+            if leg.wants_flush() {
+                let _ = leg.flush();
+            }
+        }
         let now = Instant::now();
         for d in Direction::BOTH {
             let (pipe, _, _, log) = conn.parts(d);
@@ -446,8 +452,8 @@ pub async fn run(
             r = readable(server), if tc.wants_read() && server.is_some() => {
                 conn.on_readable(Direction::ToClient, r);
             }
-            _ = writable(server), if ts.wants_write(now) && server.is_some() => {}
-            _ = writable(client), if tc.wants_write(now) && client.is_some() => {}
+            _ = writable(server), if server.is_some_and(|s| ts.wants_write(now) || s.wants_flush()) => {}
+            _ = writable(client), if client.is_some_and(|s| tc.wants_write(now) || s.wants_flush()) => {}
             _ = sleep_until(timer), if timer.is_some() => {}
         }
     }

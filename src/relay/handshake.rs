@@ -3,7 +3,6 @@
 //! response status. Bytes behind a head are returned, never lost.
 
 use tokio::io::AsyncReadExt;
-use tokio::net::TcpStream;
 
 /// Largest request or response head accepted.
 pub const MAX_HEAD: usize = 16 * 1024;
@@ -44,8 +43,8 @@ pub fn head_end(buf: &[u8]) -> Option<usize> {
 }
 
 /// Read the request head from the client.
-pub async fn read_request(
-    client: &mut TcpStream,
+pub async fn read_request<S: tokio::io::AsyncRead + Unpin>(
+    client: &mut S,
     host: &str,
     keep_extensions: bool,
 ) -> Result<Request, HeadError> {

@@ -5,9 +5,11 @@
 
 use super::conn::{self, Conn, ConnCmd};
 use super::handshake;
-use super::{Board, RelayConfig};
+use super::transport::Transport;
+use super::{Board, Ctx};
 use crate::events::{Ending, EventKind, EventLog};
 use crate::faults::Refusal;
+use crate::tls::{self, AsyncStream};
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
@@ -23,7 +25,7 @@ const UPSTREAM_CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 pub(super) async fn accept_loop(
     listener: TcpListener,
     addr: SocketAddr,
-    cfg: Arc<RelayConfig>,
+    cfg: Arc<Ctx>,
     log: EventLog,
     board: Arc<Board>,
     stop: CancellationToken,
@@ -44,7 +46,7 @@ pub(super) async fn accept_loop(
                 );
             }
             (r, None) if !matches!(r, Some((_, Refusal::StopListening))) => {
-                match super::bind(&cfg, addr).await {
+                match super::bind(&cfg.cfg, addr).await {
                     Ok(l) => {
                         listener = Some(l);
                         log.emit(
@@ -113,7 +115,7 @@ pub(super) async fn accept_loop(
 async fn handle(
     client: TcpStream,
     peer: SocketAddr,
-    cfg: Arc<RelayConfig>,
+    cfg: Arc<Ctx>,
     log: EventLog,
     board: Arc<Board>,
     stop: CancellationToken,
@@ -145,14 +147,14 @@ async fn handle(
     board.unregister(id);
 }
 
-/// Everything before the pipes: refusal, request head, upstream connect.
-/// Returns how the connection ended if it ended here, `None` if the pipes ran
-/// (they log their own `Closed`).
+/// Everything before the pipes: refusal, TLS, request head, upstream
+/// connect. Returns how the connection ended if it ended here, `None` if the
+/// pipes ran (they log their own `Closed`).
 #[allow(clippy::too_many_arguments)]
 async fn setup(
-    mut client: TcpStream,
+    client: TcpStream,
     id: u32,
-    cfg: &RelayConfig,
+    ctx: &Ctx,
     log: &EventLog,
     refusal: Option<(Arc<str>, Refusal)>,
     stages: conn::InitialStages,
@@ -160,12 +162,26 @@ async fn setup(
     stop: CancellationToken,
 ) -> Option<Ending> {
     let pre = async {
-        if let Some((name, r)) = refusal {
-            return Err(refuse(&mut client, id, log, &name, &r).await);
+        // A refusal acts on TCP, before any TLS; only an HTTP answer needs
+        // the handshake first (the client must be able to read it).
+        let answer = matches!(refusal, Some((_, Refusal::Answer { .. })));
+        if let (Some((name, r)), false) = (&refusal, answer) {
+            return Err(refuse(&mut AsyncStream::Tcp(client), id, log, name, r).await);
         }
-        pre_pipes(&mut client, id, cfg, log).await
+        let mut client = match tls::handshake::accept_client(client, ctx.cfg.tls.as_deref()).await {
+            Ok(c) => c,
+            Err(reason) => {
+                log.emit(Some(id), EventKind::BadRequest { reason });
+                return Err(Ending::Failed);
+            }
+        };
+        if let Some((name, r)) = &refusal {
+            return Err(refuse(&mut client, id, log, name, r).await);
+        }
+        let (req, server) = pre_pipes(&mut client, id, ctx, log).await?;
+        Ok((client, req, server))
     };
-    let (req, server) = tokio::select! {
+    let (client, req, server) = tokio::select! {
         _ = stop.cancelled() => return Some(Ending::Shutdown),
         r = pre => match r {
             Ok(v) => v,
@@ -176,12 +192,12 @@ async fn setup(
         Conn {
             id,
             log: log.clone(),
-            client: Box::new(client),
-            server: Box::new(server),
+            client: client.into_transport(),
+            server,
             initial: stages,
             head: req.head,
             rest: req.rest,
-            seed: cfg.seed,
+            seed: ctx.cfg.seed,
         },
         rx,
         stop,
@@ -192,11 +208,12 @@ async fn setup(
 
 /// Read the request head and connect upstream; `Err` is how it ended.
 async fn pre_pipes(
-    client: &mut TcpStream,
+    client: &mut AsyncStream,
     id: u32,
-    cfg: &RelayConfig,
+    ctx: &Ctx,
     log: &EventLog,
-) -> Result<(handshake::Request, TcpStream), Ending> {
+) -> Result<(handshake::Request, Box<dyn Transport>), Ending> {
+    let cfg = &ctx.cfg;
     let req = match handshake::read_request(client, &cfg.upstream.authority(), cfg.keep_extensions)
         .await
     {
@@ -252,11 +269,17 @@ async fn pre_pipes(
     };
     let _ = server.set_nodelay(true);
     log.emit(Some(id), EventKind::UpstreamConnected);
-    Ok((req, server))
+    let Some(connector) = &ctx.upstream_tls else {
+        return Ok((req, Box::new(server)));
+    };
+    match tls::handshake::connect_upstream(connector, &cfg.upstream.host, server).await {
+        Ok(t) => Ok((req, Box::new(t))),
+        Err(e) => Err(upstream_failed(client, id, log, &authority, &e).await),
+    }
 }
 
 async fn upstream_failed(
-    client: &mut TcpStream,
+    client: &mut AsyncStream,
     id: u32,
     log: &EventLog,
     authority: &str,
@@ -277,7 +300,7 @@ async fn upstream_failed(
 }
 
 async fn refuse(
-    client: &mut TcpStream,
+    client: &mut AsyncStream,
     id: u32,
     log: &EventLog,
     name: &str,
@@ -298,7 +321,7 @@ async fn refuse(
     );
     match r {
         Refusal::StopListening | Refusal::Reset => {
-            let _ = socket2::SockRef::from(&*client).set_linger(Some(Duration::ZERO));
+            let _ = socket2::SockRef::from(client.tcp()).set_linger(Some(Duration::ZERO));
             Ending::Reset
         }
         Refusal::Close => {

@@ -25,6 +25,7 @@ pub mod transport;
 use crate::events::{Direction, EventKind, EventLog};
 use crate::faults::{Fault, Refusal};
 use crate::scenario::{ConnWhich, Connections};
+use crate::tls::{self, ServerTls, UpstreamTrust};
 use conn::ConnCmd;
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -37,7 +38,7 @@ use tokio_util::task::TaskTracker;
 /// Errors starting the relay.
 #[derive(Debug, thiserror::Error)]
 pub enum RelayError {
-    /// The upstream URL is not `ws://host:port/path`.
+    /// The upstream URL is not `ws://host:port/path` (or `wss://`).
     #[error("invalid upstream URL `{url}`: {why}")]
     BadUpstream {
         /// The URL.
@@ -53,9 +54,12 @@ pub enum RelayError {
         /// OS error.
         err: std::io::Error,
     },
+    /// TLS settings could not be built (certificate, key, roots).
+    #[error("TLS: {0}")]
+    Tls(#[from] tls::TlsError),
 }
 
-/// A `ws://` upstream.
+/// A `ws://` or `wss://` upstream.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Upstream {
     /// Host as written.
@@ -64,29 +68,41 @@ pub struct Upstream {
     pub port: u16,
     /// Path and query (default `/`).
     pub path: String,
+    /// `wss://`: TLS toward the server, SNI from `host`.
+    pub tls: bool,
 }
 
 impl Upstream {
-    /// Parse `ws://host:port/path`.
+    /// Parse `ws://host:port/path` or `wss://host:port/path`.
     pub fn parse(url: &str) -> Result<Upstream, RelayError> {
         let bad = |why: &str| RelayError::BadUpstream {
             url: url.to_string(),
             why: why.to_string(),
         };
         let u = url::Url::parse(url).map_err(|e| bad(&e.to_string()))?;
-        match u.scheme() {
-            "ws" | "http" => {}
-            "wss" | "https" => return Err(bad("TLS upstreams are not supported; use ws://")),
-            s => return Err(bad(&format!("scheme `{s}`, expected ws://"))),
-        }
+        let tls = match u.scheme() {
+            "ws" | "http" => false,
+            "wss" | "https" => true,
+            s => return Err(bad(&format!("scheme `{s}`, expected ws:// or wss://"))),
+        };
         let host = u.host_str().ok_or_else(|| bad("no host"))?.to_string();
-        let port = u.port_or_known_default().unwrap_or(80);
+        if tls {
+            tls::server_name(&host).map_err(|e| bad(&e))?;
+        }
+        let port = u
+            .port_or_known_default()
+            .unwrap_or(if tls { 443 } else { 80 });
         let mut path = u.path().to_string();
         if let Some(q) = u.query() {
             path.push('?');
             path.push_str(q);
         }
-        Ok(Upstream { host, port, path })
+        Ok(Upstream {
+            host,
+            port,
+            path,
+            tls,
+        })
     }
 
     /// `host:port` for the `Host` header and connecting.
@@ -136,6 +152,10 @@ pub struct RelayConfig {
     pub keep_extensions: bool,
     /// Seed for the per-pipe RNGs.
     pub seed: u64,
+    /// Serve `wss://` to clients with this certificate (`None`: `ws://`).
+    pub tls: Option<Arc<ServerTls>>,
+    /// How a `wss://` upstream's certificate is checked.
+    pub upstream_trust: UpstreamTrust,
 }
 
 impl RelayConfig {
@@ -146,6 +166,8 @@ impl RelayConfig {
             upstream: Upstream::parse(upstream)?,
             keep_extensions: false,
             seed: 0,
+            tls: None,
+            upstream_trust: UpstreamTrust::System,
             sockets: None,
         })
     }
@@ -345,10 +367,18 @@ impl Board {
     }
 }
 
+/// A relay's settings plus what was built from them once.
+struct Ctx {
+    cfg: RelayConfig,
+    /// rustls settings toward a `wss://` upstream.
+    upstream_tls: Option<tokio_rustls::TlsConnector>,
+}
+
 /// A running relay.
 pub struct Relay {
     addr: SocketAddr,
     upstream: Upstream,
+    tls: bool,
     log: EventLog,
     board: Arc<Board>,
     stop: CancellationToken,
@@ -358,6 +388,13 @@ pub struct Relay {
 impl Relay {
     /// Bind and start accepting. The log's clock is the run's clock.
     pub async fn start(cfg: RelayConfig, log: EventLog) -> Result<Relay, RelayError> {
+        let upstream_tls = if cfg.upstream.tls {
+            Some(tokio_rustls::TlsConnector::from(tls::client_config(
+                &cfg.upstream_trust,
+            )?))
+        } else {
+            None
+        };
         let listener = bind(&cfg, cfg.listen)
             .await
             .map_err(|err| RelayError::Bind {
@@ -382,10 +419,11 @@ impl Relay {
         let stop = CancellationToken::new();
         let tracker = TaskTracker::new();
         let upstream = cfg.upstream.clone();
+        let tls = cfg.tls.is_some();
         tracker.spawn(listener::accept_loop(
             listener,
             addr,
-            Arc::new(cfg),
+            Arc::new(Ctx { cfg, upstream_tls }),
             log.clone(),
             board.clone(),
             stop.clone(),
@@ -394,6 +432,7 @@ impl Relay {
         Ok(Relay {
             addr,
             upstream,
+            tls,
             log,
             board,
             stop,
@@ -406,9 +445,11 @@ impl Relay {
         self.addr
     }
 
-    /// `ws://ADDR/PATH`: the relay's address plus the upstream's path.
+    /// `ws://ADDR/PATH` (`wss://` with a listener certificate): the relay's
+    /// address plus the upstream's path.
     pub fn url(&self) -> String {
-        format!("ws://{}{}", self.addr, self.upstream.path)
+        let scheme = if self.tls { "wss" } else { "ws" };
+        format!("{scheme}://{}{}", self.addr, self.upstream.path)
     }
 
     /// The event log.

@@ -1,7 +1,7 @@
 //! The connection's socket side: what a relayed connection needs from each
-//! leg. [`Transport`] is the seam for other transports (a TLS stream on
-//! either leg implements it over its TCP socket); [`TcpStream`] implements it
-//! directly.
+//! leg. [`Transport`] is the seam for other transports (`tls::TlsStream`
+//! implements it over its TCP socket on either leg); [`TcpStream`]
+//! implements it directly.
 //!
 //! Every call is non-blocking: readiness is polled (so both directions are
 //! driven from one task), reads and writes return `WouldBlock` when they
@@ -30,6 +30,17 @@ pub trait Transport: Send + Sync {
     fn shutdown_write(&mut self) -> io::Result<()>;
     /// Close abortively: the peer sees RST.
     fn reset(self: Box<Self>);
+    /// Output the transport accepted but could not write yet (TLS records,
+    /// a FIN behind them) waits for the socket: the connection then waits
+    /// for write readiness and calls [`Transport::flush`].
+    fn wants_flush(&self) -> bool {
+        false
+    }
+    /// Write what waits, without waiting (`WouldBlock`: call again when
+    /// writable).
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
 }
 
 impl Transport for TcpStream {

@@ -88,6 +88,9 @@ pub struct RunSettings {
         with = "crate::expect::opt_millis"
     )]
     pub resolution: Option<Duration>,
+    /// TLS settings (`--tls`, `--tls-cert`, `--upstream-ca`…), when any.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tls: Option<crate::tls::TlsSettings>,
 }
 
 /// Everything one run produced.

@@ -17,10 +17,12 @@ use crate::expect;
 use crate::netns::{Netns, NetnsError};
 use crate::report::{CommandOutcome, Report, RunSettings};
 use crate::scenario::{Network, Scenario};
+use crate::tls::{ServerTls, TlsSettings};
 use judge::{Judge, WatchEnd};
 use setup::{Running, Setup};
 use sides::{Clients, ServerSide};
 use std::net::SocketAddr;
+use std::sync::Arc;
 use std::time::Duration;
 use tokio_util::sync::CancellationToken;
 
@@ -51,6 +53,11 @@ pub struct RunOptions {
     /// Where to write every event, frames included, as JSON lines
     /// (`--events`); the report keeps only what is judged.
     pub events: Option<std::path::PathBuf>,
+    /// TLS on either leg (recorded in the report, for `replay`).
+    pub tls: TlsSettings,
+    /// The listener certificate already loaded from `tls.listen` (the CLI
+    /// loads it once for all scenarios); `None`: [`run`] loads it.
+    pub listen_tls: Option<Arc<ServerTls>>,
 }
 
 impl Default for RunOptions {
@@ -67,6 +74,8 @@ impl Default for RunOptions {
             interrupt: CancellationToken::new(),
             netns: false,
             events: None,
+            tls: TlsSettings::default(),
+            listen_tls: None,
         }
     }
 }
@@ -77,6 +86,9 @@ pub enum RunError {
     /// Bad upstream URL or listen address.
     #[error("{0}")]
     Relay(#[from] crate::relay::RelayError),
+    /// A certificate, key or CA file could not be loaded.
+    #[error("TLS: {0}")]
+    Tls(#[from] crate::tls::TlsError),
     /// The upstream did not accept TCP in time.
     #[error("upstream {addr} did not accept a TCP connection within {secs} s{why}")]
     UpstreamUnreachable {
@@ -124,7 +136,13 @@ pub async fn run(
         ),
         None => None,
     };
-    let upstream = ServerSide::start(upstream_url.as_deref(), opts, setup.netns.as_ref()).await?;
+    let upstream = ServerSide::start(
+        upstream_url.as_deref(),
+        opts,
+        setup.netns.as_ref(),
+        &mut setup.tls,
+    )
+    .await?;
     let client_ns = setup.netns.as_ref().map(Netns::client_path);
 
     // t = 0: the relay listens and the upstream is reachable. The log keeps
@@ -139,6 +157,7 @@ pub async fn run(
         &setup.demo_args,
         (&url, setup.clients),
         client_ns.as_deref(),
+        setup.tls.listen.as_deref(),
     )
     .await;
     let mut clients = match started {
@@ -261,6 +280,7 @@ fn conclude(
             demo: opts.demo,
             netns: opts.netns || scenario.network == Network::Netns,
             resolution: None,
+            tls: (!opts.tls.is_default()).then(|| opts.tls.clone()),
         },
     }
 }

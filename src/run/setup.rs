@@ -12,7 +12,9 @@ use crate::relay::{Relay, RelayConfig, Upstream};
 use crate::report::CommandOutcome;
 use crate::scenario::{Extensions, Network, Scenario};
 use crate::timeline::Timeline;
+use crate::tls::{ServerTls, UpstreamTrust};
 use std::net::SocketAddr;
+use std::sync::Arc;
 use std::time::Duration;
 use tokio_util::sync::CancellationToken;
 
@@ -31,6 +33,30 @@ pub(super) struct Setup {
     pub(super) demo_args: Vec<String>,
     pub(super) demo: Option<DemoClientOpts>,
     pub(super) netns: Option<Netns>,
+    pub(super) tls: RunTls,
+}
+
+/// TLS of a run: the listener certificate, how the upstream is checked,
+/// and the in-process demo server's own certificate (kept until the end).
+pub(super) struct RunTls {
+    pub(super) listen: Option<Arc<ServerTls>>,
+    pub(super) upstream_trust: UpstreamTrust,
+    pub(super) demo: Option<ServerTls>,
+}
+
+impl RunTls {
+    /// `FLATLINE_TLS_CERT`, `FLATLINE_TLS_KEY`, `FLATLINE_TLS_SPKI` and the
+    /// variables common stacks read to trust the certificate (client), or
+    /// only the former (server).
+    pub(super) fn env(&self, client: bool) -> Vec<(&'static str, String)> {
+        let Some(t) = &self.listen else {
+            return Vec::new();
+        };
+        t.client_env()
+            .into_iter()
+            .filter(|(k, _)| client || k.starts_with("FLATLINE_TLS_"))
+            .collect()
+    }
 }
 
 impl Setup {
@@ -62,6 +88,14 @@ impl Setup {
             None
         };
         let clients = opts.clients.or(scenario.clients).unwrap_or(1).max(1);
+        let tls = RunTls {
+            listen: match &opts.listen_tls {
+                Some(t) => Some(t.clone()),
+                None => opts.tls.listener()?,
+            },
+            upstream_trust: opts.tls.upstream.clone(),
+            demo: None,
+        };
         Ok(Setup {
             seed,
             exps,
@@ -70,6 +104,7 @@ impl Setup {
             demo_args,
             demo,
             netns,
+            tls,
         })
     }
 }
@@ -133,6 +168,8 @@ impl Running {
             keep_extensions: scenario.extensions == Extensions::Keep,
             seed: setup.seed,
             sockets: setup.netns.as_ref().map(Netns::sockets),
+            tls: setup.tls.listen.clone(),
+            upstream_trust: setup.tls.upstream_trust.clone(),
         };
         let relay = match Relay::start(cfg, log.clone()).await {
             Ok(r) => r,

@@ -3,6 +3,7 @@
 //! processes, built-in demo clients, or whoever connects).
 
 use super::proc::{push_tail, tail_text, wait_for_tcp, Proc, Tail, TERM_GRACE};
+use super::setup::RunTls;
 use super::{RunError, RunOptions};
 use crate::events::{EventKind, EventLog};
 use crate::netns::Netns;
@@ -10,6 +11,7 @@ use crate::peers::client::{run_client, DemoClientOpts};
 use crate::peers::server::{spawn_demo_server, DemoServerHandle, DemoServerOpts};
 use crate::relay::Upstream;
 use crate::report::CommandOutcome;
+use crate::tls::{ListenCert, ServerTls, UpstreamTrust};
 use std::collections::VecDeque;
 use std::sync::{Arc, Mutex};
 use tokio::task::JoinSet;
@@ -43,10 +45,11 @@ impl ServerSide {
         upstream_url: Option<&str>,
         opts: &RunOptions,
         netns: Option<&Netns>,
+        tls: &mut RunTls,
     ) -> Result<(String, ServerSide), RunError> {
         let ns = netns.and_then(Netns::server_path);
         let mut server_proc = match &opts.server_cmd {
-            Some(cmd) => Some(Proc::spawn("server", cmd, &[], ns.as_deref())?),
+            Some(cmd) => Some(Proc::spawn("server", cmd, &tls.env(false), ns.as_deref())?),
             None => None,
         };
         let sockets = netns.map(Netns::sockets);
@@ -57,10 +60,22 @@ impl ServerSide {
                     "--server-cmd needs --upstream (or `upstream:` in the scenario) to know where the server listens".into(),
                 ));
             }
-            let (addr, handle) = spawn_demo_server(DemoServerOpts::default())
+            // With a listener certificate the demo server speaks TLS too,
+            // with a certificate of its own for 127.0.0.1 that the relay trusts.
+            if tls.listen.is_some() {
+                let demo = ServerTls::load(&ListenCert::Auto)?;
+                tls.upstream_trust = UpstreamTrust::CaFile(demo.cert_path.clone());
+                tls.demo = Some(demo);
+            }
+            let demo = DemoServerOpts {
+                tls: tls.demo.as_ref().map(|t| t.config.clone()),
+                ..DemoServerOpts::default()
+            };
+            let scheme = if tls.demo.is_some() { "wss" } else { "ws" };
+            let (addr, handle) = spawn_demo_server(demo)
                 .await
                 .map_err(|e| RunError::Setup(format!("cannot start the demo server: {e}")))?;
-            return Ok((format!("ws://{addr}/feed"), ServerSide::Demo(handle)));
+            return Ok((format!("{scheme}://{addr}/feed"), ServerSide::Demo(handle)));
         };
         let authority = Upstream::parse(u)?.authority();
         let waited = tokio::select! {
@@ -124,14 +139,16 @@ impl Clients {
         args: &[String],
         (url, count): (&str, usize),
         netns: Option<&std::path::Path>,
+        tls: Option<&ServerTls>,
     ) -> Result<Clients, RunError> {
         if let Some(cmd) = &opts.client_cmd {
             let mut procs = Vec::with_capacity(count);
             for i in 0..count {
-                let env = [
+                let mut env = vec![
                     ("FLATLINE_URL", client_url(url, i, count)),
                     ("FLATLINE_CLIENT", i.to_string()),
                 ];
+                env.extend(tls.map(ServerTls::client_env).unwrap_or_default());
                 match Proc::spawn("client", cmd, &env, netns) {
                     Ok(p) => procs.push((p, false)),
                     Err(e) => {
@@ -152,6 +169,9 @@ impl Clients {
         for i in 0..count {
             let mut o = copts.clone();
             o.url = Some(client_url(url, i, count));
+            if let Some(t) = tls {
+                o.ca = Some(t.cert_path.clone());
+            }
             o.seed = copts.seed.wrapping_add(i as u64);
             let (t, s) = (tail.clone(), stop.clone());
             let prefix = if count > 1 {

@@ -30,6 +30,12 @@ pub fn plan(s: &Scenario) -> String {
     if let Some(u) = &s.upstream {
         let _ = writeln!(out, "  upstream {u}");
     }
+    if s.network == super::model::Network::Netns {
+        let _ = writeln!(
+            out,
+            "  network netns (peers in network namespaces, kernel faults)"
+        );
+    }
     if let Some(n) = s.clients {
         let _ = writeln!(out, "  clients {n}");
     }

@@ -92,6 +92,7 @@ async function runCell(cell, stack, opts) {
   const args = ['run', scenario, '--client-cmd', sub(stack.client), '--report', reportFile];
   if (stack.server) args.push('--server-cmd', sub(stack.server));
   if (stack.upstream) args.push('--upstream', sub(stack.upstream));
+  if (stack.flatline_args) args.push(...stack.flatline_args.map(sub));
   // `netns: true`: the client (and server) in network namespaces, partitions
   // as nftables drops that the client's own kernel sees (needs root).
   if (cell.netns) args.push('--netns');

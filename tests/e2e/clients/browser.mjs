@@ -4,7 +4,8 @@
 // close its socket with 1000 and closes the browser).
 //
 // Usage: node clients/browser.mjs good|bad    (env FLATLINE_URL, optional
-// FLATLINE_CLOSE_AFTER=seconds, CHROMIUM=/usr/bin/chromium)
+// FLATLINE_CLOSE_AFTER=seconds, CHROMIUM=/usr/bin/chromium, FLATLINE_TLS_SPKI
+// for a wss:// URL)
 import { createServer } from 'node:http';
 import { readFile, mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
@@ -22,6 +23,9 @@ const executablePath = process.env.CHROMIUM || '/usr/bin/chromium';
 const FLAGS = ['--headless', '--no-sandbox', '--disable-gpu', '--no-first-run',
   '--disable-background-networking', '--disable-component-update', '--disable-sync',
   '--disable-quic'];
+// wss:// to flatline's generated certificate: trusted by its public key hash
+// (flatline exports it as FLATLINE_TLS_SPKI), as a developer would.
+if (process.env.FLATLINE_TLS_SPKI) FLAGS.push(`--ignore-certificate-errors-spki-list=${process.env.FLATLINE_TLS_SPKI}`);
 const TYPES = { '.html': 'text/html; charset=utf-8', '.js': 'text/javascript; charset=utf-8' };
 
 let context = null;
