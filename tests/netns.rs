@@ -221,14 +221,24 @@ async fn tcp_user_timeout_is_judged_by_the_kernel_in_netns_mode_only() {
     assert!(gave_up(&r).is_none());
 }
 
+/// The client's text frames logged in `(t, until)`. The report folds frames
+/// nothing judges into runs, which never span another event of their
+/// connection or a global one (such as the kernel rule's or the give-up's),
+/// so a run lies wholly inside the window or outside it.
 fn client_frames_after(r: &Report, t: Duration, until: Duration) -> usize {
+    let client_text =
+        |f: &flatline::events::FrameInfo| f.dir == Direction::ToServer && f.opcode == Opcode::Text;
     r.events
         .iter()
         .filter(|e| e.t > t && e.t < until)
-        .filter(|e| {
-            matches!(&e.kind, EventKind::Frame(f) if f.dir == Direction::ToServer && f.opcode == Opcode::Text)
+        .map(|e| match &e.kind {
+            EventKind::Frame(f) if client_text(f) => 1,
+            EventKind::Frames(run) if client_text(&run.frame) && run.last < until => {
+                run.count as usize
+            }
+            _ => 0,
         })
-        .count()
+        .sum()
 }
 
 fn kernel_time(r: &Report) -> Duration {
