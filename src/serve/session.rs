@@ -278,17 +278,29 @@ impl Session {
         self.specs().expect.push(spec);
     }
 
+    /// Judge `spec` as a run does: a fresh judge shown every event so far
+    /// (the session's log keeps them all), then asked for its verdict.
+    fn verdict_of(
+        spec: &ExpectSpec,
+        events: &[Event],
+        now: Duration,
+        finished: bool,
+    ) -> Result<Option<Verdict>, String> {
+        let name = spec.name.clone().unwrap_or_default();
+        let mut e = expect::Expect::new(&name, &spec.kind)?;
+        for ev in events {
+            e.observe(ev);
+        }
+        Ok(e.verdict(events, now, finished))
+    }
+
     /// Judge one expectation against the log so far.
     pub fn judge(&self, spec: &ExpectSpec, finished: bool) -> Result<LiveVerdict, ApiError> {
         let name = spec.name.clone().unwrap_or_default();
-        let e = expect::build_one(&name, &spec.kind).map_err(ApiError::bad)?;
         let events = self.log.events();
-        let ctx = expect::JudgeCtx {
-            events: &events,
-            now: self.log.now(),
-            finished,
-        };
-        Ok(match e.judge(&ctx) {
+        let verdict =
+            Self::verdict_of(spec, &events, self.log.now(), finished).map_err(ApiError::bad)?;
+        Ok(match verdict {
             Some(v) => LiveVerdict::decided(v),
             None => LiveVerdict {
                 name,
@@ -343,16 +355,11 @@ impl Session {
         let specs = self.specs();
         let events = self.log.events();
         let now = self.log.now();
-        let ctx = expect::JudgeCtx {
-            events: &events,
-            now,
-            finished: true,
-        };
         let mut expectations = Vec::new();
         for e in &specs.expect {
             let name = e.name.clone().unwrap_or_default();
-            match expect::build_one(&name, &e.kind) {
-                Ok(x) => expectations.extend(x.judge(&ctx)),
+            match Self::verdict_of(e, &events, now, true) {
+                Ok(v) => expectations.extend(v),
                 Err(detail) => expectations.push(Verdict {
                     name,
                     kind: e.kind.name().to_string(),
@@ -373,6 +380,7 @@ impl Session {
             warnings: expect::warnings(&events),
             expectations,
             commands: Vec::new(),
+            connections: self.log.summaries(),
             events,
             scenario_spec: Some(scenario),
             settings: RunSettings {
