@@ -240,31 +240,39 @@ impl Server {
     }
 }
 
+/// One line to stderr; a closed stderr is not a reason to panic.
+macro_rules! say {
+    ($($t:tt)*) => {{
+        use std::io::Write as _;
+        let _ = writeln!(std::io::stderr(), $($t)*);
+    }};
+}
+
 /// `flatline serve`: run until `interrupt` (Ctrl-C, SIGTERM); the exit status.
 pub async fn run_cli(opts: ServeOptions, interrupt: CancellationToken) -> i32 {
     if !opts.listen.ip().is_loopback() {
         if opts.allow_remote {
-            eprintln!(
+            say!(
                 "warning: listening on {}: anyone who reaches this port can make flatline open relays to any address (an open proxy)",
                 opts.listen
             );
         } else {
-            eprintln!("error: {}", ServeError::NotLoopback(opts.listen));
+            say!("error: {}", ServeError::NotLoopback(opts.listen));
             return 2;
         }
     }
     let server = match Server::start(opts, interrupt).await {
         Ok(s) => s,
         Err(e) => {
-            eprintln!("error: {e}");
+            say!("error: {e}");
             return 3;
         }
     };
-    eprintln!(
+    say!(
         "flatline serve: control API on http://{} (native API and Toxiproxy's; Ctrl-C to stop)",
         server.addr()
     );
     server.wait().await;
-    eprintln!("flatline serve: every session closed, stopped");
+    say!("flatline serve: every session closed, stopped");
     0
 }
