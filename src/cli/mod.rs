@@ -3,6 +3,23 @@
 //! output and exit statuses: 0 every expectation passed, 1 one failed, 2 a
 //! scenario or an argument is invalid, 3 the run could not be carried out.
 
+/// `outln!` that never panics: a closed stdout (`flatline check | head`)
+/// is not an error worth dying over, so write errors are dropped.
+macro_rules! outln {
+    ($($t:tt)*) => {{
+        use std::io::Write as _;
+        let _ = writeln!(std::io::stdout(), $($t)*);
+    }};
+}
+
+/// `errln!` that never panics on a closed stderr.
+macro_rules! errln {
+    ($($t:tt)*) => {{
+        use std::io::Write as _;
+        let _ = writeln!(std::io::stderr(), $($t)*);
+    }};
+}
+
 mod run;
 
 pub use run::{RunArgs, Shard};
@@ -61,10 +78,15 @@ pub enum Cmd {
   flatline run scenarios/silent-drop.yaml --client-cmd 'python3 client.py' --report out.json
   flatline run scenarios/ --server-cmd './server --port 9001' --upstream ws://127.0.0.1:9001/ws \\
       --client-cmd 'node client.js' --junit junit.xml --snapshot snapshots/
+  flatline run scenarios/ --demo -j 4 --shard 1/2 --junit junit-1.xml
+  flatline run scenarios/thundering-herd.yaml --demo --clients 1000
 
 The client command gets FLATLINE_URL (the relay's ws:// URL plus the upstream's
 path). With neither --client-cmd nor --demo the URL is printed and flatline
-waits (up to the scenario's duration) for a client to connect.")]
+waits (up to the scenario's duration) for a client to connect. With several
+clients (`clients:` or --clients N) each command also gets FLATLINE_CLIENT
+(0 to N-1), and its FLATLINE_URL carries `flatline_client=<index>` in the query
+so that flatline can tell the clients' connections apart.")]
     Run(Box<RunArgs>),
     /// Validate scenarios and print their normalised plan.
     #[command(after_help = "Examples:
@@ -159,7 +181,7 @@ pub fn main() -> i32 {
     {
         Ok(rt) => rt,
         Err(e) => {
-            eprintln!("error: cannot start the async runtime: {e}");
+            errln!("error: cannot start the async runtime: {e}");
             return exit::CANNOT_RUN;
         }
     };
@@ -244,7 +266,7 @@ fn for_each_scenario(
     let files = match expand(paths) {
         Ok(f) => f,
         Err(e) => {
-            eprintln!("error: {e}");
+            errln!("error: {e}");
             return exit::INVALID;
         }
     };
@@ -263,11 +285,11 @@ fn cmd_check(paths: &[PathBuf]) -> i32 {
     for_each_scenario(paths, |f, loaded| match loaded {
         Ok(l) => {
             for w in &l.warnings {
-                eprintln!("warning: {w}");
+                errln!("warning: {w}");
             }
-            println!("# {}\n{}", f.display(), scenario::plan(&l.scenario));
+            outln!("# {}\n{}", f.display(), scenario::plan(&l.scenario));
         }
-        Err(e) => eprintln!("error: {e}"),
+        Err(e) => errln!("error: {e}"),
     })
 }
 
@@ -282,13 +304,13 @@ fn cmd_list(dir: &Path) -> i32 {
                 .unwrap_or("")
                 .trim()
                 .to_string();
-            println!(
+            outln!(
                 "{:<22} {:>5}  {first}",
                 l.scenario.name,
                 l.scenario.duration.to_string()
             );
         }
-        Err(e) => println!(
+        Err(e) => outln!(
             "{:<22} INVALID  {e}",
             f.file_stem().and_then(|s| s.to_str()).unwrap_or("?")
         ),
@@ -299,19 +321,19 @@ async fn cmd_replay(path: &Path) -> i32 {
     let text = match std::fs::read_to_string(path) {
         Ok(t) => t,
         Err(e) => {
-            eprintln!("error: cannot read {}: {e}", path.display());
+            errln!("error: cannot read {}: {e}", path.display());
             return exit::INVALID;
         }
     };
     let old = match Report::from_json(&text) {
         Ok(r) => r,
         Err(e) => {
-            eprintln!("error: {}: {e}", path.display());
+            errln!("error: {}: {e}", path.display());
             return exit::INVALID;
         }
     };
     let Some(sc) = old.scenario_spec.clone() else {
-        eprintln!(
+        errln!(
             "error: {} records no scenario (written by an older flatline?)",
             path.display()
         );
@@ -340,11 +362,11 @@ async fn cmd_replay(path: &Path) -> i32 {
     let new = match run::run_one(&sc, &opts, false, &mut run::Sink::stderr()).await {
         Ok(r) => r,
         Err(e) => {
-            eprintln!("error: {e}");
+            errln!("error: {e}");
             return exit::CANNOT_RUN;
         }
     };
-    println!(
+    outln!(
         "{}",
         report::terminal::verdict_table(
             std::slice::from_ref(&new),
@@ -353,14 +375,14 @@ async fn cmd_replay(path: &Path) -> i32 {
     );
     let (a, b) = (old.transcript().to_text(), new.transcript().to_text());
     if a == b {
-        println!("transcript identical to {}", path.display());
+        outln!("transcript identical to {}", path.display());
         if new.passed {
             exit::PASS
         } else {
             exit::FAIL
         }
     } else {
-        println!(
+        outln!(
             "transcript differs from {}:\n{}",
             path.display(),
             report::transcript::diff(&a, &b)
@@ -377,10 +399,10 @@ fn warn_nofile() {
     match crate::relay::nofile::raise() {
         Ok(l) => {
             if let Some(w) = l.warning(MANY_CONNECTIONS) {
-                eprintln!("flatline: warning: {w}");
+                errln!("flatline: warning: {w}");
             }
         }
-        Err(e) => eprintln!("flatline: warning: cannot read the open-file limit: {e}"),
+        Err(e) => errln!("flatline: warning: cannot read the open-file limit: {e}"),
     }
 }
 
@@ -389,14 +411,14 @@ fn warn_nofile() {
 /// `--upstream-insecure`. `Err` is the exit status.
 pub(crate) fn prepare_tls(tls: &TlsSettings) -> Result<Option<std::sync::Arc<ServerTls>>, i32> {
     let loaded = tls.prepare().map_err(|e| {
-        eprintln!("error: {e}");
+        errln!("error: {e}");
         exit::INVALID
     })?;
     if let Some(t) = &loaded {
-        eprintln!("flatline: {}", t.describe());
+        errln!("flatline: {}", t.describe());
     }
     if tls.upstream == UpstreamTrust::Insecure {
-        eprintln!(
+        errln!(
             "warning: --upstream-insecure: the upstream's certificate is not checked (anyone in the path can impersonate it)"
         );
     }
@@ -413,7 +435,7 @@ async fn cmd_relay(
     let mut cfg = match RelayConfig::new(upstream) {
         Ok(c) => c,
         Err(e) => {
-            eprintln!("error: {e}");
+            errln!("error: {e}");
             return exit::INVALID;
         }
     };
@@ -430,7 +452,7 @@ async fn cmd_relay(
         Some(p) => match EventSink::append(p) {
             Ok(s) => Some(s),
             Err(e) => {
-                eprintln!("error: cannot open {}: {e}", p.display());
+                errln!("error: cannot open {}: {e}", p.display());
                 return exit::INVALID;
             }
         },
@@ -441,11 +463,11 @@ async fn cmd_relay(
     let relay = match Relay::start(cfg, log.clone()).await {
         Ok(r) => r,
         Err(e) => {
-            eprintln!("error: {e}");
+            errln!("error: {e}");
             return exit::CANNOT_RUN;
         }
     };
-    eprintln!(
+    errln!(
         "flatline: relaying {} -> {upstream} (Ctrl-C to stop)",
         relay.url()
     );
@@ -463,7 +485,7 @@ async fn cmd_relay(
     }
     relay.stop().await;
     if let Err(e) = log.finish_sink() {
-        eprintln!("error: writing the events file: {e}");
+        errln!("error: writing the events file: {e}");
         return exit::CANNOT_RUN;
     }
     exit::PASS
@@ -474,14 +496,14 @@ fn describe(e: &crate::events::Event, first_end: &mut std::collections::HashMap<
     let t = e.t.as_secs_f64();
     let Some(n) = e.conn else { return };
     match &e.kind {
-        EventKind::Open => eprintln!("{t:9.3}s  #{n} open"),
+        EventKind::Open => errln!("{t:9.3}s  #{n} open"),
         EventKind::Rejected { status } => {
-            eprintln!("{t:9.3}s  #{n} handshake rejected: HTTP {status}")
+            errln!("{t:9.3}s  #{n} handshake rejected: HTTP {status}")
         }
         EventKind::UpstreamFailed { error } => {
-            eprintln!("{t:9.3}s  #{n} upstream unreachable: {error}")
+            errln!("{t:9.3}s  #{n} upstream unreachable: {error}")
         }
-        EventKind::BadRequest { reason } => eprintln!("{t:9.3}s  #{n} bad request: {reason}"),
+        EventKind::BadRequest { reason } => errln!("{t:9.3}s  #{n} bad request: {reason}"),
         EventKind::Frame(f) if f.opcode == crate::events::Opcode::Close => {
             first_end.entry(n).or_insert_with(|| {
                 format!(
@@ -513,7 +535,7 @@ fn describe(e: &crate::events::Event, first_end: &mut std::collections::HashMap<
                 Ending::Shutdown => "closed by flatline",
                 Ending::Failed => "failed",
             };
-            eprintln!("{t:9.3}s  #{n} {how} ({by})");
+            errln!("{t:9.3}s  #{n} {how} ({by})");
         }
         _ => {}
     }
@@ -523,22 +545,22 @@ async fn cmd_demo_server(listen: SocketAddr, opts: DemoServerOpts) -> i32 {
     let listener = match tokio::net::TcpListener::bind(listen).await {
         Ok(l) => l,
         Err(e) => {
-            eprintln!("error: cannot listen on {listen}: {e}");
+            errln!("error: cannot listen on {listen}: {e}");
             return exit::CANNOT_RUN;
         }
     };
     match listener.local_addr() {
-        Ok(a) => eprintln!(
+        Ok(a) => errln!(
             "flatline demo-server listening on {}://{a}/",
             if opts.tls_cert.is_some() { "wss" } else { "ws" }
         ),
-        Err(_) => eprintln!("flatline demo-server listening on {listen}"),
+        Err(_) => errln!("flatline demo-server listening on {listen}"),
     }
     let stop = interrupt_token();
     match serve(listener, opts, stop).await {
         Ok(()) => exit::PASS,
         Err(e) => {
-            eprintln!("error: {e}");
+            errln!("error: {e}");
             exit::CANNOT_RUN
         }
     }
@@ -546,10 +568,10 @@ async fn cmd_demo_server(listen: SocketAddr, opts: DemoServerOpts) -> i32 {
 
 async fn cmd_demo_client(opts: DemoClientOpts) -> i32 {
     let stop = interrupt_token();
-    match run_client(opts, stop, |line: &str| eprintln!("{line}")).await {
+    match run_client(opts, stop, |line: &str| errln!("{line}")).await {
         Ok(_) => exit::PASS,
         Err(e) => {
-            eprintln!("error: {e}");
+            errln!("error: {e}");
             exit::INVALID
         }
     }
