@@ -418,3 +418,54 @@ async fn follow_streams_events_and_shutdown_leaves_no_listener() {
     assert!(tokio::net::TcpStream::connect(api).await.is_err());
     demo.stop().await.unwrap();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_session_serves_wss_with_a_generated_certificate() {
+    let srv = server().await;
+    let api = srv.addr();
+    let (up, _demo) = echo().await;
+    let a = http(
+        api,
+        "POST",
+        "/sessions",
+        &json!({"upstream": format!("ws://{up}/feed"), "tls": {"listen": "auto"}}).to_string(),
+    )
+    .await;
+    assert_eq!(a.status, 201, "{}", a.body);
+    let v = a.json();
+    let url = v["url"].as_str().unwrap();
+    assert!(url.starts_with("wss://127.0.0.1:"), "{url}");
+    let cert = v["tls"]["cert"].as_str().unwrap();
+    assert!(!v["tls"]["spki"].as_str().unwrap().is_empty(), "{v}");
+    // A client that trusts the generated certificate gets its echo through.
+    let trust = flatline::tls::UpstreamTrust::CaFile(cert.into());
+    let cfg = flatline::tls::client_config(&trust).unwrap();
+    let (mut c, _) = tokio::time::timeout(
+        T,
+        tokio_tungstenite::connect_async_tls_with_config(
+            url,
+            None,
+            false,
+            Some(tokio_tungstenite::Connector::Rustls(cfg)),
+        ),
+    )
+    .await
+    .expect("connect in time")
+    .unwrap();
+    echo_text(&mut c, "over tls").await;
+    // A client that does not trust it fails its handshake.
+    let plain = tokio::time::timeout(T, tokio_tungstenite::connect_async(url))
+        .await
+        .expect("fail in time");
+    assert!(plain.is_err());
+
+    let bad = http(
+        api,
+        "POST",
+        "/sessions",
+        &json!({"upstream": format!("ws://{up}/feed"), "tls": {"listen": "sometimes"}}).to_string(),
+    )
+    .await;
+    assert_eq!(bad.status, 400, "{}", bad.body);
+    assert_eq!(bad.json()["field"], "tls", "{}", bad.body);
+}

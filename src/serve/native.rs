@@ -7,6 +7,7 @@ use super::{spec, AppState};
 use crate::relay::Upstream;
 use crate::scenario::Dur;
 use crate::timeline::FaultState;
+use crate::tls::TlsSettings;
 use axum::body::{Body, Bytes};
 use axum::extract::rejection::BytesRejection;
 use axum::extract::{Path, Query, State};
@@ -82,7 +83,10 @@ pub fn listen_addr(state: &AppState, field: &str, text: Option<&str>) -> Res<Soc
 
 async fn create(State(st): State<Arc<AppState>>, body: Body_) -> Res<Response> {
     let obj = body_object(body)?;
-    check_keys(&obj, &["upstream", "listen", "seed", "scenario", "raw_tcp"])?;
+    check_keys(
+        &obj,
+        &["upstream", "listen", "seed", "scenario", "raw_tcp", "tls"],
+    )?;
     let scenario = obj.get("scenario").map(spec::scenario).transpose()?;
     let upstream_text = string_field(&obj, "upstream")?
         .or_else(|| scenario.as_ref().and_then(|s| s.upstream.clone()))
@@ -101,6 +105,15 @@ async fn create(State(st): State<Arc<AppState>>, body: Body_) -> Res<Response> {
             ApiError::field(
                 "seed",
                 format!("`seed` must be a whole number ≥ 0, found {v}"),
+            )
+        })?,
+    };
+    let tls = match obj.get("tls") {
+        None | Some(Value::Null) => TlsSettings::default(),
+        Some(v) => serde_json::from_value(v.clone()).map_err(|e| {
+            ApiError::field(
+                "tls",
+                format!("`tls`: {e} (expected e.g. {{\"listen\": \"auto\", \"upstream\": \"insecure\"}})"),
             )
         })?,
     };
@@ -124,6 +137,7 @@ async fn create(State(st): State<Arc<AppState>>, body: Body_) -> Res<Response> {
             seed,
             scenario,
             raw_fallback,
+            tls,
         },
     )
     .await?;
@@ -139,6 +153,10 @@ fn session_json(s: &Session) -> Value {
         "listen": s.addr().to_string(),
         "upstream": s.upstream(),
         "seed": s.seed(),
+        "tls": s.server_tls().map(|t| json!({
+            "cert": t.cert_path,
+            "spki": t.spki,
+        })),
     })
 }
 

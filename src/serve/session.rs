@@ -10,6 +10,7 @@ use crate::relay::{Board, Relay, RelayConfig, Upstream};
 use crate::report::{Report, RunSettings};
 use crate::scenario::{ExpectSpec, FaultSpec, Scenario, Toward};
 use crate::timeline::{FaultState, LiveFault, Timeline, TimelineCmd};
+use crate::tls::{ServerTls, TlsSettings};
 use serde::Serialize;
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
@@ -47,6 +48,8 @@ pub struct SessionConfig {
     pub scenario: Option<Scenario>,
     /// Relay connections that are not WebSocket as raw TCP.
     pub raw_fallback: bool,
+    /// `wss://` toward the client, and how a `wss://` upstream is checked.
+    pub tls: TlsSettings,
 }
 
 /// A verdict that may still be open: `passed` is `None` while undecided.
@@ -103,6 +106,9 @@ pub struct Session {
     pub stopped: CancellationToken,
     running: tokio::sync::Mutex<Option<Running>>,
     specs: Mutex<Specs>,
+    /// Kept for the session's life: a generated certificate's directory is
+    /// removed when this is dropped.
+    server_tls: Option<Arc<ServerTls>>,
 }
 
 impl Session {
@@ -113,6 +119,10 @@ impl Session {
             None => Timeline::new(&empty_scenario()).map_err(ApiError::bad)?,
         };
         let log = EventLog::new();
+        let server_tls = cfg
+            .tls
+            .prepare()
+            .map_err(|e| ApiError::field("tls", e.to_string()))?;
         let relay = Relay::start(
             RelayConfig {
                 listen: cfg.listen,
@@ -124,10 +134,8 @@ impl Session {
                 seed: cfg.seed,
                 raw_fallback: cfg.raw_fallback,
                 sockets: None,
-                // `wss://` toward the client is not offered by sessions yet;
-                // a `wss://` upstream is checked against the system's roots.
-                tls: None,
-                upstream_trust: Default::default(),
+                tls: server_tls.clone(),
+                upstream_trust: cfg.tls.upstream.clone(),
             },
             log.clone(),
         )
@@ -181,10 +189,16 @@ impl Session {
                 timeline: task,
             })),
             specs: Mutex::new(specs),
+            server_tls,
         }))
     }
 
-    /// The relay's `ws://` URL (its address plus the upstream's path).
+    /// The listener's certificate, when the session serves `wss://`.
+    pub fn server_tls(&self) -> Option<&ServerTls> {
+        self.server_tls.as_deref()
+    }
+
+    /// The relay's `ws://` (or `wss://`) URL (its address plus the upstream's path).
     pub fn url(&self) -> &str {
         &self.url
     }

@@ -75,6 +75,7 @@ impl Proxy {
                 scenario: None,
                 // A Toxiproxy proxy is often not WebSocket at all.
                 raw_fallback: true,
+                tls: Default::default(),
             },
         )
         .await?;
