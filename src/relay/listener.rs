@@ -5,9 +5,10 @@
 
 use super::conn::{self, Conn, ConnCmd};
 use super::handshake;
+use super::mark::StreamMark;
 use super::transport::Transport;
 use super::{Board, Ctx};
-use crate::events::{Ending, EventKind, EventLog};
+use crate::events::{Direction, Ending, EventKind, EventLog};
 use crate::faults::Refusal;
 use crate::tls::{self, AsyncStream};
 use std::net::SocketAddr;
@@ -187,6 +188,8 @@ async fn setup(
             head: req.head,
             rest: req.rest,
             seed: ctx.cfg.seed,
+            raw_head: req.raw_len,
+            marks: marks(&ctx.cfg, id),
         },
         rx,
         stop,
@@ -371,4 +374,19 @@ async fn refuse(
             Ending::Fin
         }
     }
+}
+
+/// Stream positions to share for connection `id`, where an observer of the
+/// link can read its bytes (plain TCP legs only: TLS bytes are not frames).
+fn marks(cfg: &super::RelayConfig, id: u32) -> [Option<Arc<StreamMark>>; 2] {
+    let mark = |dir, plain: bool| {
+        cfg.sockets
+            .as_ref()
+            .filter(|_| plain)
+            .and_then(|s| s.stream_mark(id, dir))
+    };
+    [
+        mark(Direction::ToServer, cfg.tls.is_none()),
+        mark(Direction::ToClient, !cfg.upstream.tls),
+    ]
 }
