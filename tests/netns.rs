@@ -85,6 +85,9 @@ fn helper_client() {
     let mut frame = vec![0x81, 0x80 | 100, 0, 0, 0, 0];
     frame.extend_from_slice(&[b'x'; 100]);
     let opened = std::time::Instant::now();
+    if mode == "pings" {
+        pings(s);
+    }
     loop {
         if mode == "close-later" && opened.elapsed() > Duration::from_millis(800) {
             // Quiet until 1.5 s (nothing unacknowledged when the link dies),
@@ -101,6 +104,23 @@ fn helper_client() {
         }
         std::thread::sleep(Duration::from_millis(100));
     }
+}
+
+/// A heartbeat: a masked ping numbered `hb N` every 250 ms (mask 0), each
+/// in its own packet.
+fn pings(mut s: std::net::TcpStream) -> ! {
+    s.set_nodelay(true).unwrap();
+    for n in 0.. {
+        let body = format!("hb {n}");
+        let mut frame = vec![0x89, 0x80 | body.len() as u8, 0, 0, 0, 0];
+        frame.extend_from_slice(body.as_bytes());
+        if let Err(e) = s.write_all(&frame) {
+            println!("write failed: {e}");
+            std::process::exit(3);
+        }
+        std::thread::sleep(Duration::from_millis(250));
+    }
+    unreachable!()
 }
 
 /// A WebSocket server that says nothing after the handshake and relies on
@@ -221,12 +241,14 @@ async fn tcp_user_timeout_is_judged_by_the_kernel_in_netns_mode_only() {
     assert!(gave_up(&r).is_none());
 }
 
+/// The client's text frames the relay received (not those only seen in
+/// dropped packets).
 fn client_frames_after(r: &Report, t: Duration, until: Duration) -> usize {
     r.events
         .iter()
         .filter(|e| e.t > t && e.t < until)
         .filter(|e| {
-            matches!(&e.kind, EventKind::Frame(f) if f.dir == Direction::ToServer && f.opcode == Opcode::Text)
+            matches!(&e.kind, EventKind::Frame(f) if f.dir == Direction::ToServer && f.opcode == Opcode::Text && !f.dropped)
         })
         .count()
 }
@@ -499,7 +521,14 @@ expect:
     assert!(ours().is_empty(), "left behind: {:?}", ours());
     let v = &r.expectations[0];
     assert!(v.passed, "{}: {:?}", v.detail, r.events);
-    assert!(v.detail.contains("keepalive"), "{}", v.detail);
+    // The socket table shows the keepalive expiry; the RST the server's
+    // kernel then sends is in a dropped packet at the same moment: either
+    // may be logged first.
+    assert!(
+        v.detail.contains("keepalive") || v.detail.contains("RST (seen in the dropped packet)"),
+        "{}",
+        v.detail
+    );
     let server = r.commands.iter().find(|c| c.role == "server").unwrap();
     assert!(
         server.output_tail.contains("TimedOut"),
@@ -523,11 +552,21 @@ async fn a_close_frame_in_dropped_packets_counts_when_it_was_sent() {
     let v = &r.expectations[0];
     assert!(v.passed, "{}: {:?}", v.detail, r.events);
     assert!(v.detail.contains("close frame 1000"), "{}", v.detail);
-    assert!(v.detail.contains("dropped packet"), "{}", v.detail);
-    assert!(!r
+    let seen = gave_up(&r).expect("the give-up, seen in a dropped packet");
+    assert!(
+        matches!(&seen.kind, EventKind::KernelGaveUp { seen, .. } if seen == "dropped packet"),
+        "{seen:?}"
+    );
+    // The close frame itself is logged once, as seen in a dropped packet.
+    let closes: Vec<bool> = r
         .events
         .iter()
-        .any(|e| matches!(&e.kind, EventKind::Frame(f) if f.opcode == Opcode::Close)));
+        .filter_map(|e| match &e.kind {
+            EventKind::Frame(f) if f.opcode == Opcode::Close => Some(f.dropped),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(closes, [true], "{:?}", r.events);
 }
 
 #[tokio::test]
@@ -667,4 +706,71 @@ fn network_netns_in_a_scenario_is_the_same_as_the_flag() {
         panic!("an unknown network was accepted");
     };
     assert!(err.to_string().contains("n.yaml:"), "{err}");
+}
+
+const HEARTBEAT: &str = "
+name: heartbeat-through-a-partition
+description: The client pings every 250 ms; the link is down from 1 s to 1.6 s.
+duration: 3500ms
+faults:
+  - name: outage
+    kind: partition
+    direction: both
+    at: open#1 + 1s
+    duration: 600ms
+expect:
+  - name: pings
+    kind: heartbeat
+    from: client
+    match: {opcode: ping}
+    every: 250ms
+    tolerance: 200ms
+    after: open#1
+    for: 2500ms
+";
+
+/// The client's pings in the log: (time, payload, seen in a dropped packet).
+fn client_pings(r: &Report) -> Vec<(Duration, String, bool)> {
+    r.events
+        .iter()
+        .filter_map(|e| match &e.kind {
+            EventKind::Frame(f) if f.dir == Direction::ToServer && f.opcode == Opcode::Ping => {
+                Some((e.t, f.preview.clone(), f.dropped))
+            }
+            _ => None,
+        })
+        .collect()
+}
+
+#[tokio::test]
+async fn pings_in_dropped_packets_are_logged_once_when_sent() {
+    let _one = ONE_AT_A_TIME.lock().await;
+    if skip() {
+        return;
+    }
+    let kernel = run_with(HEARTBEAT, "pings", true).await;
+    let relay = run_with(HEARTBEAT, "pings", false).await;
+    let pings = client_pings(&kernel);
+    eprintln!("netns pings: {pings:?}");
+    let mut names: Vec<&str> = pings.iter().map(|p| p.1.as_str()).collect();
+    let all = names.len();
+    names.sort();
+    names.dedup();
+    assert_eq!(names.len(), all, "a ping logged twice: {pings:?}");
+    let cut = kernel_time(&kernel);
+    let dropped: Vec<_> = pings.iter().filter(|p| p.2).collect();
+    assert!(
+        !dropped.is_empty(),
+        "no ping seen in dropped packets: {pings:?}"
+    );
+    assert!(dropped.iter().all(|p| p.0 >= cut), "{pings:?}");
+    // Those seen on the link are logged when sent, not at the heal.
+    assert!(dropped[0].0 < cut + Duration::from_millis(400), "{pings:?}");
+    let (k, d) = (&kernel.expectations[0], &relay.expectations[0]);
+    assert_eq!(
+        k.passed, d.passed,
+        "netns: {} / relay: {}",
+        k.detail, d.detail
+    );
+    assert!(d.passed, "{}", d.detail);
 }

@@ -30,6 +30,7 @@ const CFG_CMD: u16 = 1;
 const CFG_MODE: u16 = 2;
 const CMD_BIND: u8 = 1;
 const COPY_PACKET: u8 = 2;
+const CFG_QTHRESH: u16 = 5;
 const ATTR_PAYLOAD: u16 = 9;
 
 fn attr(buf: &mut Vec<u8>, kind: u16, data: &[u8]) {
@@ -93,9 +94,12 @@ fn open(group: u16) -> std::io::Result<OwnedFd> {
         );
         let mut mode = 0xFFFFu32.to_be_bytes().to_vec();
         mode.extend_from_slice(&[COPY_PACKET, 0]);
+        // One packet per message: by default the kernel batches them for
+        // up to a second, and a frame would be seen after the relay got it.
         for msg in [
             config(group, CFG_CMD, &[CMD_BIND]),
             config(group, CFG_MODE, &mode),
+            config(group, CFG_QTHRESH, &1u32.to_be_bytes()),
         ] {
             if libc::send(
                 fd.as_raw_fd(),
@@ -336,11 +340,14 @@ pub fn watch(
     marks: Marks,
     log: EventLog,
     stop: Arc<AtomicBool>,
+    ready: std::sync::mpsc::Sender<()>,
 ) {
     if super::ns::enter(&relay_ns).is_err() {
         return;
     }
-    let fd = match open(GROUP) {
+    let opened = open(GROUP);
+    let _ = ready.send(());
+    let fd = match opened {
         Ok(fd) => fd,
         Err(e) => {
             log.emit(

@@ -96,9 +96,12 @@ impl Session {
             .collect();
         let (relay_ns, upstream) = (netns.relay_path(), netns.upstream_ports());
         let (log2, stop2, marks) = (log.clone(), stop_watch.clone(), netns.marks());
+        let (ready, bound) = std::sync::mpsc::channel();
         watchers.push(std::thread::spawn(move || {
-            super::nflog::watch(relay_ns, shared, upstream, marks, log2, stop2)
+            super::nflog::watch(relay_ns, shared, upstream, marks, log2, stop2, ready)
         }));
+        // Bound before any SYN comes (the client starts after this).
+        let _ = bound.recv_timeout(std::time::Duration::from_secs(5));
         Ok(Session {
             netns,
             stop,
