@@ -13,6 +13,11 @@
 //!   toward a TLS echo upstream, against the client talking TLS to that
 //!   upstream directly (64 B round-trip p50, throughput).
 //!
+//! With `NOXIOUS_SERVER=/path/to/noxious-server` (noxious, a Rust port of
+//! Toxiproxy, built from its source), noxious joins every measurement as a
+//! second peer, driven through its Toxiproxy HTTP API (one proxy, no
+//! toxics); without it, the bench says it skipped noxious.
+//!
 //! Each relay runs in its own process (this binary re-executed with
 //! `--serve-relay KIND`), flatline's through the library exactly as
 //! `flatline relay` would. Run:
@@ -27,7 +32,7 @@
 //! current-thread runtimes; otherwise the latency phase re-executes itself
 //! pinned to CPU 0 (`--pin 0`) and the rest runs unpinned.
 
-use flatline::events::EventLog;
+use flatline::events::{EventLog, Retention};
 use flatline::relay::{Relay, RelayConfig};
 use std::io::{BufRead, BufReader, Write};
 use std::net::SocketAddr;
@@ -215,9 +220,10 @@ async fn serve_relay(kind: &str, upstream: &str, tls_dir: &str) -> Res<()> {
     let mut _keep = None;
     let addr = match kind {
         "flatline" => {
+            // As `flatline relay` runs it: nothing kept per frame.
             let r = Relay::start(
                 RelayConfig::new(&format!("ws://{up}/echo"))?,
-                EventLog::new(),
+                EventLog::with(Retention::Stream, None),
             )
             .await?;
             let a = r.addr();
@@ -255,15 +261,104 @@ async fn serve_relay(kind: &str, upstream: &str, tls_dir: &str) -> Res<()> {
     Ok(())
 }
 
-/// A relay process.
+/// A relay process: ours (flatline, tokio) answer `rss`/`cpu` on stdin;
+/// noxious is read through /proc.
 struct RelayProc {
     child: Child,
-    stdin: ChildStdin,
-    out: BufReader<std::process::ChildStdout>,
+    stdin: Option<ChildStdin>,
+    out: Option<BufReader<std::process::ChildStdout>>,
     addr: SocketAddr,
 }
 
+/// Where noxious-server is (`NOXIOUS_SERVER`), if it is there.
+fn noxious_server() -> Option<std::path::PathBuf> {
+    let p = std::path::PathBuf::from(std::env::var_os("NOXIOUS_SERVER")?);
+    p.is_file().then_some(p)
+}
+
+fn free_port() -> Res<u16> {
+    Ok(std::net::TcpListener::bind("127.0.0.1:0")?
+        .local_addr()?
+        .port())
+}
+
+/// One HTTP/1.1 request to noxious's Toxiproxy API; the status code.
+fn toxiproxy_api(api: SocketAddr, method: &str, path: &str, body: &str) -> Res<u16> {
+    use std::io::Read;
+    let mut s = std::net::TcpStream::connect(api)?;
+    write!(
+        s,
+        "{method} {path} HTTP/1.1\r\nHost: {api}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    )?;
+    let mut answer = String::new();
+    s.read_to_string(&mut answer)?;
+    Ok(answer
+        .split_whitespace()
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .ok_or(format!("noxious answered {answer:?}"))?)
+}
+
 impl RelayProc {
+    /// noxious-server with one proxy (no toxics) toward `upstream`, driven
+    /// through its Toxiproxy HTTP API.
+    fn spawn_noxious(bin: &std::path::Path, upstream: SocketAddr) -> Res<RelayProc> {
+        let api = SocketAddr::from(([127, 0, 0, 1], free_port()?));
+        let child = Command::new(bin)
+            .args(["--host", "127.0.0.1", "--port", &api.port().to_string()])
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()?;
+        let p = RelayProc {
+            child,
+            stdin: None,
+            out: None,
+            addr: SocketAddr::from(([127, 0, 0, 1], free_port()?)),
+        };
+        let body = format!(
+            r#"{{"name":"bench","listen":"{}","upstream":"{upstream}","enabled":true}}"#,
+            p.addr
+        );
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            match toxiproxy_api(api, "POST", "/proxies", &body) {
+                Ok(201) | Ok(200) => break,
+                Ok(code) => return Err(format!("noxious: POST /proxies answered {code}").into()),
+                Err(_) if Instant::now() < deadline => {
+                    // Its API is not up yet: nothing to await but the port.
+                    std::thread::sleep(Duration::from_millis(50));
+                }
+                Err(e) => return Err(format!("noxious API at {api}: {e}").into()),
+            }
+        }
+        Ok(p)
+    }
+
+    /// From /proc/PID/status (KiB) or /proc/PID/stat (µs of CPU).
+    fn proc_stat(&self, what: &str) -> Res<u64> {
+        let pid = self.child.id();
+        if what == "rss" {
+            let s = std::fs::read_to_string(format!("/proc/{pid}/status"))?;
+            return Ok(s
+                .lines()
+                .find(|l| l.starts_with("VmRSS:"))
+                .and_then(|l| l.split_whitespace().nth(1)?.parse().ok())
+                .ok_or("no VmRSS")?);
+        }
+        let s = std::fs::read_to_string(format!("/proc/{pid}/stat"))?;
+        let after = s.rsplit(')').next().ok_or("bad stat")?;
+        let f: Vec<u64> = after
+            .split_whitespace()
+            .map(|x| x.parse().unwrap_or(0))
+            .collect();
+        // utime and stime are fields 14 and 15 (11 and 12 after the name).
+        // SAFETY: sysconf has no preconditions.
+        let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) }.max(1) as u64;
+        Ok((f.get(11).copied().unwrap_or(0) + f.get(12).copied().unwrap_or(0)) * 1_000_000 / hz)
+    }
+
     fn spawn(kind: &str, upstream: SocketAddr) -> Res<RelayProc> {
         Self::spawn_with(kind, upstream, &[])
     }
@@ -286,17 +381,20 @@ impl RelayProc {
             .parse()?;
         Ok(RelayProc {
             child,
-            stdin,
-            out,
+            stdin: Some(stdin),
+            out: Some(out),
             addr,
         })
     }
 
     fn ask(&mut self, what: &str) -> Res<u64> {
-        writeln!(self.stdin, "{what}")?;
-        self.stdin.flush()?;
+        let (Some(stdin), Some(out)) = (self.stdin.as_mut(), self.out.as_mut()) else {
+            return self.proc_stat(what);
+        };
+        writeln!(stdin, "{what}")?;
+        stdin.flush()?;
         let mut line = String::new();
-        self.out.read_line(&mut line)?;
+        out.read_line(&mut line)?;
         let prefix = format!("{} ", what.to_uppercase());
         Ok(line
             .trim()
@@ -373,40 +471,45 @@ fn pct(sorted: &[f64], p: f64) -> f64 {
     sorted[i]
 }
 
-/// Latency lines: `LAT <path> <size> <p50> <p99>`.
+/// Latency lines: `LAT <path> <size> <p50> <p99> <cpu>`.
 async fn latency_phase(quick: bool) -> Res<Vec<String>> {
     let echo = echo_server().await?;
-    let mut fl = RelayProc::spawn("flatline", echo)?;
-    let mut tk = RelayProc::spawn("tokio", echo)?;
-    let paths = [("direct", echo), ("flatline", fl.addr), ("tokio", tk.addr)];
+    // (name, relay process; none for the direct path)
+    let mut paths: Vec<(&str, Option<RelayProc>)> = vec![
+        ("direct", None),
+        ("flatline", Some(RelayProc::spawn("flatline", echo)?)),
+        ("tokio", Some(RelayProc::spawn("tokio", echo)?)),
+    ];
+    if let Some(bin) = noxious_server() {
+        paths.push(("noxious", Some(RelayProc::spawn_noxious(&bin, echo)?)));
+    }
     let mut lines = Vec::new();
     for (size, iters) in [
         (64usize, if quick { 3000 } else { 20000 }),
         (16 * 1024, if quick { 2000 } else { 10000 }),
     ] {
+        // noxious leaves Nagle on: its 16 KiB round trips take ~86 ms each.
+        let iters_of = |name: &str| {
+            if name == "noxious" && size > 1024 {
+                (iters / 50).max(40)
+            } else {
+                iters
+            }
+        };
         // Interleave the paths in rounds so drift hits all of them alike.
         let mut all: Vec<Vec<f64>> = vec![Vec::new(); paths.len()];
         // Relay-process CPU time per round trip (robust to a busy machine).
-        let mut cpu = [0u64; 3];
+        let mut cpu = vec![0u64; paths.len()];
         let rounds = 4;
         for _ in 0..rounds {
-            for (i, (_, addr)) in paths.iter().enumerate() {
-                let proc_ = match i {
-                    1 => Some(&mut fl),
-                    2 => Some(&mut tk),
-                    _ => None,
-                };
-                let c0 = match proc_ {
+            for (i, (name, proc_)) in paths.iter_mut().enumerate() {
+                let addr = proc_.as_ref().map(|p| p.addr).unwrap_or(echo);
+                let c0 = match proc_.as_mut() {
                     Some(p) => p.cpu()?,
                     None => 0,
                 };
-                all[i].extend(round_trips(*addr, size, iters / rounds).await?);
-                let proc_ = match i {
-                    1 => Some(&mut fl),
-                    2 => Some(&mut tk),
-                    _ => None,
-                };
-                if let Some(p) = proc_ {
+                all[i].extend(round_trips(addr, size, iters_of(name) / rounds).await?);
+                if let Some(p) = proc_.as_mut() {
                     cpu[i] += p.cpu()? - c0;
                 }
             }
@@ -423,7 +526,7 @@ async fn latency_phase(quick: bool) -> Res<Vec<String>> {
             ));
         }
     }
-    drop((fl, tk));
+    drop(paths);
     lines.extend(tls_latency(quick).await?);
     Ok(lines)
 }
@@ -625,7 +728,7 @@ fn orchestrate(a: &Args, pinned: bool) -> Res<()> {
         let (Some(d), Some(t)) = (get("direct", size), get("tokio", size)) else {
             continue;
         };
-        for name in ["direct", "tokio", "flatline"] {
+        for name in ["direct", "tokio", "noxious", "flatline"] {
             let Some(v) = get(name, size) else { continue };
             println!(
                 "  {:<8} {:>7} {:>9.1} {:>9.1} {:>+11.1} {:>+11.1} {:>10.2} {:>10.2}",
@@ -660,12 +763,52 @@ fn orchestrate(a: &Args, pinned: bool) -> Res<()> {
         );
     }
 
+    match (get("direct", 64), get("direct", 16384)) {
+        (Some(d64), Some(d16)) if noxious_server().is_some() => {
+            // Issue 15's targets against both peers, in this same run.
+            let added = |name: &str, size: usize, d: (f64, f64)| get(name, size).map(|v| v.0 - d.0);
+            let peers = ["tokio", "noxious"];
+            let best = |size: usize, d: (f64, f64)| {
+                peers
+                    .iter()
+                    .filter_map(|p| added(p, size, d))
+                    .fold(f64::INFINITY, f64::min)
+            };
+            let p99_peer = peers
+                .iter()
+                .filter_map(|p| get(p, 64).map(|v| v.1))
+                .fold(f64::INFINITY, f64::min);
+            if let (Some(f64b), Some(f16), Some(fp99)) = (
+                added("flatline", 64, d64),
+                added("flatline", 16384, d16),
+                get("flatline", 64).map(|v| v.1),
+            ) {
+                println!(
+                    "  vs peers: added p50 64 B {f64b:.1} us vs best peer {:.1} {}; 16 KiB {f16:.1} vs {:.1} {}; p99 64 B {fp99:.1} us vs best peer {p99_peer:.1} x{:.2} (<= 1.1) {}",
+                    best(64, d64),
+                    ok(f64b <= best(64, d64)),
+                    best(16384, d16),
+                    ok(f16 <= best(16384, d16)),
+                    fp99 / p99_peer,
+                    ok(fp99 <= 1.1 * p99_peer)
+                );
+            }
+        }
+        _ => println!(
+            "  noxious: skipped (set NOXIOUS_SERVER to a noxious-server binary to compare with it)"
+        ),
+    }
+
     // Throughput and memory: this process, unpinned unless taskset said otherwise.
     let rt = runtime(pinned);
     rt.block_on(async {
         let echo = echo_server().await?;
         let fl = RelayProc::spawn("flatline", echo)?;
         let tk = RelayProc::spawn("tokio", echo)?;
+        let nx = match noxious_server() {
+            Some(bin) => Some(RelayProc::spawn_noxious(&bin, echo)?),
+            None => None,
+        };
         let dur = Duration::from_millis(if a.quick { 700 } else { 2500 });
         println!("  relay process CPU per round trip (us, user+sys; robust to other load):");
     for size in [64usize, 16 * 1024] {
@@ -681,13 +824,19 @@ fn orchestrate(a: &Args, pinned: bool) -> Res<()> {
         println!("  {:<6} {:>9} {:>9} {:>9} {:>10} {:>10} {:>9}", "conns", "direct", "tokio", "flatline", "fl/direct", "fl/tokio", "tokio/dir");
         for conns in [1usize, 8] {
             // Alternate the paths twice and keep each one's best run.
-            let mut best = [0f64; 3];
+            let mut best = [0f64; 4];
+            let nx_addr = nx.as_ref().map(|p| p.addr);
             for _ in 0..2 {
-                for (i, addr) in [echo, tk.addr, fl.addr].into_iter().enumerate() {
-                    best[i] = best[i].max(throughput(addr, conns, dur).await?);
+                for (i, addr) in [Some(echo), Some(tk.addr), Some(fl.addr), nx_addr].into_iter().enumerate() {
+                    if let Some(addr) = addr {
+                        best[i] = best[i].max(throughput(addr, conns, dur).await?);
+                    }
                 }
             }
-            let [d, t, f] = best;
+            let [d, t, f, x] = best;
+            if nx_addr.is_some() {
+                println!("  {conns:<6} noxious {x:>9.0}   fl/noxious {:.2}  target >= 1 {}", f / x, ok(f >= x));
+            }
             println!(
                 "  {:<6} {:>9.0} {:>9.0} {:>9.0} {:>10.2} {:>10.2} {:>9.2}  target fl/tokio >= 0.95 {}",
                 conns,
@@ -705,12 +854,17 @@ fn orchestrate(a: &Args, pinned: bool) -> Res<()> {
         println!("\nResident memory per idle open connection at {n} connections (relay process VmRSS delta / {n}):");
         // Fresh relay processes: memory freed by the throughput runs would
         // otherwise be reused and hide the connections' cost.
-        drop((tk, fl));
+        drop((tk, fl, nx));
         let mut tk = RelayProc::spawn("tokio", echo)?;
         let mut fl = RelayProc::spawn("flatline", echo)?;
         let mt = memory(&mut tk, n).await?;
         let mf = memory(&mut fl, n).await?;
         println!("  tokio    {mt:>6.1} KiB");
+        if let Some(bin) = noxious_server() {
+            let mut nx = RelayProc::spawn_noxious(&bin, echo)?;
+            let mx = memory(&mut nx, n).await?;
+            println!("  noxious  {mx:>6.1} KiB   flatline {}", ok(mf <= mx));
+        }
         println!("  flatline {mf:>6.1} KiB   ratio to tokio {:.2}   target <= 16 KiB {}", mf / mt, ok(mf <= 16.0));
         Ok::<(), Box<dyn std::error::Error + Send + Sync>>(())
     })?;

@@ -5,9 +5,12 @@
 //! connection number (`#1`, `#2`… in accept order).
 
 use serde::{Deserialize, Serialize};
-use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
-use tokio::sync::broadcast;
+use std::time::Duration;
+
+mod log;
+mod summary;
+pub use log::{EventLog, EventSink, Retention};
+pub use summary::{ConnSummary, DirSummary};
 
 /// The two ends of a relayed connection.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, PartialOrd, Ord)]
@@ -179,6 +182,19 @@ pub struct FrameInfo {
     pub dropped: bool,
 }
 
+/// A run of similar frames on one connection, recorded at its first frame.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct FrameRun {
+    /// The first frame of the run.
+    #[serde(flatten)]
+    pub frame: FrameInfo,
+    /// How many frames the run holds (the first one included).
+    pub count: u64,
+    /// When the last one came.
+    #[serde(rename = "last_ms", with = "millis")]
+    pub last: Duration,
+}
+
 fn is_zero(v: &u8) -> bool {
     *v == 0
 }
@@ -245,6 +261,11 @@ pub enum EventKind {
     },
     /// One WebSocket frame (logged when the relay read its header and preview).
     Frame(FrameInfo),
+    /// Similar frames folded into one record, where a run keeps only what it
+    /// judges ([`Retention::Fold`]): the first frame of a run of frames with
+    /// the same direction and preview class on one connection, between two
+    /// of that connection's other events, with how many there were.
+    Frames(FrameRun),
     /// A frame broke RFC 6455 (still forwarded unchanged).
     ProtocolError {
         /// Direction of the offending bytes.
@@ -430,161 +451,6 @@ pub mod millis {
     }
 }
 
-struct LogInner {
-    events: Vec<Event>,
-}
-
-/// The shared, append-only event log of a run. Cheap to clone (an `Arc`).
-/// Subscribers get every new event through a broadcast channel.
-#[derive(Clone)]
-pub struct EventLog {
-    start: Instant,
-    inner: Arc<Mutex<LogInner>>,
-    tx: broadcast::Sender<Event>,
-}
-
-impl std::fmt::Debug for EventLog {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("EventLog")
-            .field("len", &self.len())
-            .finish()
-    }
-}
-
-impl EventLog {
-    /// A new log whose clock starts now.
-    pub fn new() -> EventLog {
-        Self::starting_at(Instant::now())
-    }
-
-    /// A new log whose clock started at `start`.
-    pub fn starting_at(start: Instant) -> EventLog {
-        let (tx, _) = broadcast::channel(16384);
-        EventLog {
-            start,
-            inner: Arc::new(Mutex::new(LogInner { events: Vec::new() })),
-            tx,
-        }
-    }
-
-    /// The instant `t = 0`.
-    pub fn start(&self) -> Instant {
-        self.start
-    }
-
-    /// Time since the start of the run.
-    pub fn now(&self) -> Duration {
-        self.start.elapsed()
-    }
-
-    /// Append an event stamped now.
-    pub fn emit(&self, conn: Option<u32>, kind: EventKind) {
-        self.push(Event {
-            t: self.now(),
-            conn,
-            kind,
-        });
-    }
-
-    /// Append an event with its own timestamp (kept monotonic: never earlier than the last one).
-    pub fn push(&self, mut ev: Event) {
-        let mut inner = self.inner.lock().unwrap_or_else(|p| p.into_inner());
-        if let Some(last) = inner.events.last() {
-            if ev.t < last.t {
-                ev.t = last.t;
-            }
-        }
-        // Nobody listening (`flatline relay`, benchmarks): no clone to send.
-        // Subscribing takes this lock in `snapshot_and_subscribe`, so nobody
-        // who got a snapshot can miss the event.
-        if self.tx.receiver_count() == 0 {
-            inner.events.push(ev);
-            return;
-        }
-        inner.events.push(ev.clone());
-        // Sent while holding the lock so subscribers see the log's order.
-        let _ = self.tx.send(ev);
-    }
-
-    /// Subscribe to events appended from now on.
-    pub fn subscribe(&self) -> broadcast::Receiver<Event> {
-        self.tx.subscribe()
-    }
-
-    /// Subscribe and get a snapshot of everything logged so far, atomically.
-    pub fn snapshot_and_subscribe(&self) -> (Vec<Event>, broadcast::Receiver<Event>) {
-        let inner = self.inner.lock().unwrap_or_else(|p| p.into_inner());
-        (inner.events.clone(), self.tx.subscribe())
-    }
-
-    /// A copy of every event so far.
-    pub fn events(&self) -> Vec<Event> {
-        self.inner
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .events
-            .clone()
-    }
-
-    /// Number of events so far.
-    pub fn len(&self) -> usize {
-        self.inner
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .events
-            .len()
-    }
-
-    /// Whether nothing was logged yet.
-    pub fn is_empty(&self) -> bool {
-        self.len() == 0
-    }
-
-    /// Wait (bounded) until an event satisfying `pred` is in the log; returns it.
-    pub async fn wait_for<F>(&self, timeout: Duration, mut pred: F) -> Option<Event>
-    where
-        F: FnMut(&Event) -> bool,
-    {
-        let (past, mut rx) = self.snapshot_and_subscribe();
-        if let Some(e) = past.into_iter().find(|e| pred(e)) {
-            return Some(e);
-        }
-        let fut = async {
-            loop {
-                match rx.recv().await {
-                    Ok(e) if pred(&e) => return Some(e),
-                    Ok(_) => {}
-                    Err(broadcast::error::RecvError::Lagged(_)) => {
-                        if let Some(e) = self.events().into_iter().find(|e| pred(e)) {
-                            return Some(e);
-                        }
-                    }
-                    Err(broadcast::error::RecvError::Closed) => return None,
-                }
-            }
-        };
-        tokio::time::timeout(timeout, fut).await.ok().flatten()
-    }
-
-    /// Serialise as JSON lines, one event per line.
-    pub fn to_jsonl(&self) -> String {
-        let mut out = String::new();
-        for e in self.events() {
-            if let Ok(s) = serde_json::to_string(&e) {
-                out.push_str(&s);
-                out.push('\n');
-            }
-        }
-        out
-    }
-}
-
-impl Default for EventLog {
-    fn default() -> Self {
-        Self::new()
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -598,6 +464,37 @@ mod tests {
         };
         let s = serde_json::to_string(&e).unwrap();
         assert_eq!(s, r#"{"t_ms":1.5,"conn":2,"kind":"fin","from":"client"}"#);
+        let back: Event = serde_json::from_str(&s).unwrap();
+        assert_eq!(back, e);
+    }
+
+    #[test]
+    fn frame_run_json_shape() {
+        let e = Event {
+            t: Duration::from_millis(3),
+            conn: Some(1),
+            kind: EventKind::Frames(FrameRun {
+                frame: FrameInfo {
+                    dir: Direction::ToServer,
+                    opcode: Opcode::Ping,
+                    fin: true,
+                    rsv: 0,
+                    masked: true,
+                    len: 2,
+                    preview: "hi".into(),
+                    close_code: None,
+                    close_reason: None,
+                    dropped: false,
+                },
+                count: 7,
+                last: Duration::from_millis(9),
+            }),
+        };
+        let s = serde_json::to_string(&e).unwrap();
+        assert_eq!(
+            s,
+            r#"{"t_ms":3.0,"conn":1,"kind":"frames","dir":"to_server","opcode":"ping","fin":true,"masked":true,"len":2,"preview":"hi","count":7,"last_ms":9.0}"#
+        );
         let back: Event = serde_json::from_str(&s).unwrap();
         assert_eq!(back, e);
     }

@@ -389,6 +389,7 @@ async fn report_junit_and_html_are_written() {
     let report = dir.join("r/report.json");
     let junit = dir.join("j/junit.xml");
     let html = dir.join("h/report.html");
+    let all = dir.join("events.jsonl");
     let o = flatline(
         &[
             "run",
@@ -403,6 +404,8 @@ async fn report_junit_and_html_are_written() {
             p(&junit),
             "--html",
             p(&html),
+            "--events",
+            p(&all),
         ],
         None,
     )
@@ -432,6 +435,38 @@ async fn report_junit_and_html_are_written() {
     }
     assert!(events.iter().any(|e| e["kind"] == "open" && e["conn"] == 2));
     assert_eq!(r["commands"][0]["role"], "client");
+
+    // --events has every frame; the report keeps them folded into runs and
+    // counted per connection, and the counts agree.
+    let streamed = std::fs::read_to_string(&all).unwrap();
+    let lines: Vec<serde_json::Value> = streamed
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    let frames_streamed = lines.iter().filter(|e| e["kind"] == "frame").count() as u64;
+    let frames_reported: u64 = events
+        .iter()
+        .map(|e| match e["kind"].as_str() {
+            Some("frame") => 1,
+            Some("frames") => e["count"].as_u64().unwrap(),
+            _ => 0,
+        })
+        .sum();
+    assert!(frames_streamed > 4, "{streamed}");
+    assert_eq!(frames_reported, frames_streamed);
+    assert!(
+        lines.len() >= events.len(),
+        "the file holds at least what the report does"
+    );
+    let summarised: u64 = r["connections"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| {
+            c["to_server"]["frames"].as_u64().unwrap() + c["to_client"]["frames"].as_u64().unwrap()
+        })
+        .sum();
+    assert_eq!(summarised, frames_streamed);
 
     // JUnit: one suite, one case per expectation, well formed.
     let xml = std::fs::read_to_string(&junit).unwrap();

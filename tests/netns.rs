@@ -241,16 +241,26 @@ async fn tcp_user_timeout_is_judged_by_the_kernel_in_netns_mode_only() {
     assert!(gave_up(&r).is_none());
 }
 
-/// The client's text frames the relay received (not those only seen in
-/// dropped packets).
+/// The client's text frames the relay received in `(t, until)` (not those
+/// only seen in dropped packets). The report folds frames nothing judges
+/// into runs, which never span another event of their connection or a
+/// global one (such as the kernel rule's or the give-up's), so a run lies
+/// wholly inside the window or outside it.
 fn client_frames_after(r: &Report, t: Duration, until: Duration) -> usize {
+    let client_text = |f: &flatline::events::FrameInfo| {
+        f.dir == Direction::ToServer && f.opcode == Opcode::Text && !f.dropped
+    };
     r.events
         .iter()
         .filter(|e| e.t > t && e.t < until)
-        .filter(|e| {
-            matches!(&e.kind, EventKind::Frame(f) if f.dir == Direction::ToServer && f.opcode == Opcode::Text && !f.dropped)
+        .map(|e| match &e.kind {
+            EventKind::Frame(f) if client_text(f) => 1,
+            EventKind::Frames(run) if client_text(&run.frame) && run.last < until => {
+                run.count as usize
+            }
+            _ => 0,
         })
-        .count()
+        .sum()
 }
 
 fn kernel_time(r: &Report) -> Duration {
@@ -729,17 +739,31 @@ expect:
     for: 2500ms
 ";
 
-/// The client's pings in the log: (time, payload, seen in a dropped packet).
-fn client_pings(r: &Report) -> Vec<(Duration, String, bool)> {
-    r.events
-        .iter()
-        .filter_map(|e| match &e.kind {
+/// A run and the client's pings as logged one by one (the report folds
+/// frames into runs): (time, payload, seen in a dropped packet).
+async fn run_pings(netns: bool) -> (Report, Vec<(Duration, String, bool)>) {
+    let sc = parse_str(HEARTBEAT, "heartbeat.yaml").unwrap().scenario;
+    let opts = RunOptions {
+        client_cmd: Some(helper_cmd("pings")),
+        netns,
+        ..RunOptions::default()
+    };
+    let mut pings = Vec::new();
+    let r = run(
+        &sc,
+        &opts,
+        |_| {},
+        |e| match &e.kind {
             EventKind::Frame(f) if f.dir == Direction::ToServer && f.opcode == Opcode::Ping => {
-                Some((e.t, f.preview.clone(), f.dropped))
+                pings.push((e.t, f.preview.clone(), f.dropped))
             }
-            _ => None,
-        })
-        .collect()
+            _ => {}
+        },
+    )
+    .await
+    .unwrap();
+    assert!(ours().is_empty(), "namespaces left behind: {:?}", ours());
+    (r, pings)
 }
 
 #[tokio::test]
@@ -748,9 +772,8 @@ async fn pings_in_dropped_packets_are_logged_once_when_sent() {
     if skip() {
         return;
     }
-    let kernel = run_with(HEARTBEAT, "pings", true).await;
-    let relay = run_with(HEARTBEAT, "pings", false).await;
-    let pings = client_pings(&kernel);
+    let (kernel, pings) = run_pings(true).await;
+    let (relay, _) = run_pings(false).await;
     eprintln!("netns pings: {pings:?}");
     let mut names: Vec<&str> = pings.iter().map(|p| p.1.as_str()).collect();
     let all = names.len();

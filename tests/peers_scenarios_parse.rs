@@ -152,22 +152,21 @@ fn every_scenario_parses_and_is_self_consistent() {
         for e in &sc.expect {
             use flatline::scenario::ExpectKind::*;
             let (refs, during): (Vec<&Reference>, Option<&String>) = match &e.kind {
-                Detects { after, .. }
-                | Reconnects { after, .. }
-                | NoReconnect { after, .. }
-                | Herd { after, .. } => (vec![after], None),
-                Sends { after, matches, .. } => {
-                    check_match(path, matches);
-                    (vec![after], None)
+                Detects(k) => (vec![&k.after], None),
+                Herd(k) => (vec![&k.after], None),
+                Reconnects(k) => (vec![&k.after], None),
+                NoReconnect(k) => (vec![&k.after], None),
+                Sends(k) => {
+                    check_match(path, &k.matches);
+                    (vec![&k.after], None)
                 }
-                StaysConnected { during, after, .. } | Backoff { during, after, .. } => {
-                    (after.iter().collect(), during.as_ref())
+                StaysConnected(k) => (k.after.iter().collect(), k.during.as_ref()),
+                Backoff(k) => (k.after.iter().collect(), k.during.as_ref()),
+                Heartbeat(k) => {
+                    check_match(path, &k.matches);
+                    (k.after.iter().collect(), None)
                 }
-                Heartbeat { after, matches, .. } => {
-                    check_match(path, matches);
-                    (after.iter().collect(), None)
-                }
-                ClosesWith { .. } => (vec![], None),
+                ClosesWith(_) => (vec![], None),
             };
             for r in refs {
                 check_reference(path, "an expectation's `after`", r, &faults);

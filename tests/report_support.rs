@@ -411,6 +411,7 @@ pub fn silent_drop_report(v: &Variation) -> Report {
             output_tail: "connected\nheartbeat timeout, reconnecting\nconnected\n".into(),
         }],
         events,
+        connections: Vec::new(),
         scenario_spec: Some(scenario),
         settings: RunSettings {
             upstream: Some("ws://127.0.0.1:9001/feed".into()),

@@ -7,7 +7,7 @@ mod run;
 
 pub use run::{RunArgs, Shard};
 
-use crate::events::{Ending, EventKind, EventLog};
+use crate::events::{Ending, EventKind, EventLog, EventSink, Retention};
 use crate::peers::client::{run_client, DemoClientOpts};
 use crate::peers::server::{serve, DemoServerOpts};
 use crate::relay::{Relay, RelayConfig};
@@ -16,7 +16,7 @@ use crate::run::RunOptions;
 use crate::scenario;
 use crate::tls::{ServerTls, TlsArgs, TlsSettings, UpstreamTrust};
 use clap::{Parser, Subcommand};
-use std::io::{IsTerminal, Write};
+use std::io::IsTerminal;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use tokio_util::sync::CancellationToken;
@@ -61,11 +61,16 @@ pub enum Cmd {
   flatline run scenarios/silent-drop.yaml --client-cmd 'python3 client.py' --report out.json
   flatline run scenarios/ --server-cmd './server --port 9001' --upstream ws://127.0.0.1:9001/ws \\
       --client-cmd 'node client.js' --junit junit.xml --snapshot snapshots/
+  flatline run scenarios/ --demo -j 4 --shard 1/2 --junit junit-1.xml
+  flatline run scenarios/thundering-herd.yaml --demo --clients 1000
 
 The client command gets FLATLINE_URL (the relay's ws:// URL plus the upstream's
 path). With neither --client-cmd nor --demo the URL is printed and flatline
-waits (up to the scenario's duration) for a client to connect.")]
-    Run(RunArgs),
+waits (up to the scenario's duration) for a client to connect. With several
+clients (`clients:` or --clients N) each command also gets FLATLINE_CLIENT
+(0 to N-1), and its FLATLINE_URL carries `flatline_client=<index>` in the query
+so that flatline can tell the clients' connections apart.")]
+    Run(Box<RunArgs>),
     /// Validate scenarios and print their normalised plan.
     #[command(after_help = "Examples:
   flatline check scenarios/
@@ -165,7 +170,7 @@ pub fn main() -> i32 {
     };
     rt.block_on(async move {
         match cli.cmd {
-            Cmd::Run(args) => run::cmd_run(args).await,
+            Cmd::Run(args) => run::cmd_run(*args).await,
             Cmd::Check { scenarios } => cmd_check(&scenarios),
             Cmd::List { dir } => cmd_list(&dir),
             Cmd::Replay { report } => cmd_replay(&report).await,
@@ -332,6 +337,7 @@ async fn cmd_replay(path: &Path) -> i32 {
         clients: None,
         demo_args: Vec::new(),
         interrupt: interrupt_token(),
+        events: None,
         netns: s.netns,
         tls: s.tls.clone().unwrap_or_default(),
         listen_tls: None,
@@ -365,6 +371,21 @@ async fn cmd_replay(path: &Path) -> i32 {
             report::transcript::diff(&a, &b)
         );
         exit::FAIL
+    }
+}
+
+/// Connections one relay is meant to hold; below that, say why not.
+const MANY_CONNECTIONS: u64 = 10_000;
+
+/// Raise the open-file limit; warn when it still caps the connections.
+fn warn_nofile() {
+    match crate::relay::nofile::raise() {
+        Ok(l) => {
+            if let Some(w) = l.warning(MANY_CONNECTIONS) {
+                eprintln!("flatline: warning: {w}");
+            }
+        }
+        Err(e) => eprintln!("flatline: warning: cannot read the open-file limit: {e}"),
     }
 }
 
@@ -408,13 +429,11 @@ async fn cmd_relay(
         Err(code) => return code,
     };
     cfg.upstream_trust = tls.upstream.clone();
-    let mut sink = match &events {
-        Some(p) => match std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(p)
-        {
-            Ok(f) => Some(std::io::BufWriter::new(f)),
+    warn_nofile();
+    // Nothing is kept per frame: events stream to the file, if any.
+    let sink = match &events {
+        Some(p) => match EventSink::append(p) {
+            Ok(s) => Some(s),
             Err(e) => {
                 eprintln!("error: cannot open {}: {e}", p.display());
                 return exit::INVALID;
@@ -422,7 +441,7 @@ async fn cmd_relay(
         },
         None => None,
     };
-    let log = EventLog::new();
+    let log = EventLog::with(Retention::Stream, sink);
     let mut rx = log.subscribe();
     let relay = match Relay::start(cfg, log.clone()).await {
         Ok(r) => r,
@@ -441,28 +460,16 @@ async fn cmd_relay(
         tokio::select! {
             _ = interrupt.cancelled() => break,
             ev = rx.recv() => match ev {
-                Ok(e) => {
-                    if let Some(s) = sink.as_mut() {
-                        if let Ok(line) = serde_json::to_string(&e) {
-                            let _ = writeln!(s, "{line}");
-                        }
-                    }
-                    describe(&e, &mut last_from);
-                }
+                Ok(e) => describe(&e, &mut last_from),
                 Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => {}
                 Err(_) => break,
             }
         }
     }
     relay.stop().await;
-    if let Some(mut s) = sink {
-        // Events logged while stopping.
-        while let Ok(e) = rx.try_recv() {
-            if let Ok(line) = serde_json::to_string(&e) {
-                let _ = writeln!(s, "{line}");
-            }
-        }
-        let _ = s.flush();
+    if let Err(e) = log.finish_sink() {
+        eprintln!("error: writing the events file: {e}");
+        return exit::CANNOT_RUN;
     }
     exit::PASS
 }

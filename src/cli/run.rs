@@ -72,6 +72,10 @@ pub struct RunArgs {
     /// Write a self-contained HTML report with a timeline.
     #[arg(long, value_name = "FILE.html")]
     pub html: Option<PathBuf>,
+    /// Append every event, each frame included, as JSON lines (the report
+    /// keeps only what is judged; several scenarios: FILE gets `.<scenario>`).
+    #[arg(long, value_name = "FILE.jsonl")]
+    pub events: Option<PathBuf>,
     /// Compare each run's transcript with DIR/<scenario>.transcript (fail on a difference).
     #[arg(long, value_name = "DIR")]
     pub snapshot: Option<PathBuf>,
@@ -204,6 +208,8 @@ fn check_args(args: &RunArgs) -> Result<(), String> {
 }
 
 pub(crate) async fn cmd_run(mut args: RunArgs) -> i32 {
+    // Raised quietly: many clients (`--clients`) need many descriptors.
+    let _ = crate::relay::nofile::raise();
     let all = match expand(&args.scenarios) {
         Ok(f) => f,
         Err(e) => {
@@ -368,6 +374,10 @@ async fn run_file(
         demo_args: Vec::new(),
         interrupt: interrupt.clone(),
         netns: args.netns,
+        events: args
+            .events
+            .as_ref()
+            .map(|p| per_scenario(p, &sc.name, many)),
         tls: args.tls.settings(),
         listen_tls: args.listen_tls.clone(),
     };

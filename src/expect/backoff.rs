@@ -9,21 +9,78 @@
 //! final and decided at once; a pass waits for the window's end.
 //! Observed: the shortest gap.
 
-use super::common::{plural, secs, verdict, Span};
-use super::{Expectation, JudgeCtx, Verdict};
+use super::common::{outcome, plural, secs, Span};
+use super::kind::{Anchor, Checks, Ctx, Invalid, Judge, Kind, Outcome, Timing};
 use crate::events::EventKind;
-use crate::scenario::Dur;
+use crate::scenario::{Dur, Reference};
+use serde::{Deserialize, Serialize};
 use std::time::Duration;
-
-const KIND: &str = "backoff";
 
 /// How much a gap may shrink under `increasing` (relative to the one before).
 const SHRINK_ALLOWED: f64 = 0.10;
 
-/// The `backoff` expectation.
-#[derive(Debug, Clone)]
+/// The `backoff` expectation: gaps between connection attempts within bounds.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct Backoff {
-    name: String,
+    /// A fault name: its active window.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub during: Option<String>,
+    /// Window start.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub after: Option<Reference>,
+    /// Window length.
+    #[serde(rename = "for", default, skip_serializing_if = "Option::is_none")]
+    pub for_: Option<Dur>,
+    /// Smallest allowed gap.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub min_gap: Option<Dur>,
+    /// Largest allowed gap.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_gap: Option<Dur>,
+    /// Gaps must not shrink.
+    #[serde(default)]
+    pub increasing: bool,
+    /// Cap on attempts.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_attempts: Option<u32>,
+}
+
+impl Kind for Backoff {
+    const NAME: &'static str = "backoff";
+    fn validate(&self, v: &mut dyn Checks) -> Result<(), Invalid> {
+        v.window(&self.during, &self.after, &self.for_, false)?;
+        if let (Some(lo), Some(hi)) = (self.min_gap, self.max_gap) {
+            if lo > hi {
+                let message = format!("{}.min_gap {lo} is larger than max_gap {hi}", v.path());
+                return Err(v.fail(
+                    "min_gap",
+                    message,
+                    Some("expected min_gap ≤ max_gap".into()),
+                ));
+            }
+        }
+        Ok(())
+    }
+    fn judge(&self) -> Result<Box<dyn Judge>, String> {
+        Ok(Box::new(Judging {
+            span: Span::new(&self.during, &self.after, &self.for_),
+            min_gap: self.min_gap.map(|d| d.0),
+            max_gap: self.max_gap.map(|d| d.0),
+            increasing: self.increasing,
+            max_attempts: self.max_attempts,
+        }))
+    }
+    fn timing(&self) -> Timing<'_> {
+        Timing {
+            after: self.after.as_ref(),
+            len: self.for_.map(|d| d.0),
+            deadline: false,
+        }
+    }
+}
+
+struct Judging {
     span: Span,
     min_gap: Option<Duration>,
     max_gap: Option<Duration>,
@@ -31,34 +88,14 @@ pub struct Backoff {
     max_attempts: Option<u32>,
 }
 
-impl Backoff {
-    /// From the scenario parameters.
-    pub(crate) fn new(
-        name: &str,
-        span: Span,
-        min_gap: Option<Dur>,
-        max_gap: Option<Dur>,
-        increasing: bool,
-        max_attempts: Option<u32>,
-    ) -> Backoff {
-        Backoff {
-            name: name.to_string(),
-            span,
-            min_gap: min_gap.map(|d| d.0),
-            max_gap: max_gap.map(|d| d.0),
-            increasing,
-            max_attempts,
-        }
+impl Judge for Judging {
+    fn anchor(&self) -> Anchor<'_> {
+        Anchor::Span(&self.span)
     }
-}
 
-impl Expectation for Backoff {
-    fn judge(&self, ctx: &JudgeCtx<'_>) -> Option<Verdict> {
+    fn judge(&self, ctx: &Ctx<'_>) -> Option<Outcome> {
         let ev = ctx.events;
-        let w = match self.span.locate_or_fail(ctx, &self.name, KIND) {
-            Ok(w) => w,
-            Err(v) => return v,
-        };
+        let w = ctx.window?;
         let (end, over) = w.end_now(ev, ctx.now, ctx.finished);
         let attempts: Vec<(u32, Duration)> = ev
             .iter()
@@ -71,7 +108,7 @@ impl Expectation for Backoff {
             .map(|p| (p[0].0, p[1].0, p[1].1.saturating_sub(p[0].1)))
             .collect();
         let shortest = gaps.iter().map(|g| g.2).min();
-        let fail = |detail: String| Some(verdict(&self.name, KIND, false, shortest, detail));
+        let fail = |detail: String| outcome(false, shortest, detail);
         if let Some(cap) = self.max_attempts {
             if attempts.len() > cap as usize {
                 return fail(format!(
@@ -136,7 +173,7 @@ impl Expectation for Backoff {
                 )
             }
         };
-        Some(verdict(&self.name, KIND, true, shortest, detail))
+        outcome(true, shortest, detail)
     }
 }
 
@@ -160,12 +197,12 @@ mod tests {
     fn growing_gaps_pass_when_the_window_ends() {
         let e = build("{kind: backoff, during: down, min_gap: 500ms, max_gap: 10s, increasing: true, max_attempts: 6}");
         let log = refused(&[3.0, 4.0, 6.0, 10.0, 17.9]);
-        assert!(judge(&*e, &log.events(), 18.0, false).is_none());
+        assert!(judge(&e, &log.events(), 18.0, false).is_none());
         let log = refused(&[3.0, 4.0, 6.0, 10.0, 17.9])
             .fault_end("down", &[], 20.0)
             .events();
-        assert!(judge(&*e, &log, 20.0, false).is_none());
-        let v = judge(&*e, &log, 20.1, false).unwrap();
+        assert!(judge(&e, &log, 20.0, false).is_none());
+        let v = judge(&e, &log, 20.1, false).unwrap();
         assert!(v.passed, "{}", v.detail);
         assert_eq!(
             v.detail,
@@ -177,14 +214,14 @@ mod tests {
     #[test]
     fn storm_fails_early() {
         let e = build("{kind: backoff, during: down, min_gap: 500ms}");
-        let v = judge(&*e, &refused(&[3.0, 3.1]).events(), 3.1, false).unwrap();
+        let v = judge(&e, &refused(&[3.0, 3.1]).events(), 3.1, false).unwrap();
         assert!(!v.passed);
         assert_eq!(
             v.detail,
             "the gap between connection #2 and #3 was 0.10 s, shorter than the minimum 500ms"
         );
         let e = build("{kind: backoff, during: down, max_attempts: 2}");
-        let v = judge(&*e, &refused(&[3.0, 4.0, 5.0]).events(), 5.0, false).unwrap();
+        let v = judge(&e, &refused(&[3.0, 4.0, 5.0]).events(), 5.0, false).unwrap();
         assert!(!v.passed);
         assert!(
             v.detail
@@ -200,9 +237,9 @@ mod tests {
         let log = refused(&[3.0, 5.0, 6.9, 8.8])
             .fault_end("down", &[], 9.0)
             .events();
-        assert!(judge(&*e, &log, 9.1, false).unwrap().passed);
+        assert!(judge(&e, &log, 9.1, false).unwrap().passed);
         let log = refused(&[3.0, 5.0, 6.0]).events();
-        let v = judge(&*e, &log, 6.0, false).unwrap();
+        let v = judge(&e, &log, 6.0, false).unwrap();
         assert!(!v.passed);
         assert!(
             v.detail.contains("shrank to 1.00 s from 2.00 s"),
@@ -214,7 +251,7 @@ mod tests {
     #[test]
     fn max_gap_and_after_for_window() {
         let e = build("{kind: backoff, after: 2s, for: 20s, max_gap: 5s}");
-        let v = judge(&*e, &refused(&[3.0, 9.0]).events(), 9.0, false).unwrap();
+        let v = judge(&e, &refused(&[3.0, 9.0]).events(), 9.0, false).unwrap();
         assert!(!v.passed);
         assert!(v.detail.contains("longer than the maximum 5s"));
     }

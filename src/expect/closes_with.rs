@@ -5,43 +5,47 @@
 //! sent no close frame at all; passes once `Stopping` is logged or the run is
 //! over.
 
-use super::common::{secs, verdict};
-use super::{Expectation, JudgeCtx, Verdict};
+use super::common::{outcome, secs};
+use super::kind::{Checks, Ctx, Invalid, Judge, Kind, Outcome};
 use crate::events::{EventKind, Opcode, Side};
 use crate::scenario::Connections;
+use serde::{Deserialize, Serialize};
 
-const KIND: &str = "closes_with";
-
-/// The `closes_with` expectation.
-#[derive(Debug, Clone)]
+/// The `closes_with` expectation: the side's close frames carry `code`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct ClosesWith {
-    name: String,
-    side: Side,
-    code: u16,
-    conns: Option<Vec<u32>>,
+    /// Whose close frames (default client).
+    #[serde(default = "super::common::client")]
+    pub side: Side,
+    /// Expected code.
+    pub code: u16,
+    /// Which connections.
+    #[serde(default)]
+    pub connections: Connections,
 }
 
-impl ClosesWith {
-    /// From the scenario parameters.
-    pub fn new(name: &str, side: Side, code: u16, connections: &Connections) -> ClosesWith {
-        ClosesWith {
-            name: name.to_string(),
-            side,
-            code,
-            conns: match connections {
-                Connections::List(v) => Some(v.clone()),
-                Connections::Which(_) => None,
-            },
-        }
+impl Kind for ClosesWith {
+    const NAME: &'static str = "closes_with";
+    fn validate(&self, v: &mut dyn Checks) -> Result<(), Invalid> {
+        v.close_code("code", self.code)?;
+        v.connections("connections", &self.connections)
+    }
+    fn judge(&self) -> Result<Box<dyn Judge>, String> {
+        Ok(Box::new(self.clone()))
     }
 }
 
-impl Expectation for ClosesWith {
-    fn judge(&self, ctx: &JudgeCtx<'_>) -> Option<Verdict> {
+impl Judge for ClosesWith {
+    fn judge(&self, ctx: &Ctx<'_>) -> Option<Outcome> {
         let ev = ctx.events;
         let side = self.side;
         let code = self.code;
-        let out = |passed, detail| Some(verdict(&self.name, KIND, passed, None, detail));
+        let conns = match &self.connections {
+            Connections::List(v) => Some(v),
+            Connections::Which(_) => None,
+        };
+        let out = |passed, detail| outcome(passed, None, detail);
         let mut good: Vec<u32> = Vec::new();
         let mut stopped = false;
         for e in ev {
@@ -56,7 +60,7 @@ impl Expectation for ClosesWith {
                 continue;
             }
             let Some(n) = e.conn else { continue };
-            if self.conns.as_ref().is_some_and(|l| !l.contains(&n)) {
+            if conns.is_some_and(|l| !l.contains(&n)) {
                 continue;
             }
             if f.close_code == Some(code) {
@@ -79,7 +83,7 @@ impl Expectation for ClosesWith {
             return None;
         }
         if good.is_empty() {
-            let on = match &self.conns {
+            let on = match conns {
                 Some(l) => format!(" on connection {}", super::common::conn_list(l)),
                 None => String::new(),
             };
@@ -115,7 +119,7 @@ mod tests {
             .close_frame(2, 4.0, Server, Some(1011))
             .close_frame(2, 4.1, Client, Some(1000));
         assert!(
-            judge(&*e, &log.events(), 5.0, false).is_none(),
+            judge(&e, &log.events(), 5.0, false).is_none(),
             "undecided before Stopping"
         );
         let log = Log::new()
@@ -124,7 +128,7 @@ mod tests {
             .stopping(9.0)
             .close_frame(2, 9.1, Client, Some(1001))
             .events();
-        let v = judge(&*e, &log, 9.1, false).unwrap();
+        let v = judge(&e, &log, 9.1, false).unwrap();
         assert!(v.passed, "{}", v.detail);
         assert_eq!(v.detail, "the client closed connection #1 with code 1000");
     }
@@ -136,7 +140,7 @@ mod tests {
             .connect(1, 0.1)
             .close_frame(1, 2.0, Client, None)
             .events();
-        let v = judge(&*e, &log, 2.0, false).unwrap();
+        let v = judge(&e, &log, 2.0, false).unwrap();
         assert!(!v.passed);
         assert_eq!(
             v.detail,
@@ -153,7 +157,7 @@ mod tests {
             .connect(2, 2.0)
             .fin(2, 3.0, Client)
             .events();
-        let v = judge(&*e, &log, 10.0, true).unwrap();
+        let v = judge(&e, &log, 10.0, true).unwrap();
         assert!(!v.passed);
         assert_eq!(
             v.detail,

@@ -2,7 +2,7 @@
 //! the log, judging windows, and wording verdicts.
 
 use super::refs::{self, At};
-use super::{JudgeCtx, Verdict};
+use super::{JudgeCtx, Outcome};
 use crate::events::{Event, EventKind, Opcode, Side};
 use crate::scenario::{Dur, Reference};
 use std::time::Duration;
@@ -17,43 +17,35 @@ pub(crate) fn dur(d: Duration) -> String {
     Dur(d).to_string()
 }
 
-/// Build a verdict.
-pub(crate) fn verdict(
-    name: &str,
-    kind: &str,
-    passed: bool,
-    observed: Option<Duration>,
-    detail: String,
-) -> Verdict {
-    Verdict {
-        name: name.to_string(),
-        kind: kind.to_string(),
+/// The default side of `side:` / `from:`.
+pub(crate) fn client() -> Side {
+    Side::Client
+}
+
+/// A decided outcome.
+pub(crate) fn outcome(passed: bool, observed: Option<Duration>, detail: String) -> Option<Outcome> {
+    Some(Outcome {
         passed,
         observed,
         detail,
-    }
+    })
 }
 
 /// Locate the reference an expectation counts from. When it has not happened
 /// the expectation is undecided (`Err(None)`) while the run goes on, and fails
-/// at the end (`Err(Some(verdict))`) saying so and what could not be judged:
+/// at the end (`Err(Some(outcome))`) saying so and what could not be judged:
 /// `consequence` completes "REF never happened, so …".
 pub(crate) fn locate_or_fail(
     r: &Reference,
     ctx: &JudgeCtx<'_>,
-    name: &str,
-    kind: &str,
     consequence: &str,
-) -> Result<At, Option<Verdict>> {
+) -> Result<At, Option<Outcome>> {
     match refs::locate(r, ctx.events) {
         Some(at) => Ok(at),
-        None if ctx.finished => Err(Some(verdict(
-            name,
-            kind,
-            false,
+        None if ctx.finished => Err(Outcome::fail(
             None,
             format!("{}, so {consequence}", refs::never_happened(r)),
-        ))),
+        )),
         None => Err(None),
     }
 }
@@ -164,7 +156,7 @@ pub(crate) fn were(n: usize, word: &str) -> String {
 /// The window of `stays_connected`, `heartbeat` and `backoff`: a fault's
 /// active time (`during`), `after` [+ `for`], or the whole run.
 #[derive(Debug, Clone)]
-pub(crate) enum Span {
+pub enum Span {
     /// While the fault is active (until the run ends if it never ends).
     During(String),
     /// From the reference, for the given time (or until the run ends).
@@ -189,26 +181,19 @@ impl Span {
     /// The window as far as the log knows it; `Err` with the reason when its
     /// start is not in the log.
     /// [`Span::locate`] for a judge: undecided (`Err(None)`) while the window
-    /// has not begun, failing at the end of the run (`Err(Some(verdict))`).
-    pub fn locate_or_fail(
-        &self,
-        ctx: &JudgeCtx<'_>,
-        name: &str,
-        kind: &str,
-    ) -> Result<Window, Option<Verdict>> {
+    /// has not begun, failing at the end of the run (`Err(Some(outcome))`).
+    pub(crate) fn locate_or_fail(&self, ctx: &JudgeCtx<'_>) -> Result<Window, Option<Outcome>> {
         match self.locate(ctx.events) {
             Ok(w) => Ok(w),
-            Err(why) if ctx.finished => Err(Some(verdict(
-                name,
-                kind,
-                false,
+            Err(why) if ctx.finished => Err(Outcome::fail(
                 None,
                 format!("{why}, so the window to judge never began"),
-            ))),
+            )),
             Err(_) => Err(None),
         }
     }
 
+    /// The window as far as `events` know it; `Err` says why it has not begun.
     pub fn locate(&self, events: &[Event]) -> Result<Window, String> {
         match self {
             Span::During(name) => {
@@ -246,7 +231,7 @@ impl Span {
 
 /// A located window.
 #[derive(Debug, Clone)]
-pub(crate) struct Window {
+pub struct Window {
     /// Its start.
     pub start: At,
     /// Its end when known (a fault's end, or `after + for`).

@@ -10,32 +10,42 @@
 //! giving it up fails (someone else ended it). Observed: the slowest
 //! connection's time to detection.
 
-use super::common::{conn_list, give_up, secs, verdict};
+use super::common::{conn_list, give_up, outcome, secs};
+use super::kind::{Anchor, Checks, Ctx, Invalid, Judge, Kind, Outcome, Timing};
 use super::refs::{self, At};
-use super::{Expectation, JudgeCtx, Verdict};
 use crate::events::{Ending, Event, EventKind, Side};
 use crate::scenario::{Dur, Reference};
+use serde::{Deserialize, Serialize};
 use std::time::Duration;
 
-const KIND: &str = "detects";
-
-/// The `detects` expectation.
-#[derive(Debug, Clone)]
+/// The `detects` expectation: the side gives up every affected connection
+/// within `within`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct Detects {
-    name: String,
-    side: Side,
-    after: Reference,
-    within: Duration,
+    /// Who must notice (default client).
+    #[serde(default = "super::common::client")]
+    pub side: Side,
+    /// Reference (usually a fault name).
+    pub after: Reference,
+    /// Deadline.
+    pub within: Dur,
 }
 
-impl Detects {
-    /// From the scenario parameters.
-    pub fn new(name: &str, side: Side, after: &Reference, within: Dur) -> Detects {
-        Detects {
-            name: name.to_string(),
-            side,
-            after: after.clone(),
-            within: within.0,
+impl Kind for Detects {
+    const NAME: &'static str = "detects";
+    fn validate(&self, v: &mut dyn Checks) -> Result<(), Invalid> {
+        v.reference("after", &self.after)?;
+        v.positive("within", self.within)
+    }
+    fn judge(&self) -> Result<Box<dyn Judge>, String> {
+        Ok(Box::new(self.clone()))
+    }
+    fn timing(&self) -> Timing<'_> {
+        Timing {
+            after: Some(&self.after),
+            len: Some(self.within.0),
+            deadline: true,
         }
     }
 }
@@ -132,24 +142,20 @@ impl Detects {
     }
 }
 
-impl Expectation for Detects {
-    fn judge(&self, ctx: &JudgeCtx<'_>) -> Option<Verdict> {
-        let ctx = &super::common::before_stopping(ctx);
+impl Judge for Detects {
+    fn anchor(&self) -> Anchor<'_> {
+        Anchor::After(
+            &self.after,
+            format!("there was nothing for the {} to detect", self.side).into(),
+        )
+    }
+
+    fn judge(&self, ctx: &Ctx<'_>) -> Option<Outcome> {
         let ev = ctx.events;
         let side = self.side;
         let what = refs::describe(&self.after);
-        let fail =
-            |detail: String, observed| Some(verdict(&self.name, KIND, false, observed, detail));
-        let at = match super::common::locate_or_fail(
-            &self.after,
-            ctx,
-            &self.name,
-            KIND,
-            &format!("there was nothing for the {side} to detect"),
-        ) {
-            Ok(at) => at,
-            Err(v) => return v,
-        };
+        let fail = |detail: String, observed| outcome(false, observed, detail);
+        let at = ctx.at();
         if ctx.now < at.t {
             return if ctx.finished {
                 fail(
@@ -181,8 +187,8 @@ impl Expectation for Detects {
                 None,
             );
         }
-        let deadline = at.t + self.within;
-        let limit = Dur(self.within);
+        let deadline = at.t + self.within.0;
+        let limit = self.within;
         let fates: Vec<(u32, Fate)> = conns
             .iter()
             .map(|&n| (n, self.fate(ev, at, n, deadline, ctx.now, ctx.finished)))
@@ -199,7 +205,7 @@ impl Expectation for Detects {
         let mut missed: Vec<u32> = Vec::new();
         for (n, f) in &fates {
             match f {
-                Fate::GaveUp(d, how) if *d > self.within => failures.push((
+                Fate::GaveUp(d, how) if *d > self.within.0 => failures.push((
                     *n,
                     format!(
                         "the {side} gave up connection #{n} only {} after {what} at t={} ({how}); limit {limit}",
@@ -285,7 +291,7 @@ impl Expectation for Detects {
                 secs(at.t)
             )
         };
-        Some(verdict(&self.name, KIND, true, slowest, detail))
+        outcome(true, slowest, detail)
     }
 }
 
@@ -311,7 +317,7 @@ mod tests {
             .ping(1, 4.0, Client)
             .close_frame(1, 10.31, Client, Some(1000))
             .events();
-        let v = judge(&*e, &log, 10.4, false).expect("decided once every connection was given up");
+        let v = judge(&e, &log, 10.4, false).expect("decided once every connection was given up");
         assert!(v.passed, "{}", v.detail);
         assert_eq!(v.observed, Some(Duration::from_millis(7310)));
         assert_eq!(
@@ -324,9 +330,9 @@ mod tests {
     fn waits_until_the_deadline_then_fails() {
         let e = build(YAML);
         let log = base().ping(1, 4.0, Client).events();
-        assert!(judge(&*e, &log, 14.9, false).is_none());
+        assert!(judge(&e, &log, 14.9, false).is_none());
         // Judged by the clock, not by the last event's time.
-        let v = judge(&*e, &log, 15.1, false).expect("deadline passed");
+        let v = judge(&e, &log, 15.1, false).expect("deadline passed");
         assert!(!v.passed);
         assert_eq!(
             v.detail,
@@ -338,7 +344,7 @@ mod tests {
     fn late_detection_fails() {
         let e = build(YAML);
         let log = base().fin(1, 16.0, Client).events();
-        let v = judge(&*e, &log, 16.0, false).unwrap();
+        let v = judge(&e, &log, 16.0, false).unwrap();
         assert!(!v.passed);
         assert!(v.detail.contains("only 13.00 s"), "{}", v.detail);
         assert_eq!(v.observed, Some(Duration::from_secs(13)));
@@ -351,7 +357,7 @@ mod tests {
             .fin(1, 9.0, Client)
             .held(1, 9.0, "outage", Direction::ToServer)
             .events();
-        let v = judge(&*e, &log, 9.0, false).unwrap();
+        let v = judge(&e, &log, 9.0, false).unwrap();
         assert!(v.passed, "{}", v.detail);
         assert!(v.detail.contains("(FIN)"));
     }
@@ -360,7 +366,7 @@ mod tests {
     fn server_side_is_judged_separately() {
         let e = build("{kind: detects, side: server, after: outage, within: 2s}");
         let log = base().rst(1, 4.0, Client).rst(1, 4.5, Server).events();
-        let v = judge(&*e, &log, 4.5, false).unwrap();
+        let v = judge(&e, &log, 4.5, false).unwrap();
         assert!(v.passed, "{}", v.detail);
         assert!(v.detail.starts_with("the server gave up"));
     }
@@ -375,7 +381,7 @@ mod tests {
             .fault_start("outage", &[1, 2], 3.0)
             .fin(1, 5.0, Client);
         // #2 still pending: undecided. #3 is not affected.
-        assert!(judge(&*e, &log.events(), 6.0, false).is_none());
+        assert!(judge(&e, &log.events(), 6.0, false).is_none());
         let log = Log::new()
             .connect(1, 0.1)
             .connect(2, 0.2)
@@ -383,7 +389,7 @@ mod tests {
             .fin(1, 5.0, Client)
             .close_frame(2, 8.0, Client, Some(4000))
             .events();
-        let v = judge(&*e, &log, 8.0, false).unwrap();
+        let v = judge(&e, &log, 8.0, false).unwrap();
         assert!(v.passed, "{}", v.detail);
         assert_eq!(v.observed, Some(Duration::from_secs(5)));
         assert!(
@@ -405,7 +411,7 @@ mod tests {
             .fault_start("outage", &[1, 2], 3.0)
             .fin(2, 4.0, Client)
             .events();
-        let v = judge(&*e, &log, 4.0, false).unwrap();
+        let v = judge(&e, &log, 4.0, false).unwrap();
         assert!(v.passed, "{}", v.detail);
         assert!(v.detail.contains("connection #2"));
         // Only a closed connection: nothing to detect, a clear failure.
@@ -414,7 +420,7 @@ mod tests {
             .closed(1, 1.1)
             .fault_start("outage", &[1], 3.0)
             .events();
-        let v = judge(&*e, &log, 3.0, false).unwrap();
+        let v = judge(&e, &log, 3.0, false).unwrap();
         assert!(!v.passed);
         assert_eq!(
             v.detail,
@@ -426,7 +432,7 @@ mod tests {
     fn closed_by_someone_else_fails_early() {
         let e = build(YAML);
         let log = base().rst(1, 5.0, Server).closed(1, 5.0).events();
-        let v = judge(&*e, &log, 5.0, false).unwrap();
+        let v = judge(&e, &log, 5.0, false).unwrap();
         assert!(!v.passed);
         assert!(
             v.detail.starts_with("connection #1 was closed at t=5.00 s"),
@@ -442,7 +448,7 @@ mod tests {
             .stopping(6.0)
             .close_frame(1, 6.1, Client, Some(1001))
             .events();
-        let v = judge(&*e, &log, 6.1, false).expect("decided at Stopping");
+        let v = judge(&e, &log, 6.1, false).expect("decided at Stopping");
         assert!(!v.passed);
         assert!(
             v.detail.starts_with("connection #1 stayed open"),
@@ -455,8 +461,8 @@ mod tests {
     fn reference_never_happens() {
         let e = build(YAML);
         let log = Log::new().connect(1, 0.1).events();
-        assert!(judge(&*e, &log, 30.0, false).is_none());
-        let v = judge(&*e, &log, 40.0, true).unwrap();
+        assert!(judge(&e, &log, 30.0, false).is_none());
+        let v = judge(&e, &log, 40.0, true).unwrap();
         assert!(!v.passed);
         assert_eq!(
             v.detail,
@@ -468,8 +474,8 @@ mod tests {
     fn non_fault_reference_uses_open_connections() {
         let e = build("{kind: detects, after: open#1 + 2s, within: 5s}");
         let log = Log::new().connect(1, 1.0).fin(1, 4.5, Client).events();
-        assert!(judge(&*e, &log, 2.5, false).is_none());
-        let v = judge(&*e, &log, 4.5, false).unwrap();
+        assert!(judge(&e, &log, 2.5, false).is_none());
+        let v = judge(&e, &log, 4.5, false).unwrap();
         assert!(v.passed, "{}", v.detail);
         assert_eq!(v.observed, Some(Duration::from_millis(1500)));
     }

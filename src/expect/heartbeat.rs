@@ -17,43 +17,171 @@
 //! connection open in the window is a failure (nothing was judged).
 //! Observed: the longest gap after excuses.
 
-use super::common::{all_conns, dur, ends_connection, open_idx, secs, verdict, Span};
-use super::{Expectation, JudgeCtx, Verdict};
+use super::common::{all_conns, dur, ends_connection, open_idx, outcome, secs, Span};
+use super::kind::{Anchor, Checks, Ctx, Invalid, Judge, Kind, Outcome, Timing};
+use super::refs;
 use crate::events::{Event, EventKind, Side};
 use crate::matcher::Matcher;
-use crate::scenario::Dur;
+use crate::scenario::{Dur, Match, Reference};
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
 use std::time::Duration;
 
-const KIND: &str = "heartbeat";
-
-/// The `heartbeat` expectation.
-#[derive(Debug, Clone)]
+/// The `heartbeat` expectation: frames from `from` matching `match` at
+/// least every `every + tolerance`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct Heartbeat {
-    name: String,
+    /// Who sends heartbeats (default client).
+    #[serde(default = "super::common::client")]
+    pub from: Side,
+    /// Which frames count.
+    #[serde(rename = "match")]
+    pub matches: Match,
+    /// Interval.
+    pub every: Dur,
+    /// Slack.
+    #[serde(default)]
+    pub tolerance: Dur,
+    /// Window start.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub after: Option<Reference>,
+    /// Window length.
+    #[serde(rename = "for", default, skip_serializing_if = "Option::is_none")]
+    pub for_: Option<Dur>,
+}
+
+impl Kind for Heartbeat {
+    const NAME: &'static str = "heartbeat";
+    fn validate(&self, v: &mut dyn Checks) -> Result<(), Invalid> {
+        v.positive("every", self.every)?;
+        v.matcher("match", &self.matches)?;
+        v.window(&None, &self.after, &self.for_, false)
+    }
+    fn judge(&self) -> Result<Box<dyn Judge>, String> {
+        Ok(Box::new(Judging {
+            from: self.from,
+            matcher: Matcher::new(&self.matches)?,
+            every: self.every.0,
+            tolerance: self.tolerance.0,
+            span: Span::new(&None, &self.after, &self.for_),
+            beats: Beats::default(),
+        }))
+    }
+    fn timing(&self) -> Timing<'_> {
+        Timing {
+            after: self.after.as_ref(),
+            len: self.for_.map(|d| d.0),
+            deadline: false,
+        }
+    }
+}
+
+/// The judging: what [`Judge::observe`] keeps is per connection, a few
+/// numbers each (never the frames).
+struct Judging {
     from: Side,
     matcher: Matcher,
     every: Duration,
     tolerance: Duration,
     span: Span,
+    beats: Beats,
 }
 
-impl Heartbeat {
-    /// From the scenario parameters.
-    pub(crate) fn new(
-        name: &str,
-        from: Side,
-        matcher: Matcher,
-        every: Dur,
-        tolerance: Dur,
-        span: Span,
-    ) -> Heartbeat {
-        Heartbeat {
-            name: name.to_string(),
-            from,
-            matcher,
-            every: every.0,
-            tolerance: tolerance.0,
-            span,
+/// Heartbeats seen so far, per connection.
+#[derive(Default)]
+struct Beats {
+    /// When the window began, as far as the events seen so far say.
+    started: Option<Duration>,
+    /// The window ended (its fault ended, or `Stopping`).
+    over: bool,
+    conns: BTreeMap<u32, ConnBeats>,
+}
+
+/// One connection's heartbeats: first and last (with the fault time up to
+/// it) and the worst gap between two of them.
+#[derive(Default)]
+struct ConnBeats {
+    open: Option<Duration>,
+    ended: bool,
+    /// Faults active on it now.
+    active: Vec<String>,
+    /// Fault-covered time up to `since`.
+    covered: Duration,
+    since: Duration,
+    first: Option<Duration>,
+    last: Option<(Duration, Duration)>,
+    worst: Option<Gap>,
+}
+
+impl ConnBeats {
+    /// Account for fault time up to `t`; the covered total at `t`.
+    fn advance(&mut self, t: Duration) -> Duration {
+        if !self.active.is_empty() {
+            self.covered += t.saturating_sub(self.since);
+        }
+        self.since = self.since.max(t);
+        self.covered
+    }
+}
+
+impl Judging {
+    /// Track where the window begins and ends, from the events seen.
+    fn track_window(&mut self, e: &Event) {
+        let b = &mut self.beats;
+        match &self.span {
+            Span::Whole => b.started = Some(Duration::ZERO),
+            Span::During(name) => match &e.kind {
+                EventKind::FaultStart { fault, .. } if fault == name && b.started.is_none() => {
+                    b.started = Some(e.t)
+                }
+                EventKind::FaultEnd { fault, .. } if fault == name => b.over = true,
+                _ => {}
+            },
+            Span::After(r, len) => {
+                if b.started.is_none() && refs::is_base(&r.base, e) {
+                    b.started = Some(e.t + r.offset);
+                }
+                if r.base == crate::scenario::RefBase::Start {
+                    b.started = Some(r.offset);
+                }
+                if let (Some(s), Some(l)) = (b.started, len) {
+                    if e.t > s + *l {
+                        b.over = true;
+                    }
+                }
+            }
+        }
+        if matches!(e.kind, EventKind::Stopping) {
+            b.over = true;
+        }
+    }
+
+    /// Faults starting and ending on connections.
+    fn track_faults(&mut self, e: &Event) {
+        let conns = &mut self.beats.conns;
+        match &e.kind {
+            EventKind::FaultStart { fault, conns: on } => {
+                for n in on {
+                    let c = conns.entry(*n).or_default();
+                    c.advance(e.t);
+                    c.active.push(fault.clone());
+                }
+            }
+            EventKind::FaultJoin { fault } => {
+                if let Some(n) = e.conn {
+                    let c = conns.entry(n).or_default();
+                    c.advance(e.t);
+                    c.active.push(fault.clone());
+                }
+            }
+            EventKind::FaultEnd { fault, .. } => {
+                for c in conns.values_mut().filter(|c| c.active.contains(fault)) {
+                    c.advance(e.t);
+                    c.active.retain(|f| f != fault);
+                }
+            }
+            _ => {}
         }
     }
 }
@@ -119,18 +247,71 @@ impl Gap {
     }
 }
 
-impl Expectation for Heartbeat {
-    fn judge(&self, ctx: &JudgeCtx<'_>) -> Option<Verdict> {
+impl Judge for Judging {
+    fn anchor(&self) -> Anchor<'_> {
+        Anchor::Span(&self.span)
+    }
+
+    fn observe(&mut self, e: &Event) {
+        self.track_window(e);
+        self.track_faults(e);
+        let Some(n) = e.conn else { return };
+        let b = &mut self.beats;
+        match &e.kind {
+            EventKind::Open => {
+                b.conns.entry(n).or_default().open.get_or_insert(e.t);
+                return;
+            }
+            _ if ends_connection(e) => {
+                if let Some(c) = b.conns.get_mut(&n) {
+                    c.ended = c.open.is_some();
+                }
+                return;
+            }
+            _ => {}
+        }
+        let (EventKind::Frame(f), Some(start), false) = (&e.kind, b.started, b.over) else {
+            return;
+        };
+        if f.dir != self.from.sending() || !self.matcher.matches(f) {
+            return;
+        }
+        let Some(c) = b.conns.get_mut(&n) else { return };
+        match c.open {
+            Some(open) if !c.ended && e.t > open.max(start) => {}
+            _ => return,
+        }
+        let covered = c.advance(e.t);
+        match c.last {
+            Some((lt, lc)) => {
+                let gap = Gap {
+                    conn: n,
+                    from: lt,
+                    to: e.t,
+                    excused: covered.saturating_sub(lc),
+                };
+                if c.worst.is_none_or(|w| gap.counted() > w.counted()) {
+                    c.worst = Some(gap);
+                }
+            }
+            None => c.first = Some(e.t),
+        }
+        c.last = Some((e.t, covered));
+    }
+
+    fn judge(&self, ctx: &Ctx<'_>) -> Option<Outcome> {
         let ev = ctx.events;
         let from = self.from;
-        let w = match self.span.locate_or_fail(ctx, &self.name, KIND) {
-            Ok(w) => w,
-            Err(v) => return v,
-        };
+        let w = ctx.window?;
         let (end, over) = w.end_now(ev, ctx.now, ctx.finished);
         let limit = self.every + self.tolerance;
         let mut judged: Vec<u32> = Vec::new();
         let mut worst: Option<Gap> = None;
+        let mut consider = |gap: Gap| {
+            if worst.is_none_or(|w| gap.counted() > w.counted()) {
+                worst = Some(gap);
+            }
+        };
         for n in all_conns(ev) {
             let Some(oi) = open_idx(ev, n) else { continue };
             let open_t = ev[oi].t;
@@ -146,30 +327,28 @@ impl Expectation for Heartbeat {
             }
             judged.push(n);
             let faults = fault_intervals(ev, n);
-            let mut points: Vec<Duration> = vec![a];
-            points.extend(ev.iter().skip(oi + 1).filter_map(|e| match &e.kind {
-                EventKind::Frame(f)
-                    if e.conn == Some(n)
-                        && f.dir == from.sending()
-                        && e.t > a
-                        && e.t <= b
-                        && self.matcher.matches(f) =>
-                {
-                    Some(e.t)
+            let gap = |from: Duration, to: Duration| Gap {
+                conn: n,
+                from,
+                to,
+                excused: covered(&faults, from, to),
+            };
+            let seen = self.beats.conns.get(&n);
+            // Beats in (a, b]: the first and last, and the worst gap between.
+            let first = seen.and_then(|c| c.first).filter(|&t| t > a && t <= b);
+            let last = seen
+                .and_then(|c| c.last)
+                .map(|l| l.0)
+                .filter(|&t| t > a && t <= b);
+            match (first, last) {
+                (Some(f), Some(l)) => {
+                    consider(gap(a, f));
+                    if let Some(g) = seen.and_then(|c| c.worst) {
+                        consider(g);
+                    }
+                    consider(gap(l, b));
                 }
-                _ => None,
-            }));
-            points.push(b);
-            for p in points.windows(2) {
-                let gap = Gap {
-                    conn: n,
-                    from: p[0],
-                    to: p[1],
-                    excused: covered(&faults, p[0], p[1]),
-                };
-                if worst.is_none_or(|w| gap.counted() > w.counted()) {
-                    worst = Some(gap);
-                }
+                _ => consider(gap(a, b)),
             }
         }
         let observed = worst.map(|g| g.counted());
@@ -188,9 +367,7 @@ impl Expectation for Heartbeat {
                     secs(g.excused)
                 )
             };
-            return Some(verdict(
-                &self.name,
-                KIND,
+            return outcome(
                 false,
                 observed,
                 format!(
@@ -200,15 +377,13 @@ impl Expectation for Heartbeat {
                     secs(g.from),
                     secs(g.to)
                 ),
-            ));
+            );
         }
         if !over {
             return None;
         }
         let Some(g) = worst else {
-            return Some(verdict(
-                &self.name,
-                KIND,
+            return outcome(
                 false,
                 None,
                 format!(
@@ -217,11 +392,9 @@ impl Expectation for Heartbeat {
                     secs(w.start.t),
                     secs(end)
                 ),
-            ));
+            );
         };
-        Some(verdict(
-            &self.name,
-            KIND,
+        outcome(
             true,
             observed,
             format!(
@@ -232,7 +405,7 @@ impl Expectation for Heartbeat {
                 secs(g.to),
                 super::common::conn_list(&judged)
             ),
-        ))
+        )
     }
 }
 
@@ -256,7 +429,7 @@ mod tests {
             .text(1, 16.0, Client, "ping!")
             .ping(1, 16.0, Server);
         assert!(
-            judge(&*e, &log.events(), 18.0, false).is_none(),
+            judge(&e, &log.events(), 18.0, false).is_none(),
             "open-ended window waits"
         );
         let log = Log::new()
@@ -266,7 +439,7 @@ mod tests {
             .ping(1, 15.5, Client)
             .stopping(20.0)
             .events();
-        let v = judge(&*e, &log, 20.0, false).unwrap();
+        let v = judge(&e, &log, 20.0, false).unwrap();
         assert!(v.passed, "{}", v.detail);
         assert_eq!(v.observed, Some(Duration::from_millis(5500)));
         assert_eq!(
@@ -279,8 +452,8 @@ mod tests {
     fn a_growing_gap_fails_early_by_the_clock() {
         let e = build(YAML);
         let log = Log::new().connect(1, 0.0).ping(1, 5.0, Client).events();
-        assert!(judge(&*e, &log, 10.9, false).is_none());
-        let v = judge(&*e, &log, 11.5, false).unwrap();
+        assert!(judge(&e, &log, 10.9, false).is_none());
+        let v = judge(&e, &log, 11.5, false).unwrap();
         assert!(!v.passed);
         assert_eq!(
             v.detail,
@@ -305,7 +478,7 @@ mod tests {
             .close_frame(2, 8.0, Client, Some(1000))
             .stopping(30.0)
             .events();
-        let v = judge(&*e, &log, 30.0, false).unwrap();
+        let v = judge(&e, &log, 30.0, false).unwrap();
         assert!(v.passed, "{}", v.detail);
         assert_eq!(v.observed, Some(Duration::from_secs(6)));
         // The same silence on a connection the fault did not touch fails.
@@ -319,7 +492,7 @@ mod tests {
             .ping(1, 19.0, Client)
             .ping(2, 19.0, Client)
             .events();
-        let v = judge(&*e, &log, 19.0, false).unwrap();
+        let v = judge(&e, &log, 19.0, false).unwrap();
         assert!(!v.passed);
         assert!(
             v.detail.starts_with("connection #2 went 14.00 s"),
@@ -337,7 +510,7 @@ mod tests {
             .join("outage", 1, 2.0)
             .events();
         // Fault active on #1 since it opened: nothing is counted yet.
-        assert!(judge(&*e, &log, 30.0, false).is_none());
+        assert!(judge(&e, &log, 30.0, false).is_none());
     }
 
     #[test]
@@ -349,11 +522,11 @@ mod tests {
             .ping(1, 2.0, Client)
             .ping(1, 3.0, Client)
             .ping(1, 4.0, Client);
-        let v = judge(&*e, &log.events(), 4.1, false).unwrap();
+        let v = judge(&e, &log.events(), 4.1, false).unwrap();
         assert!(v.passed, "{}", v.detail);
         let e = build("{kind: heartbeat, match: {opcode: ping}, every: 1s, after: 1s, for: 3s}");
         let log = Log::new().connect(1, 5.0).events();
-        let v = judge(&*e, &log, 5.0, false).unwrap();
+        let v = judge(&e, &log, 5.0, false).unwrap();
         assert!(!v.passed);
         assert!(
             v.detail.starts_with("no connection was open"),

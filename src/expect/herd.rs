@@ -8,25 +8,67 @@
 //! counts toward the peak but is nobody's first attempt. Fails as soon as the cap is exceeded; passes once `for` is
 //! over (or at the end of the run).
 
-use super::common::{before_stopping, locate_or_fail, secs, verdict};
+use super::common::{outcome, secs};
+use super::kind::{Anchor, Checks, Ctx, Invalid, Judge, Kind, Outcome, Timing};
+use super::refs;
 use super::scope::attribute;
-use super::{refs, Expectation, JudgeCtx, Verdict};
 use crate::events::{Event, EventKind};
 use crate::scenario::{Dur, Reference};
+use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-const KIND: &str = "herd";
-
-/// The `herd` expectation.
-#[derive(Debug, Clone)]
+/// The `herd` expectation: reconnection attempts after the reference are
+/// spread out.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct Herd {
-    name: String,
-    after: Reference,
-    max_attempts: usize,
-    window: Duration,
-    min_spread: Option<Duration>,
-    for_: Option<Duration>,
+    /// Reference (usually a fault's end).
+    pub after: Reference,
+    /// At most this many attempts in any `window`.
+    pub max_attempts: u32,
+    /// The sliding window (default 100ms).
+    #[serde(default = "herd_window")]
+    pub window: Dur,
+    /// Least time between the 10th and 90th percentile of first attempts.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub min_spread: Option<Dur>,
+    /// How long after the reference attempts are counted (default: until the run ends).
+    #[serde(rename = "for", default, skip_serializing_if = "Option::is_none")]
+    pub for_: Option<Dur>,
+}
+
+fn herd_window() -> Dur {
+    Dur(Duration::from_millis(100))
+}
+
+impl Kind for Herd {
+    const NAME: &'static str = "herd";
+    fn validate(&self, v: &mut dyn Checks) -> Result<(), Invalid> {
+        v.reference("after", &self.after)?;
+        v.positive("window", self.window)?;
+        if let Some(f) = self.for_ {
+            v.positive("for", f)?;
+        }
+        if self.max_attempts == 0 {
+            let message = format!(
+                "{}.max_attempts: 0 attempts in any window always fails",
+                v.path()
+            );
+            return Err(v.fail("max_attempts", message, Some("expected 1 or more".into())));
+        }
+        Ok(())
+    }
+    fn judge(&self) -> Result<Box<dyn Judge>, String> {
+        Ok(Box::new(self.clone()))
+    }
+    fn timing(&self) -> Timing<'_> {
+        Timing {
+            after: Some(&self.after),
+            len: self.for_.map(|d| d.0),
+            deadline: false,
+        }
+    }
 }
 
 /// The densest window: how many attempts, from when.
@@ -74,25 +116,6 @@ pub fn spread(times: &[Duration]) -> Option<Duration> {
 }
 
 impl Herd {
-    /// From the scenario parameters.
-    pub fn new(
-        name: &str,
-        after: &Reference,
-        max_attempts: u32,
-        window: Dur,
-        min_spread: Option<Dur>,
-        for_: Option<Dur>,
-    ) -> Herd {
-        Herd {
-            name: name.to_string(),
-            after: after.clone(),
-            max_attempts: max_attempts as usize,
-            window: window.0,
-            min_spread: min_spread.map(|d| d.0),
-            for_: for_.map(|d| d.0),
-        }
-    }
-
     /// The attempts after `from` up to `end`, and each client's first one.
     fn attempts(events: &[Event], pos: usize, end: Duration) -> (Vec<Duration>, Vec<Duration>) {
         let owner = attribute(events);
@@ -121,29 +144,35 @@ impl Herd {
     }
 }
 
-impl Expectation for Herd {
-    fn judge(&self, ctx: &JudgeCtx<'_>) -> Option<Verdict> {
-        let ctx = &before_stopping(ctx);
-        let why = "the attempts after it could not be judged";
-        let at = match locate_or_fail(&self.after, ctx, &self.name, KIND, why) {
-            Ok(at) => at,
-            Err(v) => return v,
-        };
-        let end = self.for_.map_or(Duration::MAX, |f| at.t + f);
+impl Judge for Herd {
+    fn anchor(&self) -> Anchor<'_> {
+        Anchor::After(
+            &self.after,
+            "the attempts after it could not be judged".into(),
+        )
+    }
+
+    fn across_clients(&self) -> bool {
+        true
+    }
+
+    fn judge(&self, ctx: &Ctx<'_>) -> Option<Outcome> {
+        let at = ctx.at();
+        let end = self.for_.map_or(Duration::MAX, |f| at.t + f.0);
         let (all, firsts) = Herd::attempts(ctx.events, at.pos, end);
-        let p = peak(&all, self.window);
+        let p = peak(&all, self.window.0);
         let sp = spread(&firsts);
-        let over = p.count > self.max_attempts;
+        let over = p.count > self.max_attempts as usize;
         if !over && !ctx.finished && ctx.now <= end {
             return None;
         }
         let short = match (self.min_spread, sp) {
-            (Some(min), Some(s)) => s < min,
+            (Some(min), Some(s)) => s < min.0,
             (Some(_), None) => true,
             (None, _) => false,
         };
         let what = refs::describe(&self.after);
-        let win = Dur(self.window);
+        let win = self.window;
         let mut detail = format!(
             "{} attempts after {what} at t={}: at most {} in any {win} (from t={}; max {})",
             all.len(),
@@ -164,13 +193,9 @@ impl Expectation for Herd {
             )),
         }
         if let Some(min) = self.min_spread {
-            detail.push_str(&format!(" (min {})", Dur(min)));
+            detail.push_str(&format!(" (min {min})"));
         }
-        Some(verdict(&self.name, KIND, !over && !short, sp, detail))
-    }
-
-    fn across_clients(&self) -> bool {
-        true
+        outcome(!over && !short, sp, detail)
     }
 }
 
@@ -200,16 +225,14 @@ mod tests {
         assert_eq!(spread(&[ms(5)]), None);
     }
 
-    fn herd(min_spread: Option<u64>) -> Herd {
-        let r: Reference = "crash".parse().unwrap();
-        Herd::new(
-            "h",
-            &r,
-            3,
-            Dur(ms(100)),
-            min_spread.map(|m| Dur(ms(m))),
-            Some(Dur(Duration::from_secs(5))),
-        )
+    fn herd(min_spread: Option<u64>) -> super::super::ExpectKind {
+        super::super::ExpectKind::Herd(Herd {
+            after: "crash".parse().unwrap(),
+            max_attempts: 3,
+            window: Dur(ms(100)),
+            min_spread: min_spread.map(|m| Dur(ms(m))),
+            for_: Some(Dur(Duration::from_secs(5))),
+        })
     }
 
     fn after_crash(times: &[f64]) -> Vec<Event> {
@@ -228,13 +251,7 @@ mod tests {
         log.events()
     }
 
-    fn judge(h: &Herd, ev: &[Event], now: f64, finished: bool) -> Option<Verdict> {
-        h.judge(&JudgeCtx {
-            events: ev,
-            now: Duration::from_secs_f64(now),
-            finished,
-        })
-    }
+    use super::super::testlog::judge;
 
     #[test]
     fn a_burst_fails_at_once_and_names_the_peak() {

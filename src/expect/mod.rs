@@ -1,11 +1,20 @@
 //! Expectations: one module per kind, each judged from the event log alone.
 //!
-//! Every expectation implements [`Expectation`]. The runner calls
-//! [`Expectation::judge`] whenever the log grows (and once more when the run
-//! is over); an expectation returns `None` while later events could still
-//! change its verdict, so the run can end as soon as every verdict is known.
+//! A kind is a serde struct implementing [`Kind`] (its parameters and their
+//! validation) whose [`Judge`] sees every event as it is logged
+//! ([`Judge::observe`], where kinds that judge frames keep what they need,
+//! since the log folds frames) and judges on demand. Kinds are registered
+//! once in [`registry`]. The runner, [`Expect`], owns what every kind shares:
+//! the name, locating the reference or window, cutting the log at
+//! `Stopping`, and wording the verdict; a kind only judges. It returns `None`
+//! while later events could still change its verdict, so the run can end as
+//! soon as every verdict is known.
 //!
-//! [`build`] turns a scenario's `expect:` list into boxed expectations,
+//! With several clients, an expectation is judged on each client's own
+//! connections and folded by its `clients:` scope ([`scope`]), except kinds
+//! that judge all clients together (`herd`).
+//!
+//! [`build`] turns a scenario's `expect:` list into [`Expect`]s,
 //! [`judge_all`] judges them all at once, and [`warnings`] reports what a
 //! peer must never do (reserved close codes, reconnect storms) even when no
 //! expectation asks. [`refs`] resolves references against the log and is
@@ -17,9 +26,12 @@ mod common;
 mod detects;
 mod heartbeat;
 pub mod herd;
+mod kind;
 mod no_reconnect;
 mod reconnects;
 pub mod refs;
+pub mod registry;
+mod runner;
 pub mod scope;
 mod sends;
 mod stays_connected;
@@ -29,20 +41,20 @@ mod warnings;
 
 pub use backoff::Backoff;
 pub use closes_with::ClosesWith;
+pub use common::{Span, Window};
 pub use detects::Detects;
 pub use heartbeat::Heartbeat;
 pub use herd::Herd;
+pub use kind::{Anchor, Checks, Ctx, Invalid, Judge, Kind, Outcome, Timing};
 pub use no_reconnect::NoReconnect;
 pub use reconnects::Reconnects;
+pub use registry::ExpectKind;
+pub use runner::{build, judge_all, observe_all, Expect};
 pub use sends::Sends;
 pub use stays_connected::StaysConnected;
 pub use warnings::warnings;
 
 use crate::events::Event;
-use crate::matcher::Matcher;
-use crate::scenario::{ClientScope, ExpectKind, Scenario};
-use common::Span;
-use scope::Population;
 use serde::{Deserialize, Serialize};
 use std::time::Duration;
 
@@ -84,10 +96,10 @@ pub mod opt_millis {
     }
 }
 
-/// What an expectation sees when it judges.
+/// The log and clock a verdict is asked for, before the runner's prologue.
 #[derive(Debug, Clone, Copy)]
-pub struct JudgeCtx<'a> {
-    /// Every event so far, in order.
+pub(crate) struct JudgeCtx<'a> {
+    /// Every kept event so far, in order.
     pub events: &'a [Event],
     /// The run's clock now.
     pub now: Duration,
@@ -95,175 +107,12 @@ pub struct JudgeCtx<'a> {
     pub finished: bool,
 }
 
-/// One expectation kind.
-pub trait Expectation: Send {
-    /// The verdict if it is decided, `None` while later events could change it.
-    /// Must return `Some` when `ctx.finished`.
-    fn judge(&self, ctx: &JudgeCtx<'_>) -> Option<Verdict>;
-
-    /// True when the kind judges all the clients of a run together (`herd`):
-    /// the runner then judges it on the whole log and ignores its
-    /// `clients:` scope. Other kinds are judged on each client's own
-    /// connections when there are several clients.
-    fn across_clients(&self) -> bool {
-        false
-    }
-}
-
-/// Build one expectation from its kind and parameters; the error names the
-/// expectation and what is wrong (an invalid regex in `match`).
-pub fn build_one(name: &str, kind: &ExpectKind) -> Result<Box<dyn Expectation>, String> {
-    let matcher = |m| Matcher::new(m).map_err(|e| format!("expectation `{name}`: {e}"));
-    Ok(match kind {
-        ExpectKind::Detects {
-            side,
-            after,
-            within,
-        } => Box::new(Detects::new(name, *side, after, *within)),
-        ExpectKind::Reconnects {
-            after,
-            within,
-            attempts,
-        } => Box::new(Reconnects::new(name, after, *within, *attempts)),
-        ExpectKind::NoReconnect { after, for_ } => Box::new(NoReconnect::new(name, after, *for_)),
-        ExpectKind::StaysConnected {
-            side,
-            during,
-            after,
-            for_,
-        } => Box::new(StaysConnected::new(
-            name,
-            *side,
-            Span::new(during, after, for_),
-        )),
-        ExpectKind::Heartbeat {
-            from,
-            matches,
-            every,
-            tolerance,
-            after,
-            for_,
-        } => Box::new(Heartbeat::new(
-            name,
-            *from,
-            matcher(matches)?,
-            *every,
-            *tolerance,
-            Span::new(&None, after, for_),
-        )),
-        ExpectKind::Backoff {
-            during,
-            after,
-            for_,
-            min_gap,
-            max_gap,
-            increasing,
-            max_attempts,
-        } => Box::new(Backoff::new(
-            name,
-            Span::new(during, after, for_),
-            *min_gap,
-            *max_gap,
-            *increasing,
-            *max_attempts,
-        )),
-        ExpectKind::Sends {
-            from,
-            matches,
-            after,
-            within,
-            count,
-        } => Box::new(Sends::new(
-            name,
-            *from,
-            matcher(matches)?,
-            after,
-            *within,
-            *count,
-        )),
-        ExpectKind::ClosesWith {
-            side,
-            code,
-            connections,
-        } => Box::new(ClosesWith::new(name, *side, *code, connections)),
-        ExpectKind::Herd {
-            after,
-            max_attempts,
-            window,
-            min_spread,
-            for_,
-        } => Box::new(Herd::new(
-            name,
-            after,
-            *max_attempts,
-            *window,
-            *min_spread,
-            *for_,
-        )),
-    })
-}
-
-/// An expectation with its effective name, kind and client scope.
-pub struct Named {
-    /// Effective name ([`Scenario::expect_name`]).
-    pub name: String,
-    /// Its kind's name.
-    pub kind: &'static str,
-    /// Which clients it judges when there are several.
-    pub scope: ClientScope,
-    /// The expectation.
-    pub exp: Box<dyn Expectation>,
-}
-
-/// Every expectation of the scenario, in file order.
-pub fn build(s: &Scenario) -> Result<Vec<Named>, String> {
-    (0..s.expect.len())
-        .map(|i| {
-            let name = s.expect_name(i);
-            let spec = &s.expect[i];
-            let exp = build_one(&name, &spec.kind)?;
-            Ok(Named {
-                name,
-                kind: spec.kind.name(),
-                scope: spec.clients,
-                exp,
-            })
-        })
-        .collect()
-}
-
-/// Judge every expectation against the log at `now`; `None` for those still
-/// undecided (never when `finished`). With several clients (`pop`, the log
-/// split per client), each expectation is judged per client and folded by
-/// its scope ([`scope::judge_scoped`]), except kinds that judge all clients
-/// together.
-pub fn judge_all(
-    exps: &[Named],
-    events: &[Event],
-    now: Duration,
-    finished: bool,
-    pop: Option<&Population>,
-) -> Vec<Option<Verdict>> {
-    let ctx = JudgeCtx {
-        events,
-        now,
-        finished,
-    };
-    exps.iter()
-        .map(|n| match pop {
-            Some(p) if p.len() > 1 && !n.exp.across_clients() => {
-                scope::judge_scoped(n.exp.as_ref(), (&n.name, n.kind), n.scope, p, &ctx)
-            }
-            _ => n.exp.judge(&ctx),
-        })
-        .collect()
-}
-
 #[cfg(test)]
 mod tests {
     use super::testlog::Log;
     use super::*;
     use crate::events::Side::*;
+    use crate::scenario::Scenario;
 
     fn scenario(expect: &str) -> Scenario {
         let yaml = format!(
@@ -278,7 +127,7 @@ mod tests {
             "  - {name: notices, kind: detects, after: outage, within: 12s}\n  - {kind: reconnects, after: outage.end, within: 10s}\n",
         );
         let exps = build(&s).unwrap();
-        let names: Vec<&str> = exps.iter().map(|n| n.name.as_str()).collect();
+        let names: Vec<&str> = exps.iter().map(|e| e.name.as_str()).collect();
         assert_eq!(names, ["notices", "reconnects-2"]);
         let log = Log::new()
             .connect(1, 0.1)
@@ -303,7 +152,7 @@ mod tests {
     #[test]
     fn bad_regex_names_the_expectation() {
         let s = scenario("  - {kind: sends, after: open#1, within: 1s, match: {regex: '['}}\n");
-        let err = build(&s).err().expect("invalid regex");
+        let err = build(&s).expect_err("invalid regex");
         assert!(
             err.starts_with("expectation `sends-1`: invalid regex `[`"),
             "{err}"
@@ -326,13 +175,11 @@ mod tests {
         );
         let exps = build(&s).unwrap();
         let empty: Vec<Event> = Vec::new();
-        for Named { name, exp: e, .. } in &exps {
-            let ctx = JudgeCtx {
-                events: &empty,
-                now: Duration::from_secs(40),
-                finished: true,
-            };
-            let v = e.judge(&ctx).unwrap_or_else(|| panic!("{name} undecided"));
+        for e in &exps {
+            let name = &e.name;
+            let v = e
+                .verdict(&empty, Duration::from_secs(40), true)
+                .unwrap_or_else(|| panic!("{name} undecided"));
             assert!(!v.passed, "{name} passed on an empty log: {}", v.detail);
             assert!(!v.detail.is_empty());
         }

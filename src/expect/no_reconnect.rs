@@ -2,53 +2,54 @@
 //! Fails as soon as one is; passes once the window is over. If the run ends
 //! before the window does, the observed part decides, and the detail says so.
 
-use super::common::{secs, verdict};
+use super::common::{outcome as out, secs};
+use super::kind::{Anchor, Checks, Ctx, Invalid, Judge, Kind, Outcome, Timing};
 use super::refs;
-use super::{Expectation, JudgeCtx, Verdict};
 use crate::events::EventKind;
 use crate::scenario::{Dur, Reference};
-use std::time::Duration;
+use serde::{Deserialize, Serialize};
 
-const KIND: &str = "no_reconnect";
-
-/// The `no_reconnect` expectation.
-#[derive(Debug, Clone)]
+/// The `no_reconnect` expectation: no new TCP connection for `for` after the
+/// reference.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct NoReconnect {
-    name: String,
-    after: Reference,
-    for_: Duration,
+    /// Reference.
+    pub after: Reference,
+    /// Window.
+    #[serde(rename = "for")]
+    pub for_: Dur,
 }
 
-impl NoReconnect {
-    /// From the scenario parameters.
-    pub fn new(name: &str, after: &Reference, for_: Dur) -> NoReconnect {
-        NoReconnect {
-            name: name.to_string(),
-            after: after.clone(),
-            for_: for_.0,
+impl Kind for NoReconnect {
+    const NAME: &'static str = "no_reconnect";
+    fn validate(&self, v: &mut dyn Checks) -> Result<(), Invalid> {
+        v.reference("after", &self.after)?;
+        v.positive("for", self.for_)
+    }
+    fn judge(&self) -> Result<Box<dyn Judge>, String> {
+        Ok(Box::new(self.clone()))
+    }
+    fn timing(&self) -> Timing<'_> {
+        Timing {
+            after: Some(&self.after),
+            len: Some(self.for_.0),
+            deadline: false,
         }
     }
 }
 
-impl Expectation for NoReconnect {
-    fn judge(&self, ctx: &JudgeCtx<'_>) -> Option<Verdict> {
-        let ctx = &super::common::before_stopping(ctx);
+impl Judge for NoReconnect {
+    fn anchor(&self) -> Anchor<'_> {
+        Anchor::After(&self.after, "the expectation could not be judged".into())
+    }
+
+    fn judge(&self, ctx: &Ctx<'_>) -> Option<Outcome> {
         let ev = ctx.events;
         let what = refs::describe(&self.after);
-        let window = Dur(self.for_);
-        let out =
-            |passed, observed, detail| Some(verdict(&self.name, KIND, passed, observed, detail));
-        let at = match super::common::locate_or_fail(
-            &self.after,
-            ctx,
-            &self.name,
-            KIND,
-            "the expectation could not be judged",
-        ) {
-            Ok(at) => at,
-            Err(v) => return v,
-        };
-        let end = at.t + self.for_;
+        let window = self.for_;
+        let at = ctx.at();
+        let end = at.t + self.for_.0;
         let first = ev
             .iter()
             .enumerate()
@@ -111,8 +112,8 @@ mod tests {
     fn passes_once_the_window_is_over() {
         let e = build("{kind: no_reconnect, after: close#1, for: 5s}");
         let log = closed().events();
-        assert!(judge(&*e, &log, 6.9, false).is_none());
-        let v = judge(&*e, &log, 7.1, false).unwrap();
+        assert!(judge(&e, &log, 6.9, false).is_none());
+        let v = judge(&e, &log, 7.1, false).unwrap();
         assert!(v.passed, "{}", v.detail);
         assert_eq!(
             v.detail,
@@ -124,7 +125,7 @@ mod tests {
     fn fails_on_the_first_accept_even_at_the_same_instant() {
         let e = build("{kind: no_reconnect, after: close#1, for: 5s}");
         let log = closed().accept(2, 2.0).events();
-        let v = judge(&*e, &log, 2.0, false).unwrap();
+        let v = judge(&e, &log, 2.0, false).unwrap();
         assert!(!v.passed);
         assert!(
             v.detail
@@ -134,15 +135,15 @@ mod tests {
         );
         // An accept after the window is fine.
         let log = closed().accept(2, 7.5).events();
-        assert!(judge(&*e, &log, 7.5, false).unwrap().passed);
+        assert!(judge(&e, &log, 7.5, false).unwrap().passed);
     }
 
     #[test]
     fn reference_never_happens() {
         let e = build("{kind: no_reconnect, after: close#1, for: 5s}");
         let log = Log::new().connect(1, 0.1).events();
-        assert!(judge(&*e, &log, 20.0, false).is_none());
-        let v = judge(&*e, &log, 20.0, true).unwrap();
+        assert!(judge(&e, &log, 20.0, false).is_none());
+        let v = judge(&e, &log, 20.0, true).unwrap();
         assert!(!v.passed);
         assert!(v.detail.starts_with("connection #1 never closed"));
     }

@@ -5,55 +5,57 @@
 //! and including the successful one (the successful one always counts).
 //! Decided early once a connection opened, or once the cap is exceeded.
 
-use super::common::{plural, secs, verdict, were};
+use super::common::{outcome as out, plural, secs, were};
+use super::kind::{Anchor, Checks, Ctx, Invalid, Judge, Kind, Outcome, Timing};
 use super::refs;
-use super::{Expectation, JudgeCtx, Verdict};
 use crate::events::EventKind;
 use crate::scenario::{Dur, Reference};
+use serde::{Deserialize, Serialize};
 use std::time::Duration;
 
-const KIND: &str = "reconnects";
-
-/// The `reconnects` expectation.
-#[derive(Debug, Clone)]
+/// The `reconnects` expectation: a new connection opens within `within`
+/// after the reference.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct Reconnects {
-    name: String,
-    after: Reference,
-    within: Duration,
-    attempts: Option<u32>,
+    /// Reference.
+    pub after: Reference,
+    /// Deadline.
+    pub within: Dur,
+    /// Maximum attempts allowed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub attempts: Option<u32>,
 }
 
-impl Reconnects {
-    /// From the scenario parameters.
-    pub fn new(name: &str, after: &Reference, within: Dur, attempts: Option<u32>) -> Reconnects {
-        Reconnects {
-            name: name.to_string(),
-            after: after.clone(),
-            within: within.0,
-            attempts,
+impl Kind for Reconnects {
+    const NAME: &'static str = "reconnects";
+    fn validate(&self, v: &mut dyn Checks) -> Result<(), Invalid> {
+        v.reference("after", &self.after)?;
+        v.positive("within", self.within)
+    }
+    fn judge(&self) -> Result<Box<dyn Judge>, String> {
+        Ok(Box::new(self.clone()))
+    }
+    fn timing(&self) -> Timing<'_> {
+        Timing {
+            after: Some(&self.after),
+            len: Some(self.within.0),
+            deadline: true,
         }
     }
 }
 
-impl Expectation for Reconnects {
-    fn judge(&self, ctx: &JudgeCtx<'_>) -> Option<Verdict> {
-        let ctx = &super::common::before_stopping(ctx);
+impl Judge for Reconnects {
+    fn anchor(&self) -> Anchor<'_> {
+        Anchor::After(&self.after, "no reconnect could be judged".into())
+    }
+
+    fn judge(&self, ctx: &Ctx<'_>) -> Option<Outcome> {
         let ev = ctx.events;
         let what = refs::describe(&self.after);
-        let limit = Dur(self.within);
-        let out =
-            |passed, observed, detail| Some(verdict(&self.name, KIND, passed, observed, detail));
-        let at = match super::common::locate_or_fail(
-            &self.after,
-            ctx,
-            &self.name,
-            KIND,
-            "no reconnect could be judged",
-        ) {
-            Ok(at) => at,
-            Err(v) => return v,
-        };
-        let deadline = at.t + self.within;
+        let limit = self.within;
+        let at = ctx.at();
+        let deadline = at.t + self.within.0;
         // Accepts after the reference, in order, and the first Open after it.
         let mut accepted: Vec<(u32, Duration)> = Vec::new();
         let mut opened_early: Option<(u32, Duration)> = None;
@@ -160,7 +162,7 @@ mod tests {
             .fault_end("outage", &[1], 18.0)
             .connect(2, 19.5)
             .events();
-        let v = judge(&*e, &log, 19.5, false).unwrap();
+        let v = judge(&e, &log, 19.5, false).unwrap();
         assert!(v.passed, "{}", v.detail);
         assert_eq!(v.observed, Some(Duration::from_millis(1500)));
         assert_eq!(
@@ -178,7 +180,7 @@ mod tests {
             .fault_end("outage", &[1, 2], 18.0)
             .open(2, 18.0)
             .events();
-        let v = judge(&*e, &log, 18.0, false).unwrap();
+        let v = judge(&e, &log, 18.0, false).unwrap();
         assert!(v.passed, "{}", v.detail);
         assert_eq!(v.observed, Some(Duration::ZERO));
     }
@@ -191,8 +193,8 @@ mod tests {
             .connect(2, 9.0)
             .fault_end("outage", &[1, 2], 18.0)
             .events();
-        assert!(judge(&*after_end, &log, 22.0, false).is_none());
-        let v = judge(&*after_end, &log, 23.5, false).unwrap();
+        assert!(judge(&after_end, &log, 22.0, false).is_none());
+        let v = judge(&after_end, &log, 23.5, false).unwrap();
         assert!(!v.passed);
         assert_eq!(
             v.detail,
@@ -200,7 +202,7 @@ mod tests {
         );
         // Judged from the fault's start it passes.
         let after_start = build("{kind: reconnects, after: outage, within: 10s}");
-        assert!(judge(&*after_start, &log, 9.0, false).unwrap().passed);
+        assert!(judge(&after_start, &log, 9.0, false).unwrap().passed);
     }
 
     #[test]
@@ -211,7 +213,7 @@ mod tests {
             .closed(2, 9.0)
             .accept(3, 10.0)
             .closed(3, 10.0);
-        assert!(judge(&*e, &log.events(), 10.0, false).is_none());
+        assert!(judge(&e, &log.events(), 10.0, false).is_none());
         let log = outage()
             .accept(2, 9.0)
             .closed(2, 9.0)
@@ -219,7 +221,7 @@ mod tests {
             .closed(3, 10.0)
             .accept(4, 11.0)
             .events();
-        let v = judge(&*e, &log, 11.0, false).expect("cap exceeded is final");
+        let v = judge(&e, &log, 11.0, false).expect("cap exceeded is final");
         assert!(!v.passed);
         assert!(
             v.detail
@@ -233,8 +235,8 @@ mod tests {
     fn reference_never_happens() {
         let e = build("{kind: reconnects, after: outage.end, within: 10s}");
         let log = outage().events();
-        assert!(judge(&*e, &log, 40.0, false).is_none());
-        let v = judge(&*e, &log, 40.0, true).unwrap();
+        assert!(judge(&e, &log, 40.0, false).is_none());
+        let v = judge(&e, &log, 40.0, true).unwrap();
         assert!(!v.passed);
         assert_eq!(
             v.detail,

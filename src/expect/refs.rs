@@ -32,7 +32,7 @@ pub fn base_of(e: &Event) -> Option<RefBase> {
 }
 
 /// Whether `e` is an occurrence of `base` (without allocating).
-fn is_base(base: &RefBase, e: &Event) -> bool {
+pub(crate) fn is_base(base: &RefBase, e: &Event) -> bool {
     match (base, &e.kind) {
         (RefBase::Accept(n), EventKind::Accept { .. })
         | (RefBase::Open(n), EventKind::Open)
@@ -61,7 +61,7 @@ fn base_event(base: &RefBase, events: &[Event]) -> Option<(Duration, Option<usiz
 /// same millisecond as a `Closed`, but after it, is after `close#1`); with an
 /// offset it is the first event later than `t`; for `start` it is 0.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) struct At {
+pub struct At {
     /// The reference's time.
     pub t: Duration,
     /// First index after the reference (may be `events.len()`).

@@ -10,8 +10,7 @@
 //! folds the verdicts by the expectation's [`ClientScope`]: every client must
 //! pass (`all`), or at least a percentage of them.
 
-use super::common::verdict;
-use super::{Expectation, JudgeCtx, Verdict};
+use super::{Expect, Verdict};
 use crate::events::{Event, EventKind};
 use crate::run::CLIENT_QUERY;
 use crate::scenario::ClientScope;
@@ -48,7 +47,7 @@ pub struct Population {
     owner: HashMap<u32, usize>,
     /// Events of connections whose client is not known yet (an accept
     /// before its request; a connection refused before its request stays here).
-    pending: HashMap<u32, Vec<(usize, Event)>>,
+    pending: HashMap<u32, Vec<(usize, bool, Event)>>,
     next: usize,
 }
 
@@ -86,20 +85,34 @@ impl Population {
         &self.logs[i]
     }
 
-    /// Take in the next event of the log.
+    /// Take in the next event of the log (kept).
     pub fn push(&mut self, e: &Event) {
+        self.route(e, true, |_, _| {});
+    }
+
+    /// Take in the next event: `to(client, event)` for each client it
+    /// belongs to (every client for an event of no connection; a
+    /// connection's events wait until its request names its client), and
+    /// keep it in their logs if `keep` (frames the log folds are only routed).
+    pub fn route(&mut self, e: &Event, keep: bool, mut to: impl FnMut(usize, &Event)) {
         let seq = self.next;
         self.next += 1;
         let Some(n) = e.conn else {
-            for (log, seqs) in self.logs.iter_mut().zip(&mut self.seqs) {
-                log.push(e.clone());
-                seqs.push(seq);
+            for (c, (log, seqs)) in self.logs.iter_mut().zip(&mut self.seqs).enumerate() {
+                to(c, e);
+                if keep {
+                    log.push(e.clone());
+                    seqs.push(seq);
+                }
             }
             return;
         };
         if let Some(&c) = self.owner.get(&n) {
-            self.logs[c].push(e.clone());
-            self.seqs[c].push(seq);
+            to(c, e);
+            if keep {
+                self.logs[c].push(e.clone());
+                self.seqs[c].push(seq);
+            }
             return;
         }
         let client = match &e.kind {
@@ -109,48 +122,53 @@ impl Population {
             _ => None,
         };
         let Some(c) = client else {
-            self.pending.entry(n).or_default().push((seq, e.clone()));
+            self.pending
+                .entry(n)
+                .or_default()
+                .push((seq, keep, e.clone()));
             return;
         };
         self.owner.insert(n, c);
         // The connection's earlier events (its accept) go in at their place.
-        for (s, ev) in self.pending.remove(&n).unwrap_or_default() {
-            let at = self.seqs[c].partition_point(|x| *x < s);
-            self.seqs[c].insert(at, s);
-            self.logs[c].insert(at, ev);
+        for (s, kept, ev) in self.pending.remove(&n).unwrap_or_default() {
+            to(c, &ev);
+            if kept {
+                let at = self.seqs[c].partition_point(|x| *x < s);
+                self.seqs[c].insert(at, s);
+                self.logs[c].insert(at, ev);
+            }
         }
-        self.logs[c].push(e.clone());
-        self.seqs[c].push(seq);
+        to(c, e);
+        if keep {
+            self.logs[c].push(e.clone());
+            self.seqs[c].push(seq);
+        }
     }
 }
 
-/// Judge `exp` on each client's log and fold the verdicts by `scope`:
+/// Judge `exp` on each client's log and fold the verdicts by its scope:
 /// decided as soon as enough clients passed, or too many failed.
 pub fn judge_scoped(
-    exp: &dyn Expectation,
-    (name, kind): (&str, &str),
-    scope: ClientScope,
+    exp: &Expect,
     pop: &Population,
-    ctx: &JudgeCtx<'_>,
+    now: std::time::Duration,
+    finished: bool,
 ) -> Option<Verdict> {
+    let scope = exp.scope;
     let n = pop.len();
     let needed = scope.needed(n);
     let mut passed: Vec<(usize, Verdict)> = Vec::new();
     let mut failed: Vec<(usize, Verdict)> = Vec::new();
     let mut undecided = 0;
     for i in 0..n {
-        let sub = JudgeCtx {
-            events: pop.log(i),
-            ..*ctx
-        };
-        match exp.judge(&sub) {
+        match exp.client_verdict(i, pop.log(i), now, finished) {
             Some(v) if v.passed => passed.push((i, v)),
             Some(v) => failed.push((i, v)),
             None => undecided += 1,
         }
     }
     let ok = passed.len() >= needed;
-    if !ok && passed.len() + undecided >= needed && !ctx.finished {
+    if !ok && passed.len() + undecided >= needed && !finished {
         return None;
     }
     let need = match scope {
@@ -187,7 +205,13 @@ pub fn judge_scoped(
     } else {
         failed[0].1.observed
     };
-    Some(verdict(name, kind, ok, obs, detail))
+    Some(Verdict {
+        name: exp.name.clone(),
+        kind: exp.kind.to_string(),
+        passed: ok,
+        observed: obs,
+        detail,
+    })
 }
 
 #[cfg(test)]
@@ -269,8 +293,14 @@ mod tests {
             "name: t\ndescription: d\nduration: 40s\nfaults:\n  - {{name: outage, kind: partition, at: 1s, duration: 1s}}\nexpect:\n  - {{kind: reconnects, after: outage.end, within: 2s, clients: '{scope}'}}\n"
         );
         let s: Scenario = serde_yaml::from_str(&yaml).expect("scenario");
-        let exps = super::super::build(&s).unwrap();
-        let pop = Population::from_log(n, log);
+        let mut exps = super::super::build(&s).unwrap();
+        let mut pop = Population::new(n);
+        for e in exps.iter_mut() {
+            e.per_client(n).unwrap();
+        }
+        for ev in log {
+            super::super::runner::observe_all(&mut exps, Some(&mut pop), ev, true);
+        }
         super::super::judge_all(
             &exps,
             log,

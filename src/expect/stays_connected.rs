@@ -5,40 +5,66 @@
 //! stops the client is no false alarm; neither is answering the other side's
 //! close frame, FIN or RST on a connection.
 
-use super::common::{give_up, secs, verdict, Span};
-use super::{Expectation, JudgeCtx, Verdict};
+use super::common::{give_up, outcome, secs, Span};
+use super::kind::{Anchor, Checks, Ctx, Invalid, Judge, Kind, Outcome, Timing};
 use crate::events::Side;
+use crate::scenario::{Dur, Reference};
+use serde::{Deserialize, Serialize};
 
-const KIND: &str = "stays_connected";
-
-/// The `stays_connected` expectation.
-#[derive(Debug, Clone)]
+/// The `stays_connected` expectation: `side` gives up no connection in the
+/// window.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct StaysConnected {
-    name: String,
-    side: Side,
-    span: Span,
+    /// Who must not give up (default client).
+    #[serde(default = "super::common::client")]
+    pub side: Side,
+    /// A fault name: its active window.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub during: Option<String>,
+    /// Window start.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub after: Option<Reference>,
+    /// Window length.
+    #[serde(rename = "for", default, skip_serializing_if = "Option::is_none")]
+    pub for_: Option<Dur>,
 }
 
-impl StaysConnected {
-    /// From the scenario parameters.
-    pub(crate) fn new(name: &str, side: Side, span: Span) -> StaysConnected {
-        StaysConnected {
-            name: name.to_string(),
-            side,
-            span,
+impl Kind for StaysConnected {
+    const NAME: &'static str = "stays_connected";
+    fn validate(&self, v: &mut dyn Checks) -> Result<(), Invalid> {
+        v.window(&self.during, &self.after, &self.for_, true)
+    }
+    fn judge(&self) -> Result<Box<dyn Judge>, String> {
+        Ok(Box::new(Judging {
+            side: self.side,
+            span: Span::new(&self.during, &self.after, &self.for_),
+        }))
+    }
+    fn timing(&self) -> Timing<'_> {
+        Timing {
+            after: self.after.as_ref(),
+            len: self.for_.map(|d| d.0),
+            deadline: false,
         }
     }
 }
 
-impl Expectation for StaysConnected {
-    fn judge(&self, ctx: &JudgeCtx<'_>) -> Option<Verdict> {
+struct Judging {
+    side: Side,
+    span: Span,
+}
+
+impl Judge for Judging {
+    fn anchor(&self) -> Anchor<'_> {
+        Anchor::Span(&self.span)
+    }
+
+    fn judge(&self, ctx: &Ctx<'_>) -> Option<Outcome> {
         let ev = ctx.events;
         let side = self.side;
-        let out = |passed, detail| Some(verdict(&self.name, KIND, passed, None, detail));
-        let w = match self.span.locate_or_fail(ctx, &self.name, KIND) {
-            Ok(w) => w,
-            Err(v) => return v,
-        };
+        let out = |passed, detail| outcome(passed, None, detail);
+        let w = ctx.window?;
         let (end, over) = w.end_now(ev, ctx.now, ctx.finished);
         // Connections the other side ended first: answering that is no false alarm.
         let mut answered: Vec<u32> = Vec::new();
@@ -96,10 +122,10 @@ mod tests {
     #[test]
     fn passes_when_the_fault_window_ends_quietly() {
         let e = build("{kind: stays_connected, during: slow}");
-        assert!(judge(&*e, &slow().events(), 5.0, false).is_none());
+        assert!(judge(&e, &slow().events(), 5.0, false).is_none());
         let log = slow().fault_end("slow", &[1], 12.0).events();
-        assert!(judge(&*e, &log, 12.0, false).is_none());
-        let v = judge(&*e, &log, 12.1, false).unwrap();
+        assert!(judge(&e, &log, 12.0, false).is_none());
+        let v = judge(&e, &log, 12.1, false).unwrap();
         assert!(v.passed, "{}", v.detail);
         assert_eq!(
             v.detail,
@@ -111,7 +137,7 @@ mod tests {
     fn fails_early_on_a_false_alarm() {
         let e = build("{kind: stays_connected, during: slow}");
         let log = slow().close_frame(1, 6.0, Client, Some(4000)).events();
-        let v = judge(&*e, &log, 6.0, false).unwrap();
+        let v = judge(&e, &log, 6.0, false).unwrap();
         assert!(!v.passed);
         assert_eq!(
             v.detail,
@@ -123,14 +149,14 @@ mod tests {
             .close_frame(1, 6.1, Client, Some(1001))
             .fault_end("slow", &[1], 8.0)
             .events();
-        assert!(judge(&*e, &log, 9.0, false).unwrap().passed);
+        assert!(judge(&e, &log, 9.0, false).unwrap().passed);
     }
 
     #[test]
     fn after_for_window_and_stopping() {
         let e = build("{kind: stays_connected, after: open#1, for: 10s}");
         let log = Log::new().connect(1, 1.0).fin(1, 12.0, Client).events();
-        assert!(judge(&*e, &log, 12.0, false).unwrap().passed);
+        assert!(judge(&e, &log, 12.0, false).unwrap().passed);
         // Whole-run window: closing after Stopping does not count.
         let e = build("{kind: stays_connected}");
         let log = Log::new()
@@ -138,15 +164,15 @@ mod tests {
             .stopping(20.0)
             .fin(1, 20.1, Client)
             .events();
-        assert!(judge(&*e, &log, 20.1, false).unwrap().passed);
+        assert!(judge(&e, &log, 20.1, false).unwrap().passed);
     }
 
     #[test]
     fn fault_never_started() {
         let e = build("{kind: stays_connected, during: slow}");
         let log = Log::new().connect(1, 1.0).events();
-        assert!(judge(&*e, &log, 5.0, false).is_none());
-        let v = judge(&*e, &log, 5.0, true).unwrap();
+        assert!(judge(&e, &log, 5.0, false).is_none());
+        let v = judge(&e, &log, 5.0, true).unwrap();
         assert!(!v.passed);
         assert_eq!(
             v.detail,

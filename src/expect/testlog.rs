@@ -134,22 +134,23 @@ impl Log {
     }
 }
 
-/// Judge `e` over `events` at `now` (seconds).
+/// Judge a fresh expectation of kind `e` over `events` at `now` (seconds):
+/// it observes every event first, as in a run.
 pub(crate) fn judge(
-    e: &dyn super::Expectation,
+    e: &super::ExpectKind,
     events: &[Event],
     now: f64,
     finished: bool,
 ) -> Option<super::Verdict> {
-    e.judge(&super::JudgeCtx {
-        events,
-        now: at(now),
-        finished,
-    })
+    let mut x = super::Expect::new("test", e).expect("builds");
+    for ev in events {
+        x.observe(ev);
+    }
+    x.verdict(events, at(now), finished)
 }
 
-/// Parse one expectation from YAML and build it.
-pub(crate) fn build(yaml: &str) -> Box<dyn super::Expectation> {
+/// Parse one expectation from YAML.
+pub(crate) fn build(yaml: &str) -> super::ExpectKind {
     let spec: crate::scenario::ExpectSpec = serde_yaml::from_str(yaml).expect("test yaml");
-    super::build_one("test", &spec.kind).expect("builds")
+    spec.kind
 }

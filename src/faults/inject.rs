@@ -230,3 +230,28 @@ mod tests {
         assert_eq!(s.wake(), None);
     }
 }
+
+#[cfg(test)]
+mod check_tests {
+    fn check(fault: &str) -> Result<(), String> {
+        let src = format!("name: x\ndescription: x\nduration: 10s\nfaults:\n  - {fault}\n");
+        crate::scenario::parse_str(&src, "x.yaml")
+            .map(|_| ())
+            .map_err(|e| e.to_string())
+    }
+
+    #[test]
+    fn the_message_is_checked() {
+        assert!(check("{kind: inject, side: client, text: hi}").is_ok());
+        let e = check("{kind: inject, side: client}").unwrap_err();
+        assert!(e.contains("needs the message"), "{e}");
+        let e = check("{kind: inject, side: client, text: a, binary: AA==}").unwrap_err();
+        assert!(e.contains("not both"), "{e}");
+        let e = check("{kind: inject, side: server, binary: '***'}").unwrap_err();
+        assert!(e.contains("not base64"), "{e}");
+        let e = check("{kind: inject, side: client, text: a, times: 2}").unwrap_err();
+        assert!(e.contains("only applies with `every`"), "{e}");
+        let e = check("{kind: inject, side: client, text: a, every: 0s}").unwrap_err();
+        assert!(e.contains("above zero"), "{e}");
+    }
+}

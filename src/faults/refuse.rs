@@ -7,7 +7,9 @@
 
 use super::{Fault, KernelEffect, Kind, Refusal};
 use crate::scenario::{FaultCheck, ScenarioError};
+use serde::de::{self, Deserializer, Visitor};
 use serde::{Deserialize, Serialize};
+use std::fmt;
 use std::collections::BTreeMap;
 
 /// `kind: refuse`: new connections fail.
@@ -20,8 +22,12 @@ pub struct Refuse {
     /// HTTP status for `how: http` (default 503).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub status: Option<u16>,
-    /// HTTP headers for `how: http`.
-    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    /// HTTP headers for `how: http` (`Retry-After: 1` is taken as text).
+    #[serde(
+        default,
+        skip_serializing_if = "BTreeMap::is_empty",
+        deserialize_with = "headers_as_text"
+    )]
     pub headers: BTreeMap<String, String>,
 }
 
@@ -40,6 +46,43 @@ pub enum RefuseHow {
     Stall,
     /// Answer with an HTTP status.
     Http,
+}
+
+/// A header name or value: text, or a number or boolean taken as text.
+#[derive(PartialEq, Eq, PartialOrd, Ord)]
+struct Text(String);
+
+impl<'de> Deserialize<'de> for Text {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl Visitor<'_> for V {
+            type Value = Text;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a string")
+            }
+            fn visit_str<E: de::Error>(self, v: &str) -> Result<Text, E> {
+                Ok(Text(v.to_string()))
+            }
+            fn visit_i64<E: de::Error>(self, v: i64) -> Result<Text, E> {
+                Ok(Text(v.to_string()))
+            }
+            fn visit_u64<E: de::Error>(self, v: u64) -> Result<Text, E> {
+                Ok(Text(v.to_string()))
+            }
+            fn visit_f64<E: de::Error>(self, v: f64) -> Result<Text, E> {
+                Ok(Text(v.to_string()))
+            }
+            fn visit_bool<E: de::Error>(self, v: bool) -> Result<Text, E> {
+                Ok(Text(v.to_string()))
+            }
+        }
+        d.deserialize_any(V)
+    }
+}
+
+fn headers_as_text<'de, D: Deserializer<'de>>(d: D) -> Result<BTreeMap<String, String>, D::Error> {
+    let m = BTreeMap::<Text, Text>::deserialize(d)?;
+    Ok(m.into_iter().map(|(k, v)| (k.0, v.0)).collect())
 }
 
 impl RefuseHow {

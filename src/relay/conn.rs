@@ -387,7 +387,11 @@ impl Connection {
 }
 
 /// Run a connection until both directions are finished or the run stops.
-pub async fn run(c: Conn, mut cmds: mpsc::UnboundedReceiver<ConnCmd>, stop: CancellationToken) {
+pub async fn run(
+    c: Conn,
+    mut cmds: mpsc::UnboundedReceiver<Box<ConnCmd>>,
+    stop: CancellationToken,
+) {
     let rng = |d| crate::faults::pipe_rng(c.seed, c.id, d);
     let mut conn = Connection {
         id: c.id,
@@ -448,7 +452,7 @@ pub async fn run(c: Conn, mut cmds: mpsc::UnboundedReceiver<ConnCmd>, stop: Canc
                 return;
             }
             cmd = cmds.recv() => match cmd {
-                Some(cmd) => conn.on_cmd(cmd),
+                Some(cmd) => conn.on_cmd(*cmd),
                 None => {
                     conn.close("shutdown");
                     conn.emit(EventKind::Closed { how: Ending::Shutdown });

@@ -94,7 +94,14 @@ pub(super) async fn accept_loop(
                     tracker.spawn(handle(sock, peer, cfg.clone(), log.clone(), board.clone(), stop.clone()));
                 }
                 Err(e) => {
-                    log.emit(None, EventKind::Note { text: format!("accept failed: {e}") });
+                    let why = match e.raw_os_error() {
+                        Some(libc::EMFILE) | Some(libc::ENFILE) => format!(
+                            "accept failed: {e}: out of file descriptors; {}",
+                            super::nofile::raise().ok().and_then(|l| l.warning(u64::MAX)).unwrap_or_default()
+                        ),
+                        _ => format!("accept failed: {e}"),
+                    };
+                    log.emit(None, EventKind::Note { text: why });
                     // Out of file descriptors and the like: back off a little.
                     tokio::select! {
                         _ = stop.cancelled() => return,
@@ -114,9 +121,13 @@ async fn handle(
     board: Arc<Board>,
     stop: CancellationToken,
 ) {
+    // Commands are boxed: a channel allocates its first block of 32 slots
+    // up front, and 8-byte slots keep an idle connection small.
     let (tx, rx) = mpsc::unbounded_channel();
     let refusal = board.refusal();
     let (id, stages, joined) = board.register(tx);
+    // Its frames are counted under a lock of its own.
+    let log = log.for_conn(id);
     log.emit(
         Some(id),
         EventKind::Accept {
@@ -148,7 +159,7 @@ async fn setup(
     log: &EventLog,
     refusal: Option<(Arc<str>, Refusal)>,
     stages: conn::InitialStages,
-    rx: mpsc::UnboundedReceiver<ConnCmd>,
+    rx: mpsc::UnboundedReceiver<Box<ConnCmd>>,
     stop: CancellationToken,
 ) -> Option<Ending> {
     let pre = async {

@@ -19,6 +19,7 @@ pub mod conn;
 pub mod handshake;
 mod listener;
 pub mod mark;
+pub mod nofile;
 pub mod pipe;
 pub mod transport;
 
@@ -179,7 +180,7 @@ impl RelayConfig {
 }
 
 struct ConnEntry {
-    tx: mpsc::UnboundedSender<ConnCmd>,
+    tx: mpsc::UnboundedSender<Box<ConnCmd>>,
     /// The connection number is open (handshake not necessarily done).
     live: bool,
 }
@@ -278,18 +279,18 @@ impl Board {
             let tx = &inner.conns[n].tx;
             for d in Direction::BOTH {
                 if let Some(stage) = fault.stage(d) {
-                    let _ = tx.send(ConnCmd::AddStage {
+                    let _ = tx.send(Box::new(ConnCmd::AddStage {
                         fault: name.clone(),
                         dir: d,
                         stage,
-                    });
+                    }));
                 }
             }
             for action in fault.actions() {
-                let _ = tx.send(ConnCmd::Act {
+                let _ = tx.send(Box::new(ConnCmd::Act {
                     fault: name.clone(),
                     action,
-                });
+                }));
             }
         }
         if !instant {
@@ -321,9 +322,9 @@ impl Board {
         );
         for n in &f.conns {
             if let Some(e) = inner.conns.get(n) {
-                let _ = e.tx.send(ConnCmd::RemoveFault {
+                let _ = e.tx.send(Box::new(ConnCmd::RemoveFault {
                     fault: f.name.clone(),
-                });
+                }));
             }
         }
         drop(inner);
@@ -334,7 +335,7 @@ impl Board {
     /// cover it.
     fn register(
         &self,
-        tx: mpsc::UnboundedSender<ConnCmd>,
+        tx: mpsc::UnboundedSender<Box<ConnCmd>>,
     ) -> (u32, conn::InitialStages, Vec<Arc<str>>) {
         let mut inner = self.lock();
         inner.next_conn += 1;

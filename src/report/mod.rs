@@ -17,7 +17,7 @@ pub use junit::junit;
 pub use terminal::{verdict_table, LivePrinter};
 pub use transcript::{diff, Transcript};
 
-use crate::events::Event;
+use crate::events::{ConnSummary, Event};
 use crate::expect::Verdict;
 use crate::scenario::Scenario;
 use serde::{Deserialize, Serialize};
@@ -115,6 +115,11 @@ pub struct Report {
     pub commands: Vec<CommandOutcome>,
     /// The whole event log.
     pub events: Vec<Event>,
+    /// Per-connection frame summaries (counts by opcode and preview class,
+    /// payload bytes, first and last times): a run keeps one by one only the
+    /// frames it judges, and folds the others into runs in `events`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub connections: Vec<ConnSummary>,
     /// The scenario as run (for `flatline replay`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub scenario_spec: Option<Scenario>,

@@ -154,6 +154,12 @@ impl<W: Write> LivePrinter<W> {
                 c,
                 &format!("handshake rejected by server: HTTP {status}"),
             ),
+            // A run folded in a log read afterwards (live, frames come one by one).
+            EventKind::Frames(r) => {
+                *self.conns.entry(c.unwrap_or(0)).or_default().frames[r.frame.dir.index()]
+                    .entry(frame_kind(&r.frame))
+                    .or_insert(0) += r.count;
+            }
             EventKind::Frame(f) => self.on_frame(t, c, f),
             EventKind::ProtocolError { dir, reason } => self.line(
                 t,

@@ -3,10 +3,10 @@
 //! known, at the deadline, or on an interrupt.
 
 use super::sides::Clients;
-use crate::events::{Event, EventKind, EventLog};
+use crate::events::{Event, EventLog};
 use crate::expect::{self, scope::Population, Verdict};
 use std::time::Duration;
-use tokio::sync::broadcast::{error::RecvError, Receiver};
+use tokio::sync::mpsc::UnboundedReceiver;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
@@ -15,13 +15,12 @@ const JUDGE_EVERY: Duration = Duration::from_millis(50);
 
 /// The expectations of a run and what is decided so far.
 pub(super) struct Judge {
-    exps: Vec<expect::Named>,
-    clients: usize,
-    /// The log split per client, when there are several.
+    exps: Vec<expect::Expect>,
+    /// The kept log split per client, when there are several.
     pop: Option<Population>,
     decided: Vec<Option<Verdict>>,
-    /// The events so far, as received: judging reads this copy instead of
-    /// cloning the whole log on every tick.
+    /// The kept events so far, as received: judging reads this copy instead
+    /// of cloning the whole log on every tick.
     seen: Vec<Event>,
     /// Warnings found while watching (a client command that exited).
     pub(super) warnings: Vec<String>,
@@ -36,14 +35,26 @@ pub(super) enum WatchEnd {
 }
 
 impl Judge {
-    pub(super) fn new(exps: Vec<expect::Named>, clients: usize) -> Judge {
-        Judge {
+    pub(super) fn new(mut exps: Vec<expect::Expect>, clients: usize) -> Result<Judge, String> {
+        for e in exps.iter_mut() {
+            e.per_client(clients)?;
+        }
+        Ok(Judge {
             decided: vec![None; exps.len()],
             exps,
-            clients,
             pop: (clients > 1).then(|| Population::new(clients)),
             seen: Vec::new(),
             warnings: Vec::new(),
+        })
+    }
+
+    /// Take in one event from the feed: every judge sees it (each client's
+    /// judges, those of its client); the kept ones are copied for judging.
+    pub(super) fn take(&mut self, log: &EventLog, e: Event) {
+        let keep = log.keeps(&e);
+        expect::observe_all(&mut self.exps, self.pop.as_mut(), &e, keep);
+        if keep {
+            self.seen.push(e);
         }
     }
 
@@ -65,7 +76,7 @@ impl Judge {
     pub(super) async fn watch(
         &mut self,
         log: &EventLog,
-        rx: &mut Receiver<Event>,
+        rx: &mut UnboundedReceiver<Event>,
         clients: &mut Clients,
         deadline: Instant,
         interrupt: &CancellationToken,
@@ -78,22 +89,11 @@ impl Judge {
                 _ = tokio::time::sleep_until(deadline) => return WatchEnd::Done,
                 _ = interrupt.cancelled() => return WatchEnd::Interrupted,
                 ev = rx.recv() => match ev {
-                    Ok(e) => {
+                    Some(e) => {
                         on_event(&e);
-                        if let Some(p) = self.pop.as_mut() {
-                            p.push(&e);
-                        }
-                        self.seen.push(e);
+                        self.take(log, e);
                     }
-                    Err(RecvError::Lagged(n)) => {
-                        // Fell behind a burst of frames: catch up from the log.
-                        self.seen = log.events();
-                        if self.clients > 1 {
-                            self.pop = Some(Population::from_log(self.clients, &self.seen));
-                        }
-                        log.emit(None, EventKind::Note { text: format!("live view skipped {n} events") });
-                    }
-                    Err(_) => return WatchEnd::Done,
+                    None => return WatchEnd::Done,
                 },
                 _ = tick.tick() => {
                     let w = clients.poll_exits(log);
@@ -106,11 +106,11 @@ impl Judge {
         }
     }
 
-    /// The final verdicts on the whole log: an early verdict stands, the
-    /// others are decided now.
+    /// The final verdicts on the whole log (each client's judges on the
+    /// kept events of that client): an early verdict stands, the others are
+    /// decided now.
     pub(super) fn finish(self, events: &[Event], end: Duration) -> Vec<Verdict> {
-        let pop = (self.clients > 1).then(|| Population::from_log(self.clients, events));
-        let finals = expect::judge_all(&self.exps, events, end, true, pop.as_ref());
+        let finals = expect::judge_all(&self.exps, events, end, true, self.pop.as_ref());
         self.decided
             .into_iter()
             .zip(finals)

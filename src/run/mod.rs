@@ -12,7 +12,7 @@ mod sides;
 
 pub use sides::{client_url, CLIENT_QUERY};
 
-use crate::events::{Event, EventKind, EventLog};
+use crate::events::{ConnSummary, Event, EventKind, EventLog, EventSink, Retention};
 use crate::expect;
 use crate::netns::{Netns, NetnsError};
 use crate::report::{CommandOutcome, Report, RunSettings};
@@ -50,6 +50,9 @@ pub struct RunOptions {
     /// `--netns`: the commands run in network namespaces and faults with a
     /// kernel equivalent are nftables rules (also `network: netns`).
     pub netns: bool,
+    /// Where to write every event, frames included, as JSON lines
+    /// (`--events`); the report keeps only what is judged.
+    pub events: Option<std::path::PathBuf>,
     /// TLS on either leg (recorded in the report, for `replay`).
     pub tls: TlsSettings,
     /// The listener certificate already loaded from `tls.listen` (the CLI
@@ -70,6 +73,7 @@ impl Default for RunOptions {
             demo_args: Vec::new(),
             interrupt: CancellationToken::new(),
             netns: false,
+            events: None,
             tls: TlsSettings::default(),
             listen_tls: None,
         }
@@ -124,6 +128,14 @@ pub async fn run(
 ) -> Result<Report, RunError> {
     let upstream_url = opts.upstream.clone().or_else(|| scenario.upstream.clone());
     let mut setup = Setup::new(scenario, opts, upstream_url.as_deref())?;
+    // Opened before anything starts: a bad path stops nothing half-started.
+    let sink = match &opts.events {
+        Some(p) => Some(
+            EventSink::append(p)
+                .map_err(|e| RunError::Setup(format!("cannot open {}: {e}", p.display())))?,
+        ),
+        None => None,
+    };
     let upstream = ServerSide::start(
         upstream_url.as_deref(),
         opts,
@@ -133,10 +145,9 @@ pub async fn run(
     .await?;
     let client_ns = setup.netns.as_ref().map(Netns::client_path);
 
-    // t = 0: the relay listens and the upstream is reachable.
-    let log = EventLog::new();
-    let (past, mut rx) = log.snapshot_and_subscribe();
-    debug_assert!(past.is_empty());
+    // t = 0: the relay listens and the upstream is reachable. The log keeps
+    // what is judged; every event reaches the judges through the feed.
+    let (log, mut rx) = EventLog::with_feed(Retention::Fold { keep: Vec::new() }, sink);
     let running = Running::start(scenario, opts, &mut setup, upstream, &log).await?;
     let url = running.relay.url();
     on_ready(&url);
@@ -159,7 +170,8 @@ pub async fn run(
 
     // Judge as the log grows; stop when every verdict is known.
     let deadline = tokio::time::Instant::from_std(log.start() + scenario.duration.0);
-    let mut judge = Judge::new(std::mem::take(&mut setup.exps), setup.clients);
+    let mut judge =
+        Judge::new(std::mem::take(&mut setup.exps), setup.clients).map_err(RunError::Setup)?;
     let end_how = judge
         .watch(
             &log,
@@ -178,17 +190,24 @@ pub async fn run(
     if let Some(c) = running.stop().await {
         commands.insert(0, c);
     }
-    // Show what was logged while stopping.
+    // Show and judge what was logged while stopping.
     while let Ok(e) = rx.try_recv() {
         on_event(&e);
+        judge.take(&log, e);
+    }
+    if let Err(e) = log.finish_sink() {
+        judge
+            .warnings
+            .push(format!("the events file could not be written: {e}"));
     }
     let events = log.events();
+    let connections = log.summaries();
     let interrupted = matches!(end_how, WatchEnd::Interrupted);
     Ok(conclude(
         scenario,
         opts,
         judge,
-        events,
+        (events, connections),
         Ended {
             seed: setup.seed,
             end,
@@ -213,7 +232,7 @@ fn conclude(
     scenario: &Scenario,
     opts: &RunOptions,
     mut judge: Judge,
-    events: Vec<Event>,
+    (events, connections): (Vec<Event>, Vec<ConnSummary>),
     ended: Ended,
 ) -> Report {
     let Ended {
@@ -251,6 +270,7 @@ fn conclude(
         warnings,
         commands,
         events,
+        connections,
         scenario_spec: Some(scenario.clone()),
         settings: RunSettings {
             upstream: upstream_url,

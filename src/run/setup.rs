@@ -26,7 +26,7 @@ const CLOSE_GRACE: Duration = Duration::from_secs(1);
 /// network namespaces (`--netns`).
 pub(super) struct Setup {
     pub(super) seed: u64,
-    pub(super) exps: Vec<expect::Named>,
+    pub(super) exps: Vec<expect::Expect>,
     /// Taken when the run starts.
     pub(super) timeline: Option<Timeline>,
     pub(super) clients: usize,

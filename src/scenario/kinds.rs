@@ -1,9 +1,8 @@
 //! The fault and expectation kinds as the front end sees them: for each, its
 //! name and its fields. The shape check (`shape.rs`) uses these tables for
 //! "unknown field" and "did you mean", `plan.rs` to list parameters. Fault
-//! kinds come from the fault registry (`faults/mod.rs`); the expectation
-//! table follows `ExpectKind`, and a test checks that both agree with the
-//! model.
+//! kinds come from the fault registry (`faults/mod.rs`), expectation kinds
+//! from the expectation registry (`expect/registry.rs`).
 
 use super::model::{ExpectKind, FaultKind};
 
@@ -68,26 +67,8 @@ pub(crate) fn fault_params(kind: &str) -> &'static [&'static str] {
     FaultKind::fields(kind)
 }
 
-/// The kind-specific fields of each expectation kind.
+/// The kind-specific fields of each expectation kind (declared once, by
+/// each kind's struct: see [`crate::expect::registry`]).
 pub(crate) fn expect_params(kind: &str) -> &'static [&'static str] {
-    match kind {
-        "detects" => &["side", "after", "within"],
-        "reconnects" => &["after", "within", "attempts"],
-        "no_reconnect" => &["after", "for"],
-        "stays_connected" => &["side", "during", "after", "for"],
-        "heartbeat" => &["from", "match", "every", "tolerance", "after", "for"],
-        "backoff" => &[
-            "during",
-            "after",
-            "for",
-            "min_gap",
-            "max_gap",
-            "increasing",
-            "max_attempts",
-        ],
-        "sends" => &["from", "match", "after", "within", "count"],
-        "closes_with" => &["side", "code", "connections"],
-        "herd" => &["after", "max_attempts", "window", "min_spread", "for"],
-        _ => &[],
-    }
+    crate::expect::registry::fields(kind)
 }

@@ -17,6 +17,9 @@
 //! goes through the queue of owned units (data, FIN, RST, the response
 //! status mark), each with an optional release time; holding stages keep the
 //! queue shut; frame-deciding stages see each frame before its bytes pass.
+//!
+//! `tests/pipe.rs` drives it over streams split at every offset, through
+//! every fault's stage, without sockets.
 
 use super::handshake::{head_end, response_status, MAX_HEAD};
 use crate::events::{Direction, EventKind, EventLog, FrameInfo};
@@ -568,6 +571,3 @@ fn log_scan(log: &EventLog, conn: u32, dir: Direction, s: Scan) {
 mod output;
 mod position;
 pub use output::{Ended, Next};
-
-#[cfg(test)]
-mod tests;

@@ -5,6 +5,7 @@
 use super::{Deferred, Dst, Gate, Out, Pipe, Unit};
 use crate::events::{EventKind, EventLog};
 use crate::faults::{CutHow, EndAction, Flow, Seen, StageCtx};
+use std::collections::VecDeque;
 use std::io;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -101,6 +102,11 @@ impl Pipe {
                 self.queued_bytes = 0;
                 if self.stages.is_empty() {
                     self.last_release = None;
+                    // Back on the fast path: an idle connection keeps no
+                    // queue memory (the handshake heads went through it).
+                    if self.queue.capacity() > 0 && self.deferred.is_empty() {
+                        self.queue = VecDeque::new();
+                    }
                 }
             }
             return Next::Idle;

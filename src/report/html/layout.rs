@@ -131,17 +131,9 @@ pub(super) fn marks_of(report: &Report, scenario: Option<&Scenario>) -> Vec<Mark
     for (i, spec) in sc.expect.iter().enumerate() {
         let name = sc.expect_name(i);
         let verdict = report.expectations.iter().find(|v| v.name == name);
-        let (after, span, measured) = match &spec.kind {
-            ExpectKind::Detects { after, within, .. } => (Some(after), Some(within.0), true),
-            ExpectKind::Reconnects { after, within, .. } => (Some(after), Some(within.0), true),
-            ExpectKind::Sends { after, within, .. } => (Some(after), Some(within.0), true),
-            ExpectKind::NoReconnect { after, for_ } => (Some(after), Some(for_.0), false),
-            ExpectKind::StaysConnected { after, for_, .. }
-            | ExpectKind::Heartbeat { after, for_, .. }
-            | ExpectKind::Backoff { after, for_, .. } => (after.as_ref(), for_.map(|d| d.0), false),
-            ExpectKind::Herd { after, for_, .. } => (Some(after), for_.map(|d| d.0), false),
-            ExpectKind::ClosesWith { .. } => (None, None, false),
-        };
+        // A deadline (`within`) is also where the measured moment is drawn.
+        let timing = spec.kind.timing();
+        let (after, span, measured) = (timing.after, timing.len, timing.deadline);
         let reference = after.and_then(|a| resolve(a, &report.events));
         let deadline = reference.zip(span).map(|(r, s)| r + s);
         let observed = if measured {
@@ -175,7 +167,7 @@ pub(super) fn marks_of(report: &Report, scenario: Option<&Scenario>) -> Vec<Mark
             kind,
             prominent: matches!(
                 spec.kind,
-                ExpectKind::Detects { .. } | ExpectKind::Reconnects { .. }
+                ExpectKind::Detects(_) | ExpectKind::Reconnects(_)
             ),
         });
     }

@@ -8,7 +8,10 @@
 //! frames, FIN and RST have markers of their own; fault windows are shaded
 //! across the lanes they affect; expectation deadlines are dashed lines with
 //! the verdict beside them, and the measured moment (when the client noticed,
-//! when it came back) is a solid line. Frames are aggregated per pixel, so a
+//! when it came back) is a solid line. A run keeps frames that nothing judges
+//! as folded runs (first frame, count, last time): their ticks are spread
+//! evenly from a run's first frame to its last, and the page says how many
+//! frames were drawn that way. Frames are aggregated per pixel, so a
 //! run with tens of thousands of frames still gives a small page.
 //!
 //! Below the timeline: the verdicts, warnings, commands, and the full event
@@ -23,6 +26,7 @@ mod layout;
 mod svg;
 
 use super::{secs3, xml_escape as esc, Report};
+use crate::events::EventKind;
 use crate::scenario::Scenario;
 use std::collections::BTreeSet;
 use std::fmt::Write as _;
@@ -63,6 +67,19 @@ pub fn html(report: &Report, scenario: Option<&Scenario>) -> String {
         layout::lanes_of(report).len(),
         report.events.len()
     );
+    let (runs, folded) = report
+        .events
+        .iter()
+        .fold((0u64, 0u64), |(r, n), e| match &e.kind {
+            EventKind::Frames(f) => (r + 1, n + f.count),
+            _ => (r, n),
+        });
+    if runs > 0 {
+        let _ = writeln!(
+            out,
+            "<p class=\"meta\">summarised: {folded} frames that no expectation needed one by one are kept as {runs} runs of similar frames (first frame, count, last time); their ticks are spread evenly over each run</p>"
+        );
+    }
     out.push_str(&svg::timeline_svg(report, scenario));
     verdicts_section(&mut out, report);
     if !report.warnings.is_empty() {

@@ -224,6 +224,21 @@ fn frames(s: &mut String, l: &Layout, report: &Report) {
         };
         match &e.kind {
             EventKind::Frame(f) if f.opcode != Opcode::Close => count(f.dir, class_of(f.opcode)),
+            EventKind::Frames(r) => {
+                // A folded run: its count spread evenly from its first frame
+                // to its last, the remainder first.
+                let (first, last) = (px.round() as i64, l.x(r.last).round() as i64);
+                let cols = (last - first).max(0) as u64 + 1;
+                let row = ticks
+                    .entry((c, r.frame.dir.index(), class_of(r.frame.opcode)))
+                    .or_default();
+                for (i, col) in (first..first + cols as i64).enumerate() {
+                    let n = r.count / cols + u64::from((i as u64) < r.count % cols);
+                    if n > 0 {
+                        *row.entry(col).or_insert(0) += n;
+                    }
+                }
+            }
             EventKind::Frame(f) => close_marker(&mut markers, l, e, f, y, px),
             EventKind::Dropped { dir, .. } => count(*dir, DROPPED),
             EventKind::Fin { from } | EventKind::Rst { from } => {

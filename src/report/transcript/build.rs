@@ -105,12 +105,14 @@ pub(super) fn entries(report: &Report, clock: &Clock) -> (Vec<Entry>, bool) {
         }
         match classify(report, e, &mut seen_listening) {
             Class::Skip => {}
-            Class::Run { label } => {
+            Class::Run { label, count } => {
                 let key = (e.conn.unwrap_or(0), label);
                 match open_runs.get(&key) {
-                    Some(i) => entries[*i].count += 1,
+                    Some(i) => entries[*i].count += count,
                     None => {
-                        entries.push(entry(e, key.1.clone()));
+                        let mut first = entry(e, key.1.clone());
+                        first.count = count;
+                        entries.push(first);
                         open_runs.insert(key, entries.len() - 1);
                     }
                 }

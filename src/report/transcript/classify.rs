@@ -11,7 +11,12 @@ pub(super) enum Class {
     Skip,
     /// Counted with the similar events (same label) of its connection since
     /// that connection's last state change.
-    Run { label: String },
+    Run {
+        /// What is counted.
+        label: String,
+        /// How many (a folded run of frames stands for several).
+        count: u64,
+    },
     /// A line of its own; breaks the frame runs of the listed connections
     /// (`None` = all connections).
     Line {
@@ -64,6 +69,13 @@ pub(super) fn classify(report: &Report, e: &Event, seen_listening: &mut bool) ->
         )),
         EventKind::Frame(f) => Class::Run {
             label: frame_label(f),
+            count: 1,
+        },
+        // A run folds frames only between two events of its connection, so
+        // it never spans a line that would have split it.
+        EventKind::Frames(r) => Class::Run {
+            label: frame_label(&r.frame),
+            count: r.count,
         },
         EventKind::ProtocolError { dir, reason } => {
             line(format!("protocol error {}: {reason}", arrow(*dir)))
@@ -74,6 +86,7 @@ pub(super) fn classify(report: &Report, e: &Event, seen_listening: &mut bool) ->
         EventKind::RstSent { to } => line(format!("RST sent to {to}")),
         EventKind::WriteFailed { to, .. } => Class::Run {
             label: format!("write to {to} failed"),
+            count: 1,
         },
         EventKind::Closed { how } => line(format!("closed ({})", ending(*how))),
         EventKind::FaultStart { .. }
@@ -143,9 +156,11 @@ fn fault_class(report: &Report, e: &Event) -> Class {
             fault, dir, opcode, ..
         } => Class::Run {
             label: format!("{fault} drops {} {}", arrow(*dir), opcode.name()),
+            count: 1,
         },
         EventKind::Corrupted { fault, dir, opcode } => Class::Run {
             label: format!("{fault} corrupts {} {}", arrow(*dir), opcode.name()),
+            count: 1,
         },
         EventKind::Injected { fault, to, what } => {
             line(format!("{fault} injects {what} toward {to}"))
@@ -192,7 +207,7 @@ pub(super) fn conn_list(conns: &[u32]) -> String {
 }
 
 /// `client→server text "ping"`: direction, opcode and normalised preview.
-fn frame_label(f: &FrameInfo) -> String {
+pub(crate) fn frame_label(f: &FrameInfo) -> String {
     let mut s = format!("{} {}", arrow(f.dir), f.opcode.name());
     if matches!(f.opcode, Opcode::Text | Opcode::Ping | Opcode::Pong) && f.len > 0 {
         s.push(' ');

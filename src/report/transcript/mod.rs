@@ -36,6 +36,9 @@ use super::Report;
 use build::Clock;
 pub(crate) use classify::close_desc;
 use classify::conn_list;
+/// A frame's preview class (direction, opcode, normalised preview): what
+/// the transcript counts frames by, and the log folds frames by.
+pub(crate) use classify::frame_label;
 use serde::Serialize;
 use std::time::Duration;
 

@@ -53,8 +53,7 @@ impl Cx<'_> {
         kind: &str,
         what: &str,
     ) -> Result<T, ScenarioError> {
-        let map = headers_as_text(map);
-        let e = match from_node::<T>(&map) {
+        let e = match from_node::<T>(map) {
             Ok(t) => return Ok(t),
             Err(e) => e,
         };
@@ -89,7 +88,7 @@ impl Cx<'_> {
                 example(field).map(|e| format!("e.g. {e}")),
             ));
         }
-        Err(self.value_error(path, &map, &e, &[]))
+        Err(self.value_error(path, map, &e, &[]))
     }
 
     /// The condition of a `match` at fault (inside `any` too).
@@ -190,36 +189,6 @@ fn variants<T: DeserializeOwned>(wrap: impl Fn(Node) -> Node) -> Vec<String> {
         }
         _ => Vec::new(),
     }
-}
-
-/// `Retry-After: 1` is a natural way to write a header: take scalars as text.
-fn headers_as_text(map: &Node) -> Node {
-    let Some(Node::Map(h)) = map.get("headers") else {
-        return map.clone();
-    };
-    let text: Vec<(Node, Node)> = h
-        .iter()
-        .map(|(k, v)| {
-            let v = match v {
-                Node::UInt(n) => Node::Str(n.to_string()),
-                Node::Int(n) => Node::Str(n.to_string()),
-                Node::Float(f) => Node::Str(float_text(*f)),
-                Node::Bool(b) => Node::Str(b.to_string()),
-                other => other.clone(),
-            };
-            (Node::Str(key_str(k)), v)
-        })
-        .collect();
-    let entries = map
-        .as_map()
-        .unwrap_or_default()
-        .iter()
-        .map(|(k, v)| match k {
-            Node::Str(s) if s == "headers" => (k.clone(), Node::Map(text.clone())),
-            _ => (k.clone(), v.clone()),
-        })
-        .collect();
-    Node::Map(entries)
 }
 
 /// Our value parsers put their hint inline (`…; write e.g. `3s``); move it

@@ -4,8 +4,9 @@
 
 use super::refs::{check_connections, check_ref, window};
 use super::{expect_path, fault_path, Known, Res};
+use crate::expect::{Checks, Invalid};
 use crate::scenario::error::ScenarioError;
-use crate::scenario::model::{ExpectKind, ExpectSpec, FaultSpec, Match};
+use crate::scenario::model::{Connections, ExpectSpec, FaultSpec, Match};
 use crate::scenario::parse::Cx;
 use crate::scenario::values::{Dur, Reference};
 use crate::scenario::yaml::YPath;
@@ -89,7 +90,8 @@ impl FaultCheck<'_> {
     }
 }
 
-/// Expectation `i`'s parameters, references and window.
+/// Expectation `i`'s parameters, references and window: each kind checks
+/// its own ([`crate::expect::Kind::validate`]) through [`ExpectChecks`].
 pub(super) fn expectation(
     cx: &Cx<'_>,
     i: usize,
@@ -97,119 +99,70 @@ pub(super) fn expectation(
     keep: bool,
     known: &Known,
 ) -> Res<()> {
-    let p = expect_path(i);
-    let kind = e.kind.name();
-    let after_ref = |r: &Reference| check_ref(cx, &p.key("after"), r, known);
-    let positive = |field: &str, d: &Dur| positive(cx, i, field, d);
-    match &e.kind {
-        ExpectKind::Detects { after, within, .. } => {
-            after_ref(after)?;
-            positive("within", within)?;
-        }
-        ExpectKind::Reconnects { after, within, .. } => {
-            after_ref(after)?;
-            positive("within", within)?;
-        }
-        ExpectKind::NoReconnect { after, for_ } => {
-            after_ref(after)?;
-            positive("for", for_)?;
-        }
-        ExpectKind::StaysConnected {
-            during,
-            after,
-            for_,
-            ..
-        } => {
-            window(cx, &p, kind, during, after, for_, true, known)?;
-        }
-        ExpectKind::Backoff {
-            during,
-            after,
-            for_,
-            min_gap,
-            max_gap,
-            ..
-        } => {
-            window(cx, &p, kind, during, after, for_, false, known)?;
-            if let (Some(lo), Some(hi)) = (min_gap, max_gap) {
-                if lo > hi {
-                    return Err(cx.err(
-                        &p.key("min_gap"),
-                        false,
-                        format!("expect[{i}].min_gap {lo} is larger than max_gap {hi}"),
-                        Some("expected min_gap ≤ max_gap".into()),
-                    ));
-                }
-            }
-        }
-        ExpectKind::Heartbeat {
-            matches,
-            every,
-            after,
-            for_,
-            ..
-        } => {
-            positive("every", every)?;
-            check_match(cx, &p.key("match"), matches, keep)?;
-            window(cx, &p, kind, &None, after, for_, false, known)?;
-        }
-        ExpectKind::Sends {
-            matches,
-            after,
-            within,
-            count,
-            ..
-        } => {
-            after_ref(after)?;
-            positive("within", within)?;
-            check_match(cx, &p.key("match"), matches, keep)?;
-            if *count == 0 {
-                return Err(cx.err(
-                    &p.key("count"),
-                    false,
-                    format!("expect[{i}].count: 0 frames always passes"),
-                    Some("expected 1 or more".into()),
-                ));
-            }
-        }
-        ExpectKind::ClosesWith {
-            code, connections, ..
-        } => {
-            if let Some(why) = close_code_problem(*code) {
-                return Err(cx.err(
-                    &p.key("code"),
-                    false,
-                    format!(
-                        "expect[{i}].code: close code {code} never appears in a close frame: {why}"
-                    ),
-                    Some(CLOSE_CODES_HINT.into()),
-                ));
-            }
-            check_connections(cx, &p.key("connections"), connections)?;
-        }
-        ExpectKind::Herd {
-            after,
-            window,
-            max_attempts,
-            for_,
-            ..
-        } => {
-            after_ref(after)?;
-            positive("window", window)?;
-            if let Some(f) = for_ {
-                positive("for", f)?;
-            }
-            if *max_attempts == 0 {
-                return Err(cx.err(
-                    &p.key("max_attempts"),
-                    false,
-                    format!("expect[{i}].max_attempts: 0 attempts in any window always fails"),
-                    Some("expected 1 or more".into()),
-                ));
-            }
-        }
+    let mut checks = ExpectChecks {
+        cx,
+        p: expect_path(i),
+        i,
+        kind: e.kind.name(),
+        known,
+        keep,
+    };
+    e.kind.validate(&mut checks).map_err(|bad| *bad.0)
+}
+
+/// What an expectation kind's `validate` is offered, for `expect[i]`.
+struct ExpectChecks<'a> {
+    cx: &'a Cx<'a>,
+    p: YPath,
+    i: usize,
+    kind: &'static str,
+    known: &'a Known,
+    keep: bool,
+}
+
+fn invalid(e: crate::scenario::ScenarioError) -> Invalid {
+    Invalid(Box::new(e))
+}
+
+impl Checks for ExpectChecks<'_> {
+    fn reference(&mut self, field: &str, r: &Reference) -> Result<(), Invalid> {
+        check_ref(self.cx, &self.p.key(field), r, self.known).map_err(invalid)
     }
-    Ok(())
+    fn positive(&mut self, field: &str, d: Dur) -> Result<(), Invalid> {
+        positive(self.cx, self.i, field, &d).map_err(invalid)
+    }
+    fn window(
+        &mut self,
+        during: &Option<String>,
+        after: &Option<Reference>,
+        for_: &Option<Dur>,
+        during_allowed: bool,
+    ) -> Result<(), Invalid> {
+        let (cx, p, kind, known) = (self.cx, &self.p, self.kind, self.known);
+        window(cx, p, kind, during, after, for_, during_allowed, known).map_err(invalid)
+    }
+    fn matcher(&mut self, field: &str, m: &Match) -> Result<(), Invalid> {
+        check_match(self.cx, &self.p.key(field), m, self.keep).map_err(invalid)
+    }
+    fn close_code(&mut self, field: &str, code: u16) -> Result<(), Invalid> {
+        if let Some(why) = close_code_problem(code) {
+            let message = format!(
+                "expect[{}].{field}: close code {code} never appears in a close frame: {why}",
+                self.i
+            );
+            return Err(self.fail(field, message, Some(CLOSE_CODES_HINT.into())));
+        }
+        Ok(())
+    }
+    fn connections(&mut self, field: &str, c: &Connections) -> Result<(), Invalid> {
+        check_connections(self.cx, &self.p.key(field), c).map_err(invalid)
+    }
+    fn fail(&mut self, field: &str, message: String, hint: Option<String>) -> Invalid {
+        invalid(self.cx.err(&self.p.key(field), false, message, hint))
+    }
+    fn path(&self) -> String {
+        format!("expect[{}]", self.i)
+    }
 }
 
 /// Expectation `i`'s `field` is above zero.

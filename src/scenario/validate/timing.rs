@@ -3,7 +3,7 @@
 //! to the end of a fault that never ends.
 
 use super::{expect_path, fault_path, Known};
-use crate::scenario::model::{ExpectKind, Scenario};
+use crate::scenario::model::Scenario;
 use crate::scenario::parse::Cx;
 use crate::scenario::values::{Dur, RefBase, Reference};
 use crate::scenario::yaml::YPath;
@@ -63,17 +63,7 @@ pub(super) fn warnings(s: &Scenario, cx: &Cx<'_>, known: &Known, warnings: &mut 
         }
     }
     for (i, e) in s.expect.iter().enumerate() {
-        let after = match &e.kind {
-            ExpectKind::Detects { after, .. }
-            | ExpectKind::Reconnects { after, .. }
-            | ExpectKind::NoReconnect { after, .. }
-            | ExpectKind::Sends { after, .. }
-            | ExpectKind::Herd { after, .. } => Some(after),
-            ExpectKind::StaysConnected { after, .. }
-            | ExpectKind::Heartbeat { after, .. }
-            | ExpectKind::Backoff { after, .. } => after.as_ref(),
-            ExpectKind::ClosesWith { .. } => None,
-        };
+        let after = e.kind.timing().after;
         if let Some(a) = after {
             never_ends(expect_path(i).key("after"), a, warnings);
         }

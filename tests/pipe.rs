@@ -1,11 +1,13 @@
-//! Socket-free tests of the pipe: a stream of frames split at every offset,
-//! through each fault's stage, driven with a simulated clock.
+//! Socket-free tests of the relay's pipe (`relay::pipe`): a stream of
+//! frames split at every offset, through each fault's stage, driven with a
+//! simulated clock. No socket is opened: the pipe does no I/O.
 
-use super::*;
-use crate::events::{Event, Opcode};
-use crate::faults::{pipe_rng, FaultKind};
-use crate::frame::encode_frame;
-use std::time::Duration;
+use flatline::events::{Direction, Event, EventKind, EventLog, Opcode};
+use flatline::faults::{pipe_rng, CutHow, FaultKind, Stage};
+use flatline::frame::{encode_frame, FrameScanner, Scan};
+use flatline::relay::pipe::{Ended, Next, Pipe};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 const MASK: Option<[u8; 4]> = Some([1, 2, 3, 4]);
 
@@ -52,6 +54,8 @@ struct Wire {
     /// Sizes of the writes.
     writes: Vec<usize>,
     fin: bool,
+    /// How many bytes had been written when the FIN went.
+    fin_at: Option<usize>,
     rst: bool,
     cut: Option<CutHow>,
     statuses: Vec<u16>,
@@ -68,7 +72,10 @@ fn drain(p: &mut Pipe, now: &mut Instant, wire: &mut Wire) {
                 let n = b.len();
                 p.wrote(n, *now);
             }
-            Next::Fin => wire.fin = true,
+            Next::Fin => {
+                wire.fin = true;
+                wire.fin_at = Some(wire.bytes.len());
+            }
             Next::Rst => wire.rst = true,
             Next::Status(s) => wire.statuses.push(s),
             Next::Cut(_, how) => {
@@ -448,7 +455,30 @@ fn inject_waits_for_the_handshake() {
     );
     assert_eq!(p.next_timer(), None);
     p.tick(now, &log);
-    assert!(p.queue.is_empty() && p.deferred.is_empty());
+    assert_eq!(p.next(now), Next::Idle);
     p.opened();
     assert!(p.next_timer().is_some());
+}
+
+#[test]
+fn a_fin_action_waits_for_the_frame_boundary_at_every_split() {
+    let stream = client_stream();
+    let f = frames(&stream);
+    for (a, b) in splits(&stream) {
+        let (mut p, log, mut now) = (pipe(Direction::ToServer), EventLog::new(), Instant::now());
+        let mut w = feed(&mut p, &[a], &mut now, &log);
+        p.fin_at_boundary(now, &log);
+        drain(&mut p, &mut now, &mut w);
+        // The FIN goes out after the frame in progress, never inside it.
+        let end = f.iter().map(|r| r.end).find(|e| *e >= a.len()).unwrap_or(0);
+        if a.is_empty() || f.iter().any(|r| r.end == a.len()) {
+            assert!(w.fin, "at {}", a.len());
+            assert_eq!(w.bytes, a);
+            continue;
+        }
+        assert!(!w.fin, "at {}", a.len());
+        let rest = feed(&mut p, &[b], &mut now, &log);
+        assert_eq!(rest.fin_at.map(|n| w.bytes.len() + n), Some(end));
+        assert_eq!([w.bytes, rest.bytes].concat()[..end], stream[..end]);
+    }
 }

@@ -1,0 +1,679 @@
+//! The shared event log, and what it keeps.
+//!
+//! Memory depends on what is judged, not on how many frames pass
+//! ([`Retention`]): `flatline relay` keeps nothing and streams; `run` keeps
+//! every event except the frames nobody judges one by one, which fold into
+//! runs of similar frames ([`EventKind::Frames`]) and per-connection
+//! [`ConnSummary`]s. The full per-frame log goes to an [`EventSink`] (a JSON
+//! lines file) when one is asked for.
+//!
+//! Locks: a frame is counted under its connection's own lock (taken by that
+//! connection's task only); the log's shared lock is taken only for what is
+//! kept: every event that is not a frame, close frames, frames a `match`
+//! keeps, and the first frame of each run. Every frame reaches the run's
+//! feed (where expectations judge frames as they come, without keeping them)
+//! through a lock-free channel.
+
+use super::summary::ConnCounters;
+use super::{ConnSummary, Event, EventKind, FrameRun, Opcode};
+use crate::matcher::Matcher;
+use std::collections::{BTreeMap, HashMap};
+use std::io::Write;
+use std::path::Path;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{mpsc as std_mpsc, Arc, Mutex, MutexGuard};
+use std::time::{Duration, Instant};
+use tokio::sync::{broadcast, mpsc};
+
+/// What the log keeps in memory.
+#[derive(Debug, Clone, Default)]
+pub enum Retention {
+    /// Every event (the library's default; tests read whole logs).
+    #[default]
+    All,
+    /// Everything but frames, plus close frames and frames matching `keep`;
+    /// other frames fold into runs and per-connection summaries (and still
+    /// go, one by one, to the feed).
+    Fold {
+        /// Frames kept one by one.
+        keep: Vec<Matcher>,
+    },
+    /// Nothing kept: events go to subscribers (frames only as counters and
+    /// to the sink). What `flatline relay` uses.
+    Stream,
+}
+
+/// Where the full per-frame log goes (`--events FILE.jsonl`): one JSON line
+/// per event, written by a thread of its own so that emitting never waits
+/// for the disk.
+#[derive(Debug)]
+pub struct EventSink {
+    tx: std_mpsc::Sender<Option<String>>,
+    writer: Mutex<Option<std::thread::JoinHandle<std::io::Result<()>>>>,
+}
+
+impl EventSink {
+    /// Append to `path` (created if missing).
+    pub fn append(path: &Path) -> std::io::Result<EventSink> {
+        let file = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(path)?;
+        let (tx, rx) = std_mpsc::channel::<Option<String>>();
+        let writer = std::thread::Builder::new()
+            .name("flatline-events".into())
+            .spawn(move || {
+                let mut out = std::io::BufWriter::new(file);
+                while let Ok(Some(line)) = rx.recv() {
+                    out.write_all(line.as_bytes())?;
+                }
+                out.flush()
+            })?;
+        Ok(EventSink {
+            tx,
+            writer: Mutex::new(Some(writer)),
+        })
+    }
+
+    fn write(&self, ev: &Event) {
+        if let Ok(mut line) = serde_json::to_string(ev) {
+            line.push('\n');
+            let _ = self.tx.send(Some(line));
+        }
+    }
+
+    /// Write what is queued and close the file; later events are not written.
+    fn finish(&self) -> std::io::Result<()> {
+        let _ = self.tx.send(None);
+        let handle = lock(&self.writer).take();
+        match handle.map(|h| h.join()) {
+            Some(Ok(r)) => r,
+            Some(Err(_)) => Err(std::io::Error::other("the events writer panicked")),
+            None => Ok(()),
+        }
+    }
+}
+
+/// A run of similar frames being counted.
+#[derive(Debug)]
+struct RunStats {
+    count: AtomicU64,
+    last_us: AtomicU64,
+}
+
+/// One connection's counters and open runs, touched by its own task.
+#[derive(Debug)]
+struct ConnSlot {
+    id: u32,
+    /// Bumped when an event of this connection is kept: its runs end.
+    epoch: AtomicU64,
+    state: Mutex<ConnState>,
+}
+
+#[derive(Debug, Default)]
+struct ConnState {
+    counters: ConnCounters,
+    runs: HashMap<String, Arc<RunStats>>,
+    seen: (u64, u64),
+}
+
+struct Inner {
+    events: Vec<Event>,
+    /// Index in `events` of each run's record, and its live counts.
+    runs: Vec<(usize, Arc<RunStats>)>,
+    conns: BTreeMap<u32, Arc<ConnSlot>>,
+    last: Duration,
+}
+
+struct Shared {
+    retention: Retention,
+    inner: Mutex<Inner>,
+    tx: broadcast::Sender<Event>,
+    feed: Option<mpsc::UnboundedSender<Event>>,
+    sink: Option<EventSink>,
+    /// Bumped when an event of no connection is kept: every run ends.
+    epoch: AtomicU64,
+}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+/// The shared, append-only event log of a run. Cheap to clone (an `Arc`).
+/// Subscribers get every kept event through a broadcast channel.
+#[derive(Clone)]
+pub struct EventLog {
+    start: Instant,
+    shared: Arc<Shared>,
+    /// Set on the clone a connection's task uses ([`EventLog::for_conn`]).
+    conn: Option<Arc<ConnSlot>>,
+}
+
+impl std::fmt::Debug for EventLog {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("EventLog")
+            .field("len", &self.len())
+            .finish()
+    }
+}
+
+impl EventLog {
+    /// A new log that keeps everything, whose clock starts now.
+    pub fn new() -> EventLog {
+        Self::starting_at(Instant::now())
+    }
+
+    /// A new log that keeps everything, whose clock started at `start`.
+    pub fn starting_at(start: Instant) -> EventLog {
+        Self::build(start, Retention::All, None, None)
+    }
+
+    /// A new log keeping what `retention` says, writing every event to `sink`.
+    pub fn with(retention: Retention, sink: Option<EventSink>) -> EventLog {
+        Self::build(Instant::now(), retention, sink, None)
+    }
+
+    /// Like [`EventLog::with`], plus the feed: every kept event and every
+    /// frame, in the order each connection emitted them, through an
+    /// unbounded channel that never drops (its reader must keep up).
+    pub fn with_feed(
+        retention: Retention,
+        sink: Option<EventSink>,
+    ) -> (EventLog, mpsc::UnboundedReceiver<Event>) {
+        let (tx, rx) = mpsc::unbounded_channel();
+        (Self::build(Instant::now(), retention, sink, Some(tx)), rx)
+    }
+
+    fn build(
+        start: Instant,
+        retention: Retention,
+        sink: Option<EventSink>,
+        feed: Option<mpsc::UnboundedSender<Event>>,
+    ) -> EventLog {
+        let (tx, _) = broadcast::channel(16384);
+        EventLog {
+            start,
+            shared: Arc::new(Shared {
+                retention,
+                inner: Mutex::new(Inner {
+                    events: Vec::new(),
+                    runs: Vec::new(),
+                    conns: BTreeMap::new(),
+                    last: Duration::ZERO,
+                }),
+                tx,
+                feed,
+                sink,
+                epoch: AtomicU64::new(0),
+            }),
+            conn: None,
+        }
+    }
+
+    /// The handle connection `id`'s task emits through: its frames are
+    /// counted under a lock of its own.
+    pub fn for_conn(&self, id: u32) -> EventLog {
+        let slot = self.slot(id);
+        EventLog {
+            start: self.start,
+            shared: self.shared.clone(),
+            conn: Some(slot),
+        }
+    }
+
+    fn slot(&self, id: u32) -> Arc<ConnSlot> {
+        if let Some(s) = self.conn.as_ref().filter(|s| s.id == id) {
+            return s.clone();
+        }
+        lock(&self.shared.inner)
+            .conns
+            .entry(id)
+            .or_insert_with(|| {
+                Arc::new(ConnSlot {
+                    id,
+                    epoch: AtomicU64::new(0),
+                    state: Mutex::new(ConnState::default()),
+                })
+            })
+            .clone()
+    }
+
+    /// The instant `t = 0`.
+    pub fn start(&self) -> Instant {
+        self.start
+    }
+
+    /// Time since the start of the run.
+    pub fn now(&self) -> Duration {
+        self.start.elapsed()
+    }
+
+    /// Append an event stamped now.
+    pub fn emit(&self, conn: Option<u32>, kind: EventKind) {
+        self.push(Event {
+            t: self.now(),
+            conn,
+            kind,
+        });
+    }
+
+    /// Append an event with its own timestamp (kept monotonic: never earlier
+    /// than the last kept one).
+    pub fn push(&self, ev: Event) {
+        if let Some(sink) = &self.shared.sink {
+            sink.write(&ev);
+        }
+        match (&ev.kind, ev.conn, &self.shared.retention) {
+            (_, _, Retention::All) => self.keep(ev),
+            (EventKind::Frame(_), Some(n), _) => self.frame(n, ev),
+            _ => self.keep(ev),
+        }
+    }
+
+    /// Whether the log keeps `ev` as it is (not folded, not only counted).
+    pub fn keeps(&self, ev: &Event) -> bool {
+        match (&ev.kind, &self.shared.retention) {
+            (_, Retention::All) => true,
+            (_, Retention::Stream) => false,
+            (EventKind::Frame(f), Retention::Fold { keep, .. }) => {
+                f.opcode == Opcode::Close || ev.conn.is_none() || keep.iter().any(|m| m.matches(f))
+            }
+            (EventKind::Frames(_), _) => false,
+            _ => true,
+        }
+    }
+
+    /// A frame under [`Retention::Fold`] or [`Retention::Stream`]: counted,
+    /// then kept (close frames, `keep` matches), folded, or only passed on.
+    fn frame(&self, n: u32, ev: Event) {
+        let EventKind::Frame(f) = &ev.kind else {
+            return self.keep(ev);
+        };
+        let slot = self.slot(n);
+        let close = f.opcode == Opcode::Close;
+        let keep = match &self.shared.retention {
+            Retention::Fold { keep } => keep,
+            _ => {
+                lock(&slot.state).counters.count(ev.t, f, None);
+                // Close frames still reach subscribers (`flatline relay` says
+                // who closed).
+                if close {
+                    self.keep(ev);
+                }
+                return;
+            }
+        };
+        let label = crate::report::transcript::frame_label(f);
+        let mut st = lock(&slot.state);
+        st.counters.count(ev.t, f, Some(&label));
+        if close || keep.iter().any(|m| m.matches(f)) {
+            drop(st);
+            return self.keep(ev);
+        }
+        let epoch = (
+            self.shared.epoch.load(Ordering::Acquire),
+            slot.epoch.load(Ordering::Acquire),
+        );
+        if st.seen != epoch {
+            st.runs.clear();
+            st.seen = epoch;
+        }
+        if let Some(run) = st.runs.get(&label) {
+            run.count.fetch_add(1, Ordering::Relaxed);
+            run.last_us
+                .store(ev.t.as_micros() as u64, Ordering::Relaxed);
+            drop(st);
+            if let Some(feed) = &self.shared.feed {
+                let _ = feed.send(ev);
+            }
+            return;
+        }
+        let run = Arc::new(RunStats {
+            count: AtomicU64::new(1),
+            last_us: AtomicU64::new(ev.t.as_micros() as u64),
+        });
+        st.runs.insert(label, run.clone());
+        // Lock order: a connection's slot, then the shared log.
+        let mut inner = lock(&self.shared.inner);
+        let t = ev.t.max(inner.last);
+        inner.last = t;
+        let idx = inner.events.len();
+        inner.events.push(Event {
+            t,
+            conn: ev.conn,
+            kind: EventKind::Frames(FrameRun {
+                frame: f.clone(),
+                count: 1,
+                last: t,
+            }),
+        });
+        inner.runs.push((idx, run));
+        self.publish(ev);
+    }
+
+    /// Send to the feed and the subscribers (under the shared lock, so that
+    /// they see the log's order).
+    fn publish(&self, ev: Event) {
+        if let Some(feed) = &self.shared.feed {
+            if self.shared.tx.receiver_count() == 0 {
+                let _ = feed.send(ev);
+                return;
+            }
+            let _ = feed.send(ev.clone());
+        }
+        if self.shared.tx.receiver_count() > 0 {
+            let _ = self.shared.tx.send(ev);
+        }
+    }
+
+    /// Keep `ev` (or, streaming, only pass it on).
+    fn keep(&self, mut ev: Event) {
+        let mut inner = lock(&self.shared.inner);
+        if ev.t < inner.last {
+            ev.t = inner.last;
+        }
+        inner.last = ev.t;
+        // Any kept event of a connection ends its runs of frames.
+        match ev.conn {
+            Some(n) => {
+                if let Some(s) = inner.conns.get(&n) {
+                    s.epoch.fetch_add(1, Ordering::AcqRel);
+                }
+            }
+            None => {
+                self.shared.epoch.fetch_add(1, Ordering::AcqRel);
+            }
+        }
+        if matches!(self.shared.retention, Retention::Stream) {
+            if let (EventKind::Closed { .. }, Some(n)) = (&ev.kind, ev.conn) {
+                inner.conns.remove(&n);
+            }
+        } else {
+            inner.events.push(ev.clone());
+        }
+        // Subscribing takes this lock in `snapshot_and_subscribe`, so nobody
+        // who got a snapshot can miss the event.
+        self.publish(ev);
+    }
+
+    /// Subscribe to events kept from now on.
+    pub fn subscribe(&self) -> broadcast::Receiver<Event> {
+        self.shared.tx.subscribe()
+    }
+
+    /// Subscribe and get a snapshot of everything kept so far, atomically.
+    pub fn snapshot_and_subscribe(&self) -> (Vec<Event>, broadcast::Receiver<Event>) {
+        let inner = lock(&self.shared.inner);
+        (materialise(&inner), self.shared.tx.subscribe())
+    }
+
+    /// A copy of every event kept so far (runs of frames with their counts).
+    pub fn events(&self) -> Vec<Event> {
+        materialise(&lock(&self.shared.inner))
+    }
+
+    /// The frame summaries of the connections seen (those still open when
+    /// streaming), by connection number.
+    pub fn summaries(&self) -> Vec<ConnSummary> {
+        let slots: Vec<Arc<ConnSlot>> = lock(&self.shared.inner).conns.values().cloned().collect();
+        slots
+            .iter()
+            .map(|s| lock(&s.state).counters.summary(s.id))
+            .collect()
+    }
+
+    /// Number of events kept so far.
+    pub fn len(&self) -> usize {
+        lock(&self.shared.inner).events.len()
+    }
+
+    /// Whether nothing was kept yet.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Write what the sink has queued and close it (no-op without a sink).
+    pub fn finish_sink(&self) -> std::io::Result<()> {
+        match &self.shared.sink {
+            Some(s) => s.finish(),
+            None => Ok(()),
+        }
+    }
+
+    /// Wait (bounded) until an event satisfying `pred` is in the log; returns it.
+    pub async fn wait_for<F>(&self, timeout: Duration, mut pred: F) -> Option<Event>
+    where
+        F: FnMut(&Event) -> bool,
+    {
+        let (past, mut rx) = self.snapshot_and_subscribe();
+        if let Some(e) = past.into_iter().find(|e| pred(e)) {
+            return Some(e);
+        }
+        let fut = async {
+            loop {
+                match rx.recv().await {
+                    Ok(e) if pred(&e) => return Some(e),
+                    Ok(_) => {}
+                    Err(broadcast::error::RecvError::Lagged(_)) => {
+                        if let Some(e) = self.events().into_iter().find(|e| pred(e)) {
+                            return Some(e);
+                        }
+                    }
+                    Err(broadcast::error::RecvError::Closed) => return None,
+                }
+            }
+        };
+        tokio::time::timeout(timeout, fut).await.ok().flatten()
+    }
+
+    /// Serialise as JSON lines, one event per line.
+    pub fn to_jsonl(&self) -> String {
+        let mut out = String::new();
+        for e in self.events() {
+            if let Ok(s) = serde_json::to_string(&e) {
+                out.push_str(&s);
+                out.push('\n');
+            }
+        }
+        out
+    }
+}
+
+/// The kept events with each run's count and last time filled in.
+fn materialise(inner: &Inner) -> Vec<Event> {
+    let mut events = inner.events.clone();
+    for (i, run) in &inner.runs {
+        if let Some(EventKind::Frames(r)) = events.get_mut(*i).map(|e| &mut e.kind) {
+            r.count = run.count.load(Ordering::Relaxed);
+            r.last = Duration::from_micros(run.last_us.load(Ordering::Relaxed)).max(r.last);
+        }
+    }
+    events
+}
+
+impl Default for EventLog {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::events::{Direction, FrameInfo, Side};
+    use crate::report::{Report, RunSettings};
+
+    fn frame(dir: Direction, opcode: Opcode, preview: &str) -> EventKind {
+        EventKind::Frame(FrameInfo {
+            dir,
+            opcode,
+            fin: true,
+            rsv: 0,
+            masked: dir == Direction::ToServer,
+            len: preview.len() as u64,
+            preview: preview.into(),
+            close_code: (opcode == Opcode::Close).then_some(1000),
+            close_reason: None,
+            dropped: false,
+        })
+    }
+
+    /// Two connections: pings, pongs and counters, a fault on one of them,
+    /// close frames, and the run stopping.
+    fn script() -> Vec<Event> {
+        let mut v = Vec::new();
+        let mut t = 0u64;
+        let mut at = |conn: Option<u32>, kind: EventKind| {
+            t += 7;
+            v.push(Event {
+                t: Duration::from_millis(t),
+                conn,
+                kind,
+            });
+        };
+        for n in [1, 2] {
+            at(Some(n), EventKind::Accept { peer: "p".into() });
+            at(Some(n), EventKind::Open);
+        }
+        for i in 0..400u32 {
+            let n = 1 + i % 2;
+            at(Some(n), frame(Direction::ToServer, Opcode::Ping, "hb"));
+            at(Some(n), frame(Direction::ToClient, Opcode::Pong, "hb"));
+            at(
+                Some(n),
+                frame(Direction::ToClient, Opcode::Text, &format!("tick {i}")),
+            );
+            if i % 50 == 0 {
+                at(Some(n), frame(Direction::ToServer, Opcode::Binary, "\u{1}"));
+            }
+            if i == 150 {
+                at(
+                    None,
+                    EventKind::FaultStart {
+                        fault: "f".into(),
+                        conns: vec![1],
+                    },
+                );
+            }
+            if i == 250 {
+                at(
+                    None,
+                    EventKind::FaultEnd {
+                        fault: "f".into(),
+                        conns: vec![1],
+                    },
+                );
+            }
+        }
+        at(Some(2), frame(Direction::ToServer, Opcode::Close, ""));
+        at(Some(2), EventKind::Fin { from: Side::Client });
+        at(
+            Some(2),
+            EventKind::Closed {
+                how: super::super::Ending::Fin,
+            },
+        );
+        at(None, EventKind::Stopping);
+        v
+    }
+
+    fn emit_all(log: &EventLog, events: &[Event]) {
+        let conns = [log.for_conn(1), log.for_conn(2)];
+        for e in events {
+            match e.conn {
+                Some(n) => conns[n as usize - 1].push(e.clone()),
+                None => log.push(e.clone()),
+            }
+        }
+    }
+
+    fn transcript(events: Vec<Event>) -> Vec<String> {
+        let r = Report {
+            scenario: "t".into(),
+            seed: 0,
+            passed: true,
+            duration: Duration::from_secs(10),
+            expectations: Vec::new(),
+            warnings: Vec::new(),
+            commands: Vec::new(),
+            events,
+            connections: Vec::new(),
+            scenario_spec: None,
+            settings: RunSettings::default(),
+        };
+        r.transcript_with(Some(Duration::from_millis(100))).timeline
+    }
+
+    #[test]
+    fn folding_keeps_the_transcript_and_bounds_the_log() {
+        let events = script();
+        let full = EventLog::new();
+        emit_all(&full, &events);
+        let (folded, mut feed) = EventLog::with_feed(Retention::Fold { keep: Vec::new() }, None);
+        emit_all(&folded, &events);
+        assert_eq!(full.len(), events.len());
+        assert!(
+            folded.len() < 40,
+            "folded log keeps {} events",
+            folded.len()
+        );
+        assert_eq!(transcript(folded.events()), transcript(full.events()));
+        // Every event reached the feed, frames included.
+        let mut fed = 0;
+        while feed.try_recv().is_ok() {
+            fed += 1;
+        }
+        assert_eq!(fed, events.len());
+        let s = folded.summaries();
+        assert_eq!(s[0].to_server.opcodes.get("ping"), Some(&200));
+        assert_eq!(s[1].to_client.frames, 400);
+        assert_eq!(
+            s[1].to_client.classes.get("server→client text \"tick #\""),
+            Some(&200)
+        );
+    }
+
+    #[test]
+    fn keep_matchers_keep_frames_one_by_one() {
+        let events = script();
+        let m = crate::matcher::Matcher::new(
+            &serde_yaml::from_str("{opcode: ping}").expect("match yaml"),
+        )
+        .expect("matcher");
+        let log = EventLog::with(Retention::Fold { keep: vec![m] }, None);
+        emit_all(&log, &events);
+        let pings = log
+            .events()
+            .iter()
+            .filter(|e| matches!(&e.kind, EventKind::Frame(f) if f.opcode == Opcode::Ping))
+            .count();
+        assert_eq!(pings, 400);
+    }
+
+    #[test]
+    fn streaming_keeps_nothing_and_forgets_closed_connections() {
+        let log = EventLog::with(Retention::Stream, None);
+        emit_all(&log, &script());
+        assert!(log.is_empty());
+        let s = log.summaries();
+        assert_eq!(s.len(), 1, "only #1 is still open");
+        assert_eq!(s[0].to_server.frames, 200 + 8);
+    }
+
+    #[test]
+    fn the_sink_gets_every_event() {
+        let dir = std::env::temp_dir().join(format!("flatline-sink-{}", std::process::id()));
+        let log = EventLog::with(
+            Retention::Stream,
+            Some(EventSink::append(&dir).expect("sink")),
+        );
+        let events = script();
+        emit_all(&log, &events);
+        log.finish_sink().expect("flushed");
+        let text = std::fs::read_to_string(&dir).expect("written");
+        let _ = std::fs::remove_file(&dir);
+        assert_eq!(text.lines().count(), events.len());
+        let first: Event = serde_json::from_str(text.lines().next().unwrap_or("")).expect("json");
+        assert_eq!(first, events[0]);
+    }
+}

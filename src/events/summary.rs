@@ -1,0 +1,142 @@
+//! Per-connection frame summaries: what a run reports about the frames it
+//! did not keep one by one (counts by opcode and preview class, payload
+//! bytes, first and last times), updated by the connection's own task.
+
+use super::{Direction, FrameInfo, Opcode};
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+use std::collections::HashMap;
+use std::time::Duration;
+
+/// Distinct preview classes counted per direction; later ones count as `other`.
+const MAX_CLASSES: usize = 32;
+
+/// The frames of one connection, summarised.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct ConnSummary {
+    /// Connection number.
+    pub conn: u32,
+    /// Frames from the client.
+    pub to_server: DirSummary,
+    /// Frames from the server.
+    pub to_client: DirSummary,
+}
+
+/// The frames that travelled one way on one connection.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct DirSummary {
+    /// Frames seen.
+    pub frames: u64,
+    /// Their payload bytes.
+    pub payload_bytes: u64,
+    /// Frames by opcode name.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub opcodes: BTreeMap<String, u64>,
+    /// Frames by preview class (as the transcript labels them), when the run
+    /// computed them; at most 32 classes, the rest under `other`.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub classes: BTreeMap<String, u64>,
+    /// The first frame's time.
+    #[serde(
+        rename = "first_ms",
+        default,
+        skip_serializing_if = "Option::is_none",
+        with = "crate::expect::opt_millis"
+    )]
+    pub first: Option<Duration>,
+    /// The last frame's time.
+    #[serde(
+        rename = "last_ms",
+        default,
+        skip_serializing_if = "Option::is_none",
+        with = "crate::expect::opt_millis"
+    )]
+    pub last: Option<Duration>,
+}
+
+/// The running counters behind a [`DirSummary`]: fixed-size, no allocation
+/// per frame except a new preview class.
+#[derive(Debug, Default)]
+pub(crate) struct DirCounters {
+    frames: u64,
+    payload_bytes: u64,
+    by_opcode: [u64; 16],
+    classes: HashMap<String, u64>,
+    other: u64,
+    first: Option<Duration>,
+    last: Option<Duration>,
+}
+
+impl DirCounters {
+    /// Count one frame; `class` is its preview class when known.
+    pub(crate) fn count(&mut self, t: Duration, f: &FrameInfo, class: Option<&str>) {
+        self.frames += 1;
+        self.payload_bytes += f.len;
+        self.by_opcode[opcode_nibble(f.opcode) as usize] += 1;
+        self.first.get_or_insert(t);
+        self.last = Some(t);
+        if let Some(c) = class {
+            let full = self.classes.len() >= MAX_CLASSES;
+            match self.classes.get_mut(c) {
+                Some(n) => *n += 1,
+                None if !full => {
+                    self.classes.insert(c.to_string(), 1);
+                }
+                None => self.other += 1,
+            }
+        }
+    }
+
+    fn summary(&self) -> DirSummary {
+        let mut classes: BTreeMap<String, u64> =
+            self.classes.iter().map(|(k, v)| (k.clone(), *v)).collect();
+        if self.other > 0 {
+            classes.insert("other".into(), self.other);
+        }
+        DirSummary {
+            frames: self.frames,
+            payload_bytes: self.payload_bytes,
+            opcodes: (0u8..16)
+                .filter(|&i| self.by_opcode[i as usize] > 0)
+                .map(|i| (Opcode::from_u8(i).name(), self.by_opcode[i as usize]))
+                .collect(),
+            classes,
+            first: self.first,
+            last: self.last,
+        }
+    }
+}
+
+fn opcode_nibble(op: Opcode) -> u8 {
+    match op {
+        Opcode::Continuation => 0x0,
+        Opcode::Text => 0x1,
+        Opcode::Binary => 0x2,
+        Opcode::Close => 0x8,
+        Opcode::Ping => 0x9,
+        Opcode::Pong => 0xA,
+        Opcode::Reserved(n) => n & 0x0f,
+    }
+}
+
+/// Both directions of one connection.
+#[derive(Debug, Default)]
+pub(crate) struct ConnCounters {
+    pub(crate) dirs: [DirCounters; 2],
+}
+
+impl ConnCounters {
+    /// Count one frame travelling `dir`.
+    pub(crate) fn count(&mut self, t: Duration, f: &FrameInfo, class: Option<&str>) {
+        self.dirs[f.dir.index()].count(t, f, class);
+    }
+
+    /// The summary of connection `conn`.
+    pub(crate) fn summary(&self, conn: u32) -> ConnSummary {
+        ConnSummary {
+            conn,
+            to_server: self.dirs[Direction::ToServer.index()].summary(),
+            to_client: self.dirs[Direction::ToClient.index()].summary(),
+        }
+    }
+}
