@@ -720,14 +720,16 @@ fn network_netns_in_a_scenario_is_the_same_as_the_flag() {
 
 const HEARTBEAT: &str = "
 name: heartbeat-through-a-partition
-description: The client pings every 250 ms; the link is down from 1 s to 1.6 s.
+description: The client pings every 250 ms; the link is down from 1.125 s to 1.625 s.
 duration: 3500ms
 faults:
+  # Between pings, so that the rule's load time does not decide which ping
+  # is the first one dropped.
   - name: outage
     kind: partition
     direction: both
-    at: open#1 + 1s
-    duration: 600ms
+    at: open#1 + 1125ms
+    duration: 500ms
 expect:
   - name: pings
     kind: heartbeat
