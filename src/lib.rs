@@ -37,5 +37,6 @@ pub mod relay;
 pub mod report;
 pub mod run;
 pub mod scenario;
+pub mod serve;
 pub mod timeline;
 pub mod tls;

@@ -8,11 +8,12 @@
 use crate::events::{Event, EventLog};
 use crate::faults::Fault;
 use crate::relay::Board;
-use crate::scenario::{FaultSpec, RefBase, Reference, Scenario};
+use crate::scenario::{Connections, FaultSpec, RefBase, Reference, Scenario};
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::broadcast::error::RecvError;
+use tokio::sync::{mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
 
 enum State {
@@ -23,10 +24,69 @@ enum State {
 
 struct Planned {
     name: String,
-    spec: FaultSpec,
+    at: Option<Reference>,
+    duration: Option<Duration>,
+    connections: Connections,
     fault: Arc<dyn Fault>,
     instant: bool,
     state: State,
+}
+
+/// A fault added to a running timeline (a live session): when it starts
+/// (`at`: `None` is now), how long it lasts (`None`: until stopped) and the
+/// connections it covers.
+pub struct LiveFault {
+    /// Unique name.
+    pub name: String,
+    /// When it starts; `None` means now.
+    pub at: Option<Reference>,
+    /// How long it is active; `None` means until [`TimelineCmd::Stop`].
+    pub duration: Option<Duration>,
+    /// Which connections.
+    pub connections: Connections,
+    /// The fault.
+    pub fault: Arc<dyn Fault>,
+    /// Acts once (reset, close…).
+    pub instant: bool,
+}
+
+impl LiveFault {
+    /// From a scenario fault; the error says what could not be built.
+    pub fn from_spec(name: &str, spec: &FaultSpec) -> Result<LiveFault, String> {
+        Ok(LiveFault {
+            name: name.to_string(),
+            at: spec.at.clone(),
+            duration: spec.duration.map(|d| d.0),
+            connections: spec.connections.clone(),
+            fault: Arc::from(spec.kind.build()?),
+            instant: spec.kind.is_instant(),
+        })
+    }
+}
+
+/// Where a fault of a running timeline stands.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum FaultState {
+    /// Waiting for its `at`.
+    Pending,
+    /// Active, until the given time if it has a duration.
+    Active {
+        /// When it ends, if it has a duration.
+        until: Option<Duration>,
+    },
+    /// Ended (or an instant fault that acted).
+    Done,
+}
+
+/// Commands to a timeline driven by [`Timeline::drive_live`].
+pub enum TimelineCmd {
+    /// Add a fault; the reply comes once what is due now has been applied.
+    Add(LiveFault, oneshot::Sender<FaultState>),
+    /// End an active fault now, or cancel a pending one; replies whether the
+    /// name was pending or active.
+    Stop(String, oneshot::Sender<bool>),
+    /// The faults and where each stands, in the order they were added.
+    List(oneshot::Sender<Vec<(String, FaultState)>>),
 }
 
 /// The controller for one run.
@@ -50,7 +110,9 @@ impl Timeline {
             planned.push(Planned {
                 name,
                 instant: spec.kind.is_instant(),
-                spec: spec.clone(),
+                at: spec.at.clone(),
+                duration: spec.duration.map(|d| d.0),
+                connections: spec.connections.clone(),
                 fault,
                 state: State::Pending,
             });
@@ -93,7 +155,7 @@ impl Timeline {
         loop {
             let mut fired = false;
             for i in 0..self.planned.len() {
-                let due = self.due(&self.planned[i].spec.at);
+                let due = self.due(&self.planned[i].at);
                 let p = &mut self.planned[i];
                 match p.state {
                     State::Pending => {
@@ -101,7 +163,7 @@ impl Timeline {
                         if due > now {
                             continue;
                         }
-                        board.start_fault(&p.name, p.fault.clone(), &p.spec.connections, p.instant);
+                        board.start_fault(&p.name, p.fault.clone(), &p.connections, p.instant);
                         fired = true;
                         let t = log.now();
                         let name = p.name.clone();
@@ -112,7 +174,7 @@ impl Timeline {
                                 .or_insert(t);
                         } else {
                             p.state = State::Active {
-                                until: p.spec.duration.map(|d| t + d.0),
+                                until: p.duration.map(|d| t + d),
                             };
                         }
                         self.known.entry(RefBase::FaultStart(name)).or_insert(t);
@@ -135,7 +197,7 @@ impl Timeline {
         let mut next: Option<Duration> = None;
         for p in &self.planned {
             let t = match p.state {
-                State::Pending => self.due(&p.spec.at),
+                State::Pending => self.due(&p.at),
                 State::Active { until } => until,
                 State::Done => None,
             };
@@ -156,7 +218,94 @@ impl Timeline {
     /// granularity and rounds up, so it is asked to wake the controller
     /// [`TIMER_SLACK`] early and the rest is slept on a blocking thread with
     /// the OS's finer timer.
-    pub async fn drive(mut self, board: Arc<Board>, log: EventLog, stop: CancellationToken) {
+    pub async fn drive(self, board: Arc<Board>, log: EventLog, stop: CancellationToken) {
+        self.drive_inner(board, log, stop, None).await
+    }
+
+    /// [`Timeline::drive`], also taking faults added, stopped and listed
+    /// while it runs (a live session). Faults are applied by the same step
+    /// as the scenario's.
+    pub async fn drive_live(
+        self,
+        board: Arc<Board>,
+        log: EventLog,
+        stop: CancellationToken,
+        cmds: mpsc::UnboundedReceiver<TimelineCmd>,
+    ) {
+        self.drive_inner(board, log, stop, Some(cmds)).await
+    }
+
+    /// Apply one live command; returns whether the schedule may have changed.
+    fn command(&mut self, cmd: TimelineCmd, board: &Board, log: &EventLog) -> bool {
+        match cmd {
+            TimelineCmd::Add(f, reply) => {
+                let name = f.name.clone();
+                self.planned.push(Planned {
+                    name: f.name,
+                    at: f.at,
+                    duration: f.duration,
+                    connections: f.connections,
+                    fault: f.fault,
+                    instant: f.instant,
+                    state: State::Pending,
+                });
+                self.step(log.now(), board, log);
+                let _ = reply.send(self.state_of(&name));
+                true
+            }
+            TimelineCmd::Stop(name, reply) => {
+                let found = self.planned.iter_mut().find(|p| {
+                    p.name == name && matches!(p.state, State::Pending | State::Active { .. })
+                });
+                let Some(p) = found else {
+                    let _ = reply.send(false);
+                    return false;
+                };
+                if matches!(p.state, State::Active { .. }) {
+                    board.stop_fault(&p.name);
+                    self.known
+                        .entry(RefBase::FaultEnd(name.clone()))
+                        .or_insert(log.now());
+                }
+                p.state = State::Done;
+                let _ = reply.send(true);
+                true
+            }
+            TimelineCmd::List(reply) => {
+                let all = self
+                    .planned
+                    .iter()
+                    .map(|p| (p.name.clone(), Self::public_state(&p.state)))
+                    .collect();
+                let _ = reply.send(all);
+                false
+            }
+        }
+    }
+
+    fn public_state(s: &State) -> FaultState {
+        match s {
+            State::Pending => FaultState::Pending,
+            State::Active { until } => FaultState::Active { until: *until },
+            State::Done => FaultState::Done,
+        }
+    }
+
+    fn state_of(&self, name: &str) -> FaultState {
+        self.planned
+            .iter()
+            .rev()
+            .find(|p| p.name == name)
+            .map_or(FaultState::Done, |p| Self::public_state(&p.state))
+    }
+
+    async fn drive_inner(
+        mut self,
+        board: Arc<Board>,
+        log: EventLog,
+        stop: CancellationToken,
+        mut cmds: Option<mpsc::UnboundedReceiver<TimelineCmd>>,
+    ) {
         let (past, mut rx) = log.snapshot_and_subscribe();
         for e in &past {
             self.note(e);
@@ -184,6 +333,22 @@ impl Timeline {
                     next = self.step(log.now(), &board, &log);
                     // Re-arm even when the next moment is the same one.
                     armed = None;
+                }
+                cmd = async {
+                    match cmds.as_mut() {
+                        Some(c) => c.recv().await,
+                        None => std::future::pending().await,
+                    }
+                } => {
+                    match cmd {
+                        Some(cmd) => {
+                            if self.command(cmd, &board, &log) {
+                                next = self.step(log.now(), &board, &log);
+                            }
+                        }
+                        // Every sender is gone: no more commands.
+                        None => cmds = None,
+                    }
                 }
                 ev = rx.recv() => {
                     let learned = match ev {

@@ -449,15 +449,10 @@ async fn a_killed_run_is_cleaned_up_by_the_next() {
     assert!(line.contains("10.77.0.1"), "{line}");
     let drain = std::thread::spawn(move || std::io::Read::read_to_end(&mut out, &mut Vec::new()));
     assert_eq!(theirs().len(), 2, "{:?}", theirs());
-    child.kill().unwrap();
-    child.wait().unwrap();
-    let _ = drain.join();
-    assert_eq!(theirs().len(), 2, "a SIGKILLed run cannot clean up");
-    // The next run (here: the next set of namespaces) removes them.
-    // Its client command (orphaned in the client's namespace) is ended too.
     // The URL is printed just before the client starts: a bounded wait for
     // its process to show up in the namespace (another process's state has
-    // no event to await).
+    // no event to await) before the run is killed, so that the client is
+    // orphaned there.
     let client_ns = theirs()
         .into_iter()
         .find(|n| n.ends_with("-client"))
@@ -478,6 +473,12 @@ async fn a_killed_run_is_cleaned_up_by_the_next() {
         );
         std::thread::sleep(Duration::from_millis(10));
     };
+    child.kill().unwrap();
+    child.wait().unwrap();
+    let _ = drain.join();
+    assert_eq!(theirs().len(), 2, "a SIGKILLed run cannot clean up");
+    // The next run (here: the next set of namespaces) removes them, and
+    // ends the client command orphaned in the client's namespace.
     let next = flatline::netns::Netns::create(None).unwrap();
     assert!(theirs().is_empty(), "{:?}", theirs());
     assert!(next.cleaned.iter().any(|n| n.contains(&format!("{pid}."))));

@@ -3,6 +3,23 @@
 //! output and exit statuses: 0 every expectation passed, 1 one failed, 2 a
 //! scenario or an argument is invalid, 3 the run could not be carried out.
 
+/// `outln!` that never panics: a closed stdout (`flatline check | head`)
+/// is not an error worth dying over, so write errors are dropped.
+macro_rules! outln {
+    ($($t:tt)*) => {{
+        use std::io::Write as _;
+        let _ = writeln!(std::io::stdout(), $($t)*);
+    }};
+}
+
+/// `errln!` that never panics on a closed stderr.
+macro_rules! errln {
+    ($($t:tt)*) => {{
+        use std::io::Write as _;
+        let _ = writeln!(std::io::stderr(), $($t)*);
+    }};
+}
+
 mod run;
 
 pub use run::{RunArgs, Shard};
@@ -123,6 +140,24 @@ differs or one failed, 2 the report cannot be read, 3 the run could not be carri
         #[command(flatten)]
         tls: TlsArgs,
     },
+    /// A live HTTP control API: sessions, faults now, verdicts on demand,
+    /// and Toxiproxy's API, on one port, until Ctrl-C or SIGTERM.
+    #[command(after_help = "Examples:
+  flatline serve
+  flatline serve --listen 127.0.0.1:9474
+  curl -s -XPOST localhost:8474/sessions -d '{\"upstream\": \"ws://127.0.0.1:9001/feed\"}'
+
+The API is described in docs/serve.md. Listening on a non-loopback address
+needs --allow-remote: a control API that creates relays to any upstream is an
+open proxy.")]
+    Serve {
+        /// Where the API listens (Toxiproxy's port by default).
+        #[arg(long, default_value = "127.0.0.1:8474", value_name = "ADDR")]
+        listen: SocketAddr,
+        /// Allow a non-loopback --listen (and relays on non-loopback addresses).
+        #[arg(long)]
+        allow_remote: bool,
+    },
     /// The reference demo server (echo, text ping → pong, subscriptions).
     #[command(after_help = "Example:
   flatline demo-server --listen 127.0.0.1:9001 --ping-every 5s")]
@@ -164,7 +199,7 @@ pub fn main() -> i32 {
     {
         Ok(rt) => rt,
         Err(e) => {
-            eprintln!("error: cannot start the async runtime: {e}");
+            errln!("error: cannot start the async runtime: {e}");
             return exit::CANNOT_RUN;
         }
     };
@@ -181,6 +216,16 @@ pub fn main() -> i32 {
                 keep_extensions,
                 tls,
             } => cmd_relay(listen, &upstream, events, keep_extensions, tls.settings()).await,
+            Cmd::Serve {
+                listen,
+                allow_remote,
+            } => {
+                let opts = crate::serve::ServeOptions {
+                    listen,
+                    allow_remote,
+                };
+                crate::serve::run_cli(opts, interrupt_token()).await
+            }
             Cmd::DemoServer { listen, opts } => cmd_demo_server(listen, opts).await,
             Cmd::DemoClient { opts } => cmd_demo_client(opts).await,
         }
@@ -249,7 +294,7 @@ fn for_each_scenario(
     let files = match expand(paths) {
         Ok(f) => f,
         Err(e) => {
-            eprintln!("error: {e}");
+            errln!("error: {e}");
             return exit::INVALID;
         }
     };
@@ -268,11 +313,11 @@ fn cmd_check(paths: &[PathBuf]) -> i32 {
     for_each_scenario(paths, |f, loaded| match loaded {
         Ok(l) => {
             for w in &l.warnings {
-                eprintln!("warning: {w}");
+                errln!("warning: {w}");
             }
-            println!("# {}\n{}", f.display(), scenario::plan(&l.scenario));
+            outln!("# {}\n{}", f.display(), scenario::plan(&l.scenario));
         }
-        Err(e) => eprintln!("error: {e}"),
+        Err(e) => errln!("error: {e}"),
     })
 }
 
@@ -287,13 +332,13 @@ fn cmd_list(dir: &Path) -> i32 {
                 .unwrap_or("")
                 .trim()
                 .to_string();
-            println!(
+            outln!(
                 "{:<22} {:>5}  {first}",
                 l.scenario.name,
                 l.scenario.duration.to_string()
             );
         }
-        Err(e) => println!(
+        Err(e) => outln!(
             "{:<22} INVALID  {e}",
             f.file_stem().and_then(|s| s.to_str()).unwrap_or("?")
         ),
@@ -304,19 +349,19 @@ async fn cmd_replay(path: &Path) -> i32 {
     let text = match std::fs::read_to_string(path) {
         Ok(t) => t,
         Err(e) => {
-            eprintln!("error: cannot read {}: {e}", path.display());
+            errln!("error: cannot read {}: {e}", path.display());
             return exit::INVALID;
         }
     };
     let old = match Report::from_json(&text) {
         Ok(r) => r,
         Err(e) => {
-            eprintln!("error: {}: {e}", path.display());
+            errln!("error: {}: {e}", path.display());
             return exit::INVALID;
         }
     };
     let Some(sc) = old.scenario_spec.clone() else {
-        eprintln!(
+        errln!(
             "error: {} records no scenario (written by an older flatline?)",
             path.display()
         );
@@ -345,11 +390,11 @@ async fn cmd_replay(path: &Path) -> i32 {
     let new = match run::run_one(&sc, &opts, false, &mut run::Sink::stderr()).await {
         Ok(r) => r,
         Err(e) => {
-            eprintln!("error: {e}");
+            errln!("error: {e}");
             return exit::CANNOT_RUN;
         }
     };
-    println!(
+    outln!(
         "{}",
         report::terminal::verdict_table(
             std::slice::from_ref(&new),
@@ -358,14 +403,14 @@ async fn cmd_replay(path: &Path) -> i32 {
     );
     let (a, b) = (old.transcript().to_text(), new.transcript().to_text());
     if a == b {
-        println!("transcript identical to {}", path.display());
+        outln!("transcript identical to {}", path.display());
         if new.passed {
             exit::PASS
         } else {
             exit::FAIL
         }
     } else {
-        println!(
+        outln!(
             "transcript differs from {}:\n{}",
             path.display(),
             report::transcript::diff(&a, &b)
@@ -382,10 +427,10 @@ fn warn_nofile() {
     match crate::relay::nofile::raise() {
         Ok(l) => {
             if let Some(w) = l.warning(MANY_CONNECTIONS) {
-                eprintln!("flatline: warning: {w}");
+                errln!("flatline: warning: {w}");
             }
         }
-        Err(e) => eprintln!("flatline: warning: cannot read the open-file limit: {e}"),
+        Err(e) => errln!("flatline: warning: cannot read the open-file limit: {e}"),
     }
 }
 
@@ -394,14 +439,14 @@ fn warn_nofile() {
 /// `--upstream-insecure`. `Err` is the exit status.
 pub(crate) fn prepare_tls(tls: &TlsSettings) -> Result<Option<std::sync::Arc<ServerTls>>, i32> {
     let loaded = tls.prepare().map_err(|e| {
-        eprintln!("error: {e}");
+        errln!("error: {e}");
         exit::INVALID
     })?;
     if let Some(t) = &loaded {
-        eprintln!("flatline: {}", t.describe());
+        errln!("flatline: {}", t.describe());
     }
     if tls.upstream == UpstreamTrust::Insecure {
-        eprintln!(
+        errln!(
             "warning: --upstream-insecure: the upstream's certificate is not checked (anyone in the path can impersonate it)"
         );
     }
@@ -418,7 +463,7 @@ async fn cmd_relay(
     let mut cfg = match RelayConfig::new(upstream) {
         Ok(c) => c,
         Err(e) => {
-            eprintln!("error: {e}");
+            errln!("error: {e}");
             return exit::INVALID;
         }
     };
@@ -435,7 +480,7 @@ async fn cmd_relay(
         Some(p) => match EventSink::append(p) {
             Ok(s) => Some(s),
             Err(e) => {
-                eprintln!("error: cannot open {}: {e}", p.display());
+                errln!("error: cannot open {}: {e}", p.display());
                 return exit::INVALID;
             }
         },
@@ -446,11 +491,11 @@ async fn cmd_relay(
     let relay = match Relay::start(cfg, log.clone()).await {
         Ok(r) => r,
         Err(e) => {
-            eprintln!("error: {e}");
+            errln!("error: {e}");
             return exit::CANNOT_RUN;
         }
     };
-    eprintln!(
+    errln!(
         "flatline: relaying {} -> {upstream} (Ctrl-C to stop)",
         relay.url()
     );
@@ -468,7 +513,7 @@ async fn cmd_relay(
     }
     relay.stop().await;
     if let Err(e) = log.finish_sink() {
-        eprintln!("error: writing the events file: {e}");
+        errln!("error: writing the events file: {e}");
         return exit::CANNOT_RUN;
     }
     exit::PASS
@@ -479,14 +524,14 @@ fn describe(e: &crate::events::Event, first_end: &mut std::collections::HashMap<
     let t = e.t.as_secs_f64();
     let Some(n) = e.conn else { return };
     match &e.kind {
-        EventKind::Open => eprintln!("{t:9.3}s  #{n} open"),
+        EventKind::Open => errln!("{t:9.3}s  #{n} open"),
         EventKind::Rejected { status } => {
-            eprintln!("{t:9.3}s  #{n} handshake rejected: HTTP {status}")
+            errln!("{t:9.3}s  #{n} handshake rejected: HTTP {status}")
         }
         EventKind::UpstreamFailed { error } => {
-            eprintln!("{t:9.3}s  #{n} upstream unreachable: {error}")
+            errln!("{t:9.3}s  #{n} upstream unreachable: {error}")
         }
-        EventKind::BadRequest { reason } => eprintln!("{t:9.3}s  #{n} bad request: {reason}"),
+        EventKind::BadRequest { reason } => errln!("{t:9.3}s  #{n} bad request: {reason}"),
         EventKind::Frame(f) if f.opcode == crate::events::Opcode::Close => {
             first_end.entry(n).or_insert_with(|| {
                 format!(
@@ -518,7 +563,7 @@ fn describe(e: &crate::events::Event, first_end: &mut std::collections::HashMap<
                 Ending::Shutdown => "closed by flatline",
                 Ending::Failed => "failed",
             };
-            eprintln!("{t:9.3}s  #{n} {how} ({by})");
+            errln!("{t:9.3}s  #{n} {how} ({by})");
         }
         _ => {}
     }
@@ -528,22 +573,22 @@ async fn cmd_demo_server(listen: SocketAddr, opts: DemoServerOpts) -> i32 {
     let listener = match tokio::net::TcpListener::bind(listen).await {
         Ok(l) => l,
         Err(e) => {
-            eprintln!("error: cannot listen on {listen}: {e}");
+            errln!("error: cannot listen on {listen}: {e}");
             return exit::CANNOT_RUN;
         }
     };
     match listener.local_addr() {
-        Ok(a) => eprintln!(
+        Ok(a) => errln!(
             "flatline demo-server listening on {}://{a}/",
             if opts.tls_cert.is_some() { "wss" } else { "ws" }
         ),
-        Err(_) => eprintln!("flatline demo-server listening on {listen}"),
+        Err(_) => errln!("flatline demo-server listening on {listen}"),
     }
     let stop = interrupt_token();
     match serve(listener, opts, stop).await {
         Ok(()) => exit::PASS,
         Err(e) => {
-            eprintln!("error: {e}");
+            errln!("error: {e}");
             exit::CANNOT_RUN
         }
     }
@@ -551,10 +596,10 @@ async fn cmd_demo_server(listen: SocketAddr, opts: DemoServerOpts) -> i32 {
 
 async fn cmd_demo_client(opts: DemoClientOpts) -> i32 {
     let stop = interrupt_token();
-    match run_client(opts, stop, |line: &str| eprintln!("{line}")).await {
+    match run_client(opts, stop, |line: &str| errln!("{line}")).await {
         Ok(_) => exit::PASS,
         Err(e) => {
-            eprintln!("error: {e}");
+            errln!("error: {e}");
             exit::INVALID
         }
     }

@@ -213,12 +213,12 @@ pub(crate) async fn cmd_run(mut args: RunArgs) -> i32 {
     let all = match expand(&args.scenarios) {
         Ok(f) => f,
         Err(e) => {
-            eprintln!("error: {e}");
+            errln!("error: {e}");
             return exit::INVALID;
         }
     };
     if let Err(e) = check_args(&args) {
-        eprintln!("error: {e}");
+        errln!("error: {e}");
         return exit::INVALID;
     }
     args.listen_tls = match super::prepare_tls(&args.tls.settings()) {
@@ -227,7 +227,7 @@ pub(crate) async fn cmd_run(mut args: RunArgs) -> i32 {
     };
     if args.netns {
         if let Err(e) = crate::netns::preflight() {
-            eprintln!("error: {e}");
+            errln!("error: {e}");
             return exit::CANNOT_RUN;
         }
     }
@@ -237,7 +237,7 @@ pub(crate) async fn cmd_run(mut args: RunArgs) -> i32 {
         Some(s) => {
             let picked = s.pick(&all);
             if picked.is_empty() {
-                eprintln!(
+                errln!(
                     "flatline: shard {}/{} has no scenario ({} in all)",
                     s.index,
                     s.count,
@@ -418,7 +418,7 @@ fn conclude(args: &RunArgs, results: &[FileResult], many: bool, interrupted: boo
         .collect();
     if let Some(path) = &args.junit {
         if let Err(e) = write_file(path, &report::junit::junit(&reports)) {
-            eprintln!("error: {e}");
+            errln!("error: {e}");
             return exit::CANNOT_RUN;
         }
     }

@@ -283,6 +283,7 @@ fault_kinds! {
     limit => Limit,
     inject => Inject,
     replace => Replace,
+    slow_close => SlowClose,
 }
 
 /// The running fault of a scenario fault kind (same as [`FaultKind::build`]).

@@ -1,4 +1,4 @@
-//! `throttle`: bandwidth capped at `rate`. Each chunk leaves when the
+//! `throttle`: bandwidth capped at `rate`. Each chunk begins when the
 //! previous ones have had their share of time (computed from arrival
 //! instants), in writes of about 10 ms worth of bytes.
 
@@ -29,8 +29,10 @@ impl Stage for ThrottleStage {
         let start = self.free_at.map_or(ready, |f| f.max(ready));
         let cost = Duration::from_secs_f64(len as f64 / self.bytes_per_sec as f64);
         self.free_at = Some(start + cost);
-        // The chunk is fully "on the wire" when its bytes have had their time.
-        start + cost
+        // The chunk begins when the earlier ones have had their time; its
+        // own time is spent in the paced pieces (releasing it only at
+        // `start + cost` would count its time twice: half the rate).
+        start
     }
     fn piece(&mut self, _ctx: &mut StageCtx<'_>) -> Option<(usize, Duration)> {
         // Large chunks go out in pieces of about 10 ms worth of bytes.
@@ -77,8 +79,8 @@ mod tests {
         let now = ctx.now;
         let a = s.release(now, 500, &mut ctx);
         let b = s.release(now, 500, &mut ctx);
-        assert_eq!(a - now, Duration::from_millis(500));
-        assert_eq!(b - now, Duration::from_millis(1000));
+        assert_eq!(a - now, Duration::ZERO);
+        assert_eq!(b - now, Duration::from_millis(500));
         assert_eq!(s.piece(&mut ctx), Some((10, Duration::from_millis(10))));
     }
 }

@@ -89,6 +89,8 @@ pub struct Conn {
     /// Stream positions shared with an observer of the link (`--netns`),
     /// `[to_server, to_client]`.
     pub marks: [Option<Arc<StreamMark>>; 2],
+    /// Not WebSocket: bytes pass unobserved both ways (byte-level faults only).
+    pub raw: bool,
 }
 
 /// The pipe toward `side`.
@@ -417,6 +419,10 @@ pub async fn run(
     // lock and waiter list each time a chunk passes.
     let cancelled = stop.cancelled();
     tokio::pin!(cancelled);
+    if c.raw {
+        conn.to_server.stop_scanning();
+        conn.to_client.stop_scanning();
+    }
     // The request head, then whatever the client sent behind it.
     conn.to_server
         .start(&c.head, &c.rest, Instant::now(), &conn.log);

@@ -78,6 +78,87 @@ pub async fn read_request<S: tokio::io::AsyncRead + Unpin>(
     })
 }
 
+/// What a client's first bytes turned out to be (with raw fallback on).
+#[derive(Debug)]
+pub enum First {
+    /// A WebSocket upgrade request.
+    Upgrade(Request),
+    /// Anything else (another protocol, plain HTTP, or nothing within the
+    /// silence: a protocol where the server speaks first): relayed as raw
+    /// TCP. The bytes read so far, unchanged, and why.
+    Raw(Vec<u8>, &'static str),
+}
+
+/// Read the client's first bytes: a WebSocket upgrade request head, or
+/// anything else, which is then relayed as raw TCP. A client that sends
+/// nothing for `silence`, or stops that long before its head is whole, is
+/// raw too.
+pub async fn read_first<S: tokio::io::AsyncRead + Unpin>(
+    client: &mut S,
+    host: &str,
+    keep_extensions: bool,
+    silence: std::time::Duration,
+) -> Result<First, HeadError> {
+    let mut buf = Vec::with_capacity(1024);
+    let mut chunk = [0u8; 4096];
+    loop {
+        // A client that pauses mid-head is waiting for an answer: not HTTP.
+        let n = match tokio::time::timeout(silence, client.read(&mut chunk)).await {
+            Ok(r) => r?,
+            Err(_) if buf.is_empty() => {
+                return Ok(First::Raw(buf, "the client sent nothing first"))
+            }
+            Err(_) => return Ok(First::Raw(buf, "the first bytes are not a whole HTTP head")),
+        };
+        if n == 0 {
+            if buf.is_empty() {
+                return Err(HeadError::Eof(0));
+            }
+            return Ok(First::Raw(
+                buf,
+                "the client closed before a complete request head",
+            ));
+        }
+        buf.extend_from_slice(&chunk[..n]);
+        // Every HTTP method is upper-case letters then a space.
+        let method = buf.iter().take_while(|b| **b != b' ');
+        if !method.clone().all(u8::is_ascii_uppercase) || method.count() > 16 {
+            return Ok(First::Raw(buf, "the first bytes are not HTTP"));
+        }
+        let mut headers = [httparse::EMPTY_HEADER; 128];
+        let mut req = httparse::Request::new(&mut headers);
+        match req.parse(&buf) {
+            Err(_) => return Ok(First::Raw(buf, "the first bytes are not HTTP")),
+            Ok(httparse::Status::Partial) if buf.len() > MAX_HEAD => {
+                return Ok(First::Raw(buf, "the first bytes are not HTTP"))
+            }
+            Ok(httparse::Status::Partial) => continue,
+            Ok(httparse::Status::Complete(end)) => {
+                let upgrade = req.headers.iter().any(|h| {
+                    h.name.eq_ignore_ascii_case("upgrade")
+                        && String::from_utf8_lossy(h.value)
+                            .to_ascii_lowercase()
+                            .contains("websocket")
+                });
+                if !upgrade {
+                    return Ok(First::Raw(
+                        buf,
+                        "an HTTP request without a WebSocket upgrade",
+                    ));
+                }
+                let (path, head, removed) = rewrite_request(&buf[..end], host, keep_extensions)?;
+                return Ok(First::Upgrade(Request {
+                    path,
+                    head,
+                    rest: buf[end..].to_vec(),
+                    raw_len: end as u64,
+                    extensions_removed: removed,
+                }));
+            }
+        }
+    }
+}
+
 /// Parse a complete request head and produce the head for upstream.
 pub fn rewrite_request(
     raw: &[u8],
@@ -190,6 +271,38 @@ mod tests {
     #[test]
     fn rejects_garbage() {
         assert!(rewrite_request(b"\x00\x01garbage\r\n\r\n", "h", false).is_err());
+    }
+
+    async fn first(bytes: &'static [u8]) -> First {
+        let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let a = l.local_addr().unwrap();
+        let mut c = tokio::net::TcpStream::connect(a).await.unwrap();
+        let (mut s, _) = l.accept().await.unwrap();
+        tokio::io::AsyncWriteExt::write_all(&mut c, bytes)
+            .await
+            .unwrap();
+        read_first(&mut s, "h:1", false, std::time::Duration::from_millis(200))
+            .await
+            .unwrap()
+    }
+
+    #[tokio::test]
+    async fn first_bytes_decide_websocket_or_raw() {
+        let up = first(
+            b"GET /x HTTP/1.1\r\nHost: a\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\r\nrest",
+        )
+        .await;
+        assert!(matches!(up, First::Upgrade(r) if r.path == "/x" && r.rest == b"rest"));
+        let redis = first(b"*1\r\n$4\r\nPING\r\n").await;
+        assert!(matches!(redis, First::Raw(b, _) if b == b"*1\r\n$4\r\nPING\r\n"));
+        let plain = first(b"GET / HTTP/1.1\r\nHost: a\r\n\r\n").await;
+        assert!(matches!(plain, First::Raw(_, why) if why.contains("without a WebSocket upgrade")));
+        let hello = first(b"hello").await;
+        assert!(matches!(hello, First::Raw(b, _) if b == b"hello"));
+        let waiting = first(b"HELLO").await;
+        assert!(matches!(waiting, First::Raw(b, why) if b == b"HELLO" && why.contains("whole")));
+        let silent = first(b"").await;
+        assert!(matches!(silent, First::Raw(b, _) if b.is_empty()));
     }
 
     #[test]

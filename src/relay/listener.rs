@@ -7,7 +7,7 @@ use super::conn::{self, Conn, ConnCmd};
 use super::handshake;
 use super::mark::StreamMark;
 use super::transport::Transport;
-use super::{Board, Ctx};
+use super::{Board, Ctx, RelayConfig};
 use crate::events::{Direction, Ending, EventKind, EventLog};
 use crate::faults::Refusal;
 use crate::tls::{self, AsyncStream};
@@ -179,10 +179,10 @@ async fn setup(
         if let Some((name, r)) = &refusal {
             return Err(refuse(&mut client, id, log, name, r).await);
         }
-        let (req, server) = pre_pipes(&mut client, id, ctx, log).await?;
-        Ok((client, req, server))
+        let (req, server, raw) = pre_pipes(&mut client, id, ctx, log).await?;
+        Ok((client, req, server, raw))
     };
-    let (client, req, server) = tokio::select! {
+    let (client, req, server, raw) = tokio::select! {
         _ = stop.cancelled() => return Some(Ending::Shutdown),
         r = pre => match r {
             Ok(v) => v,
@@ -200,7 +200,12 @@ async fn setup(
             rest: req.rest,
             seed: ctx.cfg.seed,
             raw_head: req.raw_len,
-            marks: marks(&ctx.cfg, id),
+            marks: if raw {
+                [None, None]
+            } else {
+                marks(&ctx.cfg, id)
+            },
+            raw,
         },
         rx,
         stop,
@@ -209,17 +214,57 @@ async fn setup(
     None
 }
 
-/// Read the request head and connect upstream; `Err` is how it ended.
+/// A client silent this long is relayed as raw TCP (with `raw_fallback`):
+/// the server speaks first (MySQL, SMTP…).
+const RAW_SILENCE: Duration = Duration::from_millis(250);
+
+/// Read the request head (or, with `raw_fallback`, whatever comes first);
+/// whether the connection is raw TCP.
+async fn read_head(
+    client: &mut AsyncStream,
+    id: u32,
+    cfg: &RelayConfig,
+    log: &EventLog,
+) -> Result<(handshake::Request, bool), handshake::HeadError> {
+    let host = cfg.upstream.authority();
+    if !cfg.raw_fallback {
+        return handshake::read_request(client, &host, cfg.keep_extensions)
+            .await
+            .map(|r| (r, false));
+    }
+    match handshake::read_first(client, &host, cfg.keep_extensions, RAW_SILENCE).await? {
+        handshake::First::Upgrade(r) => Ok((r, false)),
+        handshake::First::Raw(bytes, why) => {
+            log.emit(
+                Some(id),
+                EventKind::Note {
+                    text: format!(
+                        "not a WebSocket upgrade ({why}): relayed as raw TCP, byte-level faults only"
+                    ),
+                },
+            );
+            let r = handshake::Request {
+                path: String::new(),
+                head: bytes,
+                rest: Vec::new(),
+                raw_len: 0,
+                extensions_removed: false,
+            };
+            Ok((r, true))
+        }
+    }
+}
+
+/// Read the request head and connect upstream (and whether the connection
+/// is raw TCP); `Err` is how it ended.
 async fn pre_pipes(
     client: &mut AsyncStream,
     id: u32,
     ctx: &Ctx,
     log: &EventLog,
-) -> Result<(handshake::Request, Box<dyn Transport>), Ending> {
+) -> Result<(handshake::Request, Box<dyn Transport>, bool), Ending> {
     let cfg = &ctx.cfg;
-    let req = match handshake::read_request(client, &cfg.upstream.authority(), cfg.keep_extensions)
-        .await
-    {
+    let (req, raw) = match read_head(client, id, cfg, log).await {
         Ok(r) => r,
         Err(handshake::HeadError::Eof(n)) => {
             log.emit(
@@ -247,13 +292,15 @@ async fn pre_pipes(
             return Err(Ending::Failed);
         }
     };
-    log.emit(
-        Some(id),
-        EventKind::Request {
-            path: req.path.clone(),
-            extensions_removed: req.extensions_removed,
-        },
-    );
+    if !raw {
+        log.emit(
+            Some(id),
+            EventKind::Request {
+                path: req.path.clone(),
+                extensions_removed: req.extensions_removed,
+            },
+        );
+    }
     let authority = cfg.upstream.authority();
     let connect = match &cfg.sockets {
         None => Box::pin(TcpStream::connect(authority.clone())),
@@ -262,22 +309,28 @@ async fn pre_pipes(
     let server = match tokio::time::timeout(UPSTREAM_CONNECT_TIMEOUT, connect).await {
         Ok(Ok(s)) => s,
         Ok(Err(e)) => {
-            return Err(upstream_failed(client, id, log, &authority, &e.to_string()).await)
+            return Err(upstream_failed(client, id, log, &authority, &e.to_string(), raw).await)
         }
         Err(_) => {
-            return Err(
-                upstream_failed(client, id, log, &authority, "connect timed out after 5 s").await,
+            return Err(upstream_failed(
+                client,
+                id,
+                log,
+                &authority,
+                "connect timed out after 5 s",
+                raw,
             )
+            .await)
         }
     };
     let _ = server.set_nodelay(true);
     log.emit(Some(id), EventKind::UpstreamConnected);
     let Some(connector) = &ctx.upstream_tls else {
-        return Ok((req, Box::new(server)));
+        return Ok((req, Box::new(server), raw));
     };
     match tls::handshake::connect_upstream(connector, &cfg.upstream.host, server).await {
-        Ok(t) => Ok((req, Box::new(t))),
-        Err(e) => Err(upstream_failed(client, id, log, &authority, &e).await),
+        Ok(t) => Ok((req, Box::new(t), raw)),
+        Err(e) => Err(upstream_failed(client, id, log, &authority, &e, raw).await),
     }
 }
 
@@ -287,6 +340,7 @@ async fn upstream_failed(
     log: &EventLog,
     authority: &str,
     err: &str,
+    raw: bool,
 ) -> Ending {
     log.emit(
         Some(id),
@@ -294,10 +348,13 @@ async fn upstream_failed(
             error: format!("{authority}: {err}"),
         },
     );
-    let body = format!("flatline: upstream {authority} unreachable: {err}\n");
-    let _ = client
-        .write_all(&handshake::http_response(502, "Bad Gateway", &[], &body))
-        .await;
+    if !raw {
+        // A raw TCP client would not understand an HTTP answer: it only sees the close.
+        let body = format!("flatline: upstream {authority} unreachable: {err}\n");
+        let _ = client
+            .write_all(&handshake::http_response(502, "Bad Gateway", &[], &body))
+            .await;
+    }
     let _ = client.shutdown().await;
     Ending::Failed
 }

@@ -158,6 +158,9 @@ pub struct RelayConfig {
     pub keep_extensions: bool,
     /// Seed for the per-pipe RNGs.
     pub seed: u64,
+    /// Relay a connection whose first bytes are not a WebSocket upgrade
+    /// request as raw TCP (byte-level faults only) instead of answering 400.
+    pub raw_fallback: bool,
     /// Serve `wss://` to clients with this certificate (`None`: `ws://`).
     pub tls: Option<Arc<ServerTls>>,
     /// How a `wss://` upstream's certificate is checked.
@@ -172,6 +175,7 @@ impl RelayConfig {
             upstream: Upstream::parse(upstream)?,
             keep_extensions: false,
             seed: 0,
+            raw_fallback: false,
             tls: None,
             upstream_trust: UpstreamTrust::System,
             sockets: None,

@@ -168,6 +168,7 @@ impl Running {
             keep_extensions: scenario.extensions == Extensions::Keep,
             seed: setup.seed,
             sockets: setup.netns.as_ref().map(Netns::sockets),
+            raw_fallback: false,
             tls: setup.tls.listen.clone(),
             upstream_trust: setup.tls.upstream_trust.clone(),
         };

@@ -17,6 +17,7 @@ mod validate;
 pub mod values;
 mod yaml;
 
+pub(crate) use error::hint_for;
 pub use error::{ScenarioError, MAX_FILE_BYTES};
 pub use model::*;
 pub use parse::{load_file, parse_str, Loaded};

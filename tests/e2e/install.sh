@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Idempotent install of everything the e2e suite needs on a fresh Debian
 # machine, as root: Debian's chromium, the pinned npm packages (never a
-# browser download) and a Python venv with the pinned `websockets`.
+# browser download) and a Python venv with the pinned `websockets`,
+# Toxiproxy's Python client and pytest.
 set -euo pipefail
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 cd "$here"
@@ -26,8 +27,11 @@ if [ ! -x .venv/bin/python ]; then
   echo "install.sh: creating .venv" >&2
   python3 -m venv .venv
 fi
-if ! .venv/bin/python -c 'import websockets, sys; sys.exit(0 if websockets.__version__ == "17.4" else 1)' 2>/dev/null; then
+# pip install again only when requirements.txt changed since the last install.
+req_sum="$(sha256sum requirements.txt | cut -d' ' -f1)"
+if [ "$(cat .venv/.e2e-requirements-sha256 2>/dev/null || true)" != "$req_sum" ]; then
   echo "install.sh: pip install -r requirements.txt" >&2
   .venv/bin/pip install --disable-pip-version-check -q -r requirements.txt
+  echo "$req_sum" > .venv/.e2e-requirements-sha256
 fi
 echo "install.sh: ok (chromium: $(/usr/bin/chromium --version 2>/dev/null || echo missing))" >&2

@@ -1,0 +1,179 @@
+//! The log's retention: folding keeps transcripts, streaming keeps nothing,
+//! the sink gets everything.
+
+use super::*;
+use crate::events::{Direction, FrameInfo, Side};
+use crate::report::{Report, RunSettings};
+
+fn frame(dir: Direction, opcode: Opcode, preview: &str) -> EventKind {
+    EventKind::Frame(FrameInfo {
+        dir,
+        opcode,
+        fin: true,
+        rsv: 0,
+        masked: dir == Direction::ToServer,
+        len: preview.len() as u64,
+        preview: preview.into(),
+        close_code: (opcode == Opcode::Close).then_some(1000),
+        close_reason: None,
+        dropped: false,
+    })
+}
+
+/// Two connections: pings, pongs and counters, a fault on one of them,
+/// close frames, and the run stopping.
+fn script() -> Vec<Event> {
+    let mut v = Vec::new();
+    let mut t = 0u64;
+    let mut at = |conn: Option<u32>, kind: EventKind| {
+        t += 7;
+        v.push(Event {
+            t: Duration::from_millis(t),
+            conn,
+            kind,
+        });
+    };
+    for n in [1, 2] {
+        at(Some(n), EventKind::Accept { peer: "p".into() });
+        at(Some(n), EventKind::Open);
+    }
+    for i in 0..400u32 {
+        let n = 1 + i % 2;
+        at(Some(n), frame(Direction::ToServer, Opcode::Ping, "hb"));
+        at(Some(n), frame(Direction::ToClient, Opcode::Pong, "hb"));
+        at(
+            Some(n),
+            frame(Direction::ToClient, Opcode::Text, &format!("tick {i}")),
+        );
+        if i % 50 == 0 {
+            at(Some(n), frame(Direction::ToServer, Opcode::Binary, "\u{1}"));
+        }
+        if i == 150 {
+            at(
+                None,
+                EventKind::FaultStart {
+                    fault: "f".into(),
+                    conns: vec![1],
+                },
+            );
+        }
+        if i == 250 {
+            at(
+                None,
+                EventKind::FaultEnd {
+                    fault: "f".into(),
+                    conns: vec![1],
+                },
+            );
+        }
+    }
+    at(Some(2), frame(Direction::ToServer, Opcode::Close, ""));
+    at(Some(2), EventKind::Fin { from: Side::Client });
+    at(
+        Some(2),
+        EventKind::Closed {
+            how: super::super::Ending::Fin,
+        },
+    );
+    at(None, EventKind::Stopping);
+    v
+}
+
+fn emit_all(log: &EventLog, events: &[Event]) {
+    let conns = [log.for_conn(1), log.for_conn(2)];
+    for e in events {
+        match e.conn {
+            Some(n) => conns[n as usize - 1].push(e.clone()),
+            None => log.push(e.clone()),
+        }
+    }
+}
+
+fn transcript(events: Vec<Event>) -> Vec<String> {
+    let r = Report {
+        scenario: "t".into(),
+        seed: 0,
+        passed: true,
+        duration: Duration::from_secs(10),
+        expectations: Vec::new(),
+        warnings: Vec::new(),
+        commands: Vec::new(),
+        events,
+        connections: Vec::new(),
+        scenario_spec: None,
+        settings: RunSettings::default(),
+    };
+    r.transcript_with(Some(Duration::from_millis(100))).timeline
+}
+
+#[test]
+fn folding_keeps_the_transcript_and_bounds_the_log() {
+    let events = script();
+    let full = EventLog::new();
+    emit_all(&full, &events);
+    let (folded, mut feed) = EventLog::with_feed(Retention::Fold { keep: Vec::new() }, None);
+    emit_all(&folded, &events);
+    assert_eq!(full.len(), events.len());
+    assert!(
+        folded.len() < 40,
+        "folded log keeps {} events",
+        folded.len()
+    );
+    assert_eq!(transcript(folded.events()), transcript(full.events()));
+    // Every event reached the feed, frames included.
+    let mut fed = 0;
+    while feed.try_recv().is_ok() {
+        fed += 1;
+    }
+    assert_eq!(fed, events.len());
+    let s = folded.summaries();
+    assert_eq!(s[0].to_server.opcodes.get("ping"), Some(&200));
+    assert_eq!(s[1].to_client.frames, 400);
+    assert_eq!(
+        s[1].to_client.classes.get("server→client text \"tick #\""),
+        Some(&200)
+    );
+}
+
+#[test]
+fn keep_matchers_keep_frames_one_by_one() {
+    let events = script();
+    let m =
+        crate::matcher::Matcher::new(&serde_yaml::from_str("{opcode: ping}").expect("match yaml"))
+            .expect("matcher");
+    let log = EventLog::with(Retention::Fold { keep: vec![m] }, None);
+    emit_all(&log, &events);
+    let pings = log
+        .events()
+        .iter()
+        .filter(|e| matches!(&e.kind, EventKind::Frame(f) if f.opcode == Opcode::Ping))
+        .count();
+    assert_eq!(pings, 400);
+}
+
+#[test]
+fn streaming_keeps_nothing_and_forgets_closed_connections() {
+    let log = EventLog::with(Retention::Stream, None);
+    emit_all(&log, &script());
+    assert!(log.is_empty());
+    let s = log.summaries();
+    assert_eq!(s.len(), 1, "only #1 is still open");
+    assert_eq!(s[0].to_server.frames, 200 + 8);
+}
+
+#[test]
+fn the_sink_gets_every_event() {
+    let dir = std::env::temp_dir().join(format!("flatline-sink-{}", std::process::id()));
+    let log = EventLog::with(
+        Retention::Stream,
+        Some(EventSink::append(&dir).expect("sink")),
+    );
+    let events = script();
+    emit_all(&log, &events);
+    log.finish_sink().expect("flushed");
+    let text = std::fs::read_to_string(&dir).expect("written");
+    let _ = std::fs::remove_file(&dir);
+    assert_eq!(text.lines().count(), events.len());
+    let first: Event = serde_json::from_str(text.lines().next().unwrap_or("")).expect("json");
+    assert_eq!(first, events[0]);
+}
