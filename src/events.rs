@@ -175,6 +175,11 @@ pub struct FrameInfo {
     /// Close frames: the reason text.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub close_reason: Option<String>,
+    /// Seen in a packet the kernel dropped (`--netns` partitions), when it
+    /// was sent: the relay gets these bytes only after the heal, if ever,
+    /// and does not log the frame again then.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub dropped: bool,
 }
 
 /// A run of similar frames on one connection, recorded at its first frame.
@@ -479,6 +484,7 @@ mod tests {
                     preview: "hi".into(),
                     close_code: None,
                     close_reason: None,
+                    dropped: false,
                 },
                 count: 7,
                 last: Duration::from_millis(9),
@@ -508,6 +514,7 @@ mod tests {
                 preview: String::new(),
                 close_code: Some(1000),
                 close_reason: Some("ok".into()),
+                dropped: false,
             }),
         };
         let s = serde_json::to_string(&e).unwrap();

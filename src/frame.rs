@@ -290,6 +290,7 @@ impl FrameScanner {
             preview,
             close_code,
             close_reason,
+            dropped: false,
         }
     }
 }

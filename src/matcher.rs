@@ -146,6 +146,7 @@ mod tests {
             preview: preview.to_string(),
             close_code: None,
             close_reason: None,
+            dropped: false,
         }
     }
 

@@ -77,6 +77,7 @@ fn dense_failing_report() -> flatline::report::Report {
                 preview: String::new(),
                 close_code: None,
                 close_reason: None,
+                dropped: false,
             }),
         });
     }

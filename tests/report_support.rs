@@ -104,6 +104,7 @@ impl Log {
                 preview,
                 close_code,
                 close_reason,
+                dropped: false,
             }),
         );
     }

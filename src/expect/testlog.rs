@@ -58,6 +58,7 @@ impl Log {
             preview: payload.to_string(),
             close_code: None,
             close_reason: None,
+            dropped: false,
         };
         self.push(Some(conn), t, EventKind::Frame(f))
     }
@@ -78,6 +79,7 @@ impl Log {
             preview: String::new(),
             close_code: code,
             close_reason: code.map(|_| String::new()),
+            dropped: false,
         };
         self.push(Some(conn), t, EventKind::Frame(f))
     }

@@ -31,5 +31,6 @@ pub(crate) fn frame(dir: Direction, opcode: Opcode, preview: &str) -> FrameInfo 
         preview: preview.to_string(),
         close_code: None,
         close_reason: None,
+        dropped: false,
     }
 }

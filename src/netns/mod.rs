@@ -30,6 +30,8 @@ pub mod ns;
 pub mod session;
 pub mod watch;
 
+use crate::events::Direction;
+use crate::relay::mark::StreamMark;
 use crate::relay::Sockets;
 use ns::Ns;
 use std::collections::HashMap;
@@ -120,6 +122,10 @@ pub fn preflight() -> Result<(), NetnsError> {
 /// connection's flow on the server link).
 pub type UpstreamPorts = Arc<Mutex<HashMap<u32, u16>>>;
 
+/// Where the relay is in each connection's streams (by connection and the
+/// direction the bytes travel), for reading frames in dropped packets.
+pub type Marks = Arc<Mutex<HashMap<(u32, Direction), Arc<StreamMark>>>>;
+
 /// The namespaces of one run. Dropping it deletes them (and their links).
 #[derive(Debug)]
 pub struct Netns {
@@ -128,6 +134,7 @@ pub struct Netns {
     server: Option<(Ns, u16)>,
     relay: Ns,
     upstream_ports: UpstreamPorts,
+    marks: Marks,
     /// Namespaces of killed runs removed at creation.
     pub cleaned: Vec<String>,
 }
@@ -172,6 +179,7 @@ impl Netns {
             server,
             relay,
             upstream_ports: Arc::default(),
+            marks: Arc::default(),
             cleaned,
         })
     }
@@ -188,7 +196,13 @@ impl Netns {
             relay: self.relay.path(),
             server_port: self.server.as_ref().map(|(_, p)| *p),
             upstream_ports: self.upstream_ports.clone(),
+            marks: self.marks.clone(),
         })
+    }
+
+    /// Where the relay is in each connection's streams.
+    pub fn marks(&self) -> Marks {
+        self.marks.clone()
     }
 
     /// The client's namespace (commands are started in it with [`enter_in_child`]).
@@ -270,6 +284,7 @@ struct NsSockets {
     relay: PathBuf,
     server_port: Option<u16>,
     upstream_ports: UpstreamPorts,
+    marks: Marks,
 }
 
 type ConnectFuture = std::pin::Pin<
@@ -277,6 +292,12 @@ type ConnectFuture = std::pin::Pin<
 >;
 
 impl Sockets for NsSockets {
+    fn stream_mark(&self, conn: u32, dir: Direction) -> Option<Arc<StreamMark>> {
+        let m = Arc::new(StreamMark::default());
+        let mut marks = self.marks.lock().unwrap_or_else(|p| p.into_inner());
+        marks.insert((conn, dir), m.clone());
+        Some(m)
+    }
     fn listen(&self, addr: SocketAddr) -> std::io::Result<std::net::TcpListener> {
         let path = self.relay.clone();
         std::thread::spawn(move || {

@@ -8,9 +8,10 @@
 //! after the heal, if ever.
 
 use super::kernel::SharedState;
-use super::{UpstreamPorts, CLIENT_ADDR, SERVER_ADDR};
-use crate::events::{EventKind, EventLog, Opcode, Side};
+use super::{Marks, UpstreamPorts, CLIENT_ADDR, SERVER_ADDR};
+use crate::events::{Direction, EventKind, EventLog, FrameInfo, Opcode, Side};
 use crate::frame::{FrameScanner, Scan};
+use crate::relay::mark::StreamMark;
 use std::collections::HashMap;
 use std::net::Ipv4Addr;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
@@ -29,6 +30,7 @@ const CFG_CMD: u16 = 1;
 const CFG_MODE: u16 = 2;
 const CMD_BIND: u8 = 1;
 const COPY_PACKET: u8 = 2;
+const CFG_QTHRESH: u16 = 5;
 const ATTR_PAYLOAD: u16 = 9;
 
 fn attr(buf: &mut Vec<u8>, kind: u16, data: &[u8]) {
@@ -92,9 +94,12 @@ fn open(group: u16) -> std::io::Result<OwnedFd> {
         );
         let mut mode = 0xFFFFu32.to_be_bytes().to_vec();
         mode.extend_from_slice(&[COPY_PACKET, 0]);
+        // One packet per message: by default the kernel batches them for
+        // up to a second, and a frame would be seen after the relay got it.
         for msg in [
             config(group, CFG_CMD, &[CMD_BIND]),
             config(group, CFG_MODE, &mode),
+            config(group, CFG_QTHRESH, &1u32.to_be_bytes()),
         ] {
             if libc::send(
                 fd.as_raw_fd(),
@@ -154,6 +159,8 @@ pub struct Segment<'a> {
     pub fin: bool,
     /// RST flag.
     pub rst: bool,
+    /// SYN flag (its sequence number is the flow's initial one).
+    pub syn: bool,
     /// TCP payload.
     pub data: &'a [u8],
 }
@@ -177,15 +184,72 @@ pub fn segment(p: &[u8]) -> Option<Segment<'_>> {
         seq: u32::from_be_bytes([t[4], t[5], t[6], t[7]]),
         fin: t[13] & 0x01 != 0,
         rst: t[13] & 0x04 != 0,
+        syn: t[13] & 0x02 != 0,
         data: t.get(doff..)?,
     })
 }
 
 /// One flow's dropped bytes, scanned once in sequence order.
+#[derive(Default)]
 struct Flow {
-    next_seq: Option<u32>,
-    scanner: FrameScanner,
+    /// Raw stream offset of the next byte to scan, once scanning started.
+    next: Option<u64>,
+    scanner: Option<FrameScanner>,
+    frame_start: u64,
     reported: bool,
+}
+
+/// Scan what is new in a dropped segment whose first byte is at raw stream
+/// offset `off`, for frames nobody logged yet (marked `dropped`). Scanning
+/// starts only where the relay's scanner knows a frame starts; a segment
+/// after a gap, or bytes already scanned (retransmissions), are skipped.
+fn frames_in(
+    flow: &mut Flow,
+    off: u64,
+    data: &[u8],
+    dir: Direction,
+    mark: &StreamMark,
+    out: &mut Vec<FrameInfo>,
+) {
+    let end = off + data.len() as u64;
+    let next = match flow.next {
+        Some(n) => n,
+        None => match (mark.frames_start(), mark.boundary()) {
+            (Some(from), Some(b)) if b >= from && b >= off => b,
+            _ => return,
+        },
+    };
+    flow.next = Some(next);
+    if off > next || end <= next {
+        return;
+    }
+    let new = &data[(next - off) as usize..];
+    flow.next = Some(end);
+    let mut start = flow.frame_start;
+    let scanner = flow.scanner.get_or_insert_with(|| FrameScanner::new(dir));
+    scanner.feed(new, |sc| match sc {
+        Scan::Start(p) => start = next + p as u64,
+        Scan::Info(_, f) if mark.claim(start) => out.push(FrameInfo {
+            dropped: true,
+            ..*f
+        }),
+        _ => {}
+    });
+    flow.frame_start = start;
+}
+
+/// What gives the connection up: a close frame found, else RST or FIN.
+fn give_up(frames: &[FrameInfo], s: &Segment<'_>) -> Option<String> {
+    let close = frames.iter().find(|f| f.opcode == Opcode::Close);
+    match close {
+        Some(f) => Some(match f.close_code {
+            Some(c) => format!("close frame {c}"),
+            None => "close frame without code".into(),
+        }),
+        None if s.rst => Some("RST".into()),
+        None if s.fin => Some("FIN".into()),
+        None => None,
+    }
 }
 
 /// Where a dropped segment came from: its side and connection.
@@ -204,36 +268,68 @@ fn whose(s: &Segment<'_>, shared: &SharedState, upstream: &UpstreamPorts) -> Opt
     None
 }
 
-/// What in a dropped segment gives the connection up, scanning its new bytes.
-fn give_up_in(flow: &mut Flow, s: &Segment<'_>) -> Option<String> {
-    let start = *flow.next_seq.get_or_insert(s.seq);
-    // Bytes of this segment already scanned (retransmissions repeat them);
-    // a segment after a gap is not scanned.
-    let seen = start.wrapping_sub(s.seq) as i32;
-    let mut found = None;
-    if seen >= 0 && (seen as usize) < s.data.len() {
-        let new = &s.data[seen as usize..];
-        flow.next_seq = Some(start.wrapping_add(new.len() as u32));
-        flow.scanner.feed(new, |sc| {
-            if let Scan::Info(_, f) = sc {
-                if f.opcode == Opcode::Close && found.is_none() {
-                    found = Some(match f.close_code {
-                        Some(c) => format!("close frame {c}"),
-                        None => "close frame without code".into(),
-                    });
-                }
-            }
-        });
-    }
-    found.or_else(|| {
-        if s.rst {
-            Some("RST".into())
-        } else if s.fin {
-            Some("FIN".into())
-        } else {
-            None
+/// The reader's state: each flow's first sequence number and progress.
+struct Reader {
+    shared: SharedState,
+    upstream: UpstreamPorts,
+    marks: Marks,
+    log: EventLog,
+    /// Initial sequence numbers by (source, source port, destination port).
+    isn: HashMap<(Ipv4Addr, u16, u16), u32>,
+    flows: HashMap<(Side, u32), Flow>,
+}
+
+impl Reader {
+    fn on_segment(&mut self, s: &Segment<'_>) {
+        if s.syn {
+            self.isn.insert((s.src, s.sport, s.dport), s.seq);
+            return;
         }
-    })
+        let Some((side, conn)) = whose(s, &self.shared, &self.upstream) else {
+            return;
+        };
+        let dir = side.sending();
+        let flow = self.flows.entry((side, conn)).or_default();
+        let mut frames = Vec::new();
+        let isn = self.isn.get(&(s.src, s.sport, s.dport));
+        let mark = self
+            .marks
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(&(conn, dir))
+            .cloned();
+        if let (Some(isn), Some(mark)) = (isn, mark) {
+            // Raw offset of the first byte (after the SYN); streams of
+            // up to 4 GiB.
+            let off = u64::from(s.seq.wrapping_sub(*isn).wrapping_sub(1));
+            frames_in(flow, off, s.data, dir, &mark, &mut frames);
+        }
+        let what = if flow.reported {
+            None
+        } else {
+            give_up(&frames, s)
+        };
+        for f in frames {
+            self.log.emit(Some(conn), EventKind::Frame(f));
+        }
+        let Some(what) = what else { return };
+        flow.reported = true;
+        if self
+            .shared
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .first_report(conn, side)
+        {
+            self.log.emit(
+                Some(conn),
+                EventKind::KernelGaveUp {
+                    from: side,
+                    what,
+                    seen: "dropped packet".into(),
+                },
+            );
+        }
+    }
 }
 
 /// Receive dropped packets in the relay's namespace until `stop` is set.
@@ -241,13 +337,17 @@ pub fn watch(
     relay_ns: PathBuf,
     shared: SharedState,
     upstream: UpstreamPorts,
+    marks: Marks,
     log: EventLog,
     stop: Arc<AtomicBool>,
+    ready: std::sync::mpsc::Sender<()>,
 ) {
     if super::ns::enter(&relay_ns).is_err() {
         return;
     }
-    let fd = match open(GROUP) {
+    let opened = open(GROUP);
+    let _ = ready.send(());
+    let fd = match opened {
         Ok(fd) => fd,
         Err(e) => {
             log.emit(
@@ -259,7 +359,14 @@ pub fn watch(
             return;
         }
     };
-    let mut flows: HashMap<(Side, u32), Flow> = HashMap::new();
+    let mut reader = Reader {
+        shared,
+        upstream,
+        marks,
+        log,
+        isn: HashMap::new(),
+        flows: HashMap::new(),
+    };
     let mut buf = vec![0u8; 1 << 17];
     while !stop.load(Ordering::Relaxed) {
         // SAFETY: reading into a buffer this function owns.
@@ -275,36 +382,8 @@ pub fn watch(
             continue;
         }
         for p in payloads(&buf[..n as usize]) {
-            let Some(s) = segment(p) else { continue };
-            let Some((side, conn)) = whose(&s, &shared, &upstream) else {
-                continue;
-            };
-            let dir = side.sending();
-            let flow = flows.entry((side, conn)).or_insert_with(|| Flow {
-                next_seq: None,
-                scanner: FrameScanner::new(dir),
-                reported: false,
-            });
-            if flow.reported {
-                continue;
-            }
-            if let Some(what) = give_up_in(flow, &s) {
-                flow.reported = true;
-                if !shared
-                    .lock()
-                    .unwrap_or_else(|p| p.into_inner())
-                    .first_report(conn, side)
-                {
-                    continue;
-                }
-                log.emit(
-                    Some(conn),
-                    EventKind::KernelGaveUp {
-                        from: side,
-                        what,
-                        seen: "dropped packet".into(),
-                    },
-                );
+            if let Some(s) = segment(p) {
+                reader.on_segment(&s);
             }
         }
     }
@@ -332,31 +411,88 @@ mod tests {
         p
     }
 
+    fn scan(
+        flow: &mut Flow,
+        mark: &StreamMark,
+        seq: u32,
+        flags: u8,
+        data: &[u8],
+    ) -> Vec<FrameInfo> {
+        let p = packet(seq, flags, data);
+        let s = segment(&p).unwrap();
+        let mut out = Vec::new();
+        frames_in(
+            flow,
+            u64::from(s.seq - 1000 - 1),
+            s.data,
+            Direction::ToServer,
+            mark,
+            &mut out,
+        );
+        out
+    }
+
     #[test]
-    fn a_close_frame_is_found_once_and_retransmissions_are_skipped() {
+    fn frames_are_found_once_from_a_known_boundary_and_retransmissions_are_skipped() {
+        let ping = crate::frame::encode_frame(9, true, b"hb", Some([1, 2, 3, 4]));
         let close = crate::frame::encode_frame(8, true, &[0x03, 0xf3], Some([1, 2, 3, 4]));
-        let text = crate::frame::encode_frame(1, true, b"hi", Some([1, 2, 3, 4]));
-        let mut flow = Flow {
-            next_seq: None,
-            scanner: FrameScanner::new(Direction::ToServer),
-            reported: false,
-        };
-        let p1 = packet(1000, 0x18, &text);
+        let p1 = packet(1100, 0x18, &ping);
         let s1 = segment(&p1).unwrap();
         assert_eq!((s1.sport, s1.dport, s1.src), (50000, 4000, CLIENT_ADDR));
-        assert_eq!(give_up_in(&mut flow, &s1), None);
-        // The same bytes again, then the close frame after them.
-        assert_eq!(give_up_in(&mut flow, &s1), None);
-        let p2 = packet(1000 + text.len() as u32, 0x18, &close);
-        let s2 = segment(&p2).unwrap();
-        assert_eq!(
-            give_up_in(&mut flow, &s2).as_deref(),
-            Some("close frame 1011")
-        );
+        assert!(!s1.syn && segment(&packet(1000, 0x02, &[])).unwrap().syn);
+        // The relay read a 99-byte head: frames start at raw offset 99.
+        let mark = StreamMark::default();
+        mark.frames_from(99);
+        let mut flow = Flow::default();
+        let got = scan(&mut flow, &mark, 1100, 0x18, &ping);
+        assert_eq!(got.len(), 1);
+        assert!(got[0].dropped && got[0].opcode == Opcode::Ping && got[0].preview == "hb");
+        // Retransmitted: nothing new. The relay later gets it: already claimed.
+        assert!(scan(&mut flow, &mark, 1100, 0x18, &ping).is_empty());
+        assert!(!mark.claim(99));
+        let seq2 = 1100 + ping.len() as u32;
+        let both = [ping.clone(), close].concat();
+        let got = scan(&mut flow, &mark, 1100, 0x18, &both);
+        assert_eq!(got.len(), 1);
+        let p2 = packet(seq2, 0x18, &[]);
+        let s = segment(&p2).unwrap();
+        assert_eq!(give_up(&got, &s).as_deref(), Some("close frame 1011"));
         let fin = packet(2000, 0x11, &[]);
         assert_eq!(
-            give_up_in(&mut flow, &segment(&fin).unwrap()).as_deref(),
+            give_up(&[], &segment(&fin).unwrap()).as_deref(),
             Some("FIN")
         );
+    }
+
+    #[test]
+    fn a_start_inside_a_frame_is_not_scanned_until_a_known_boundary() {
+        // A binary frame whose payload looks like a close frame header.
+        let fake = crate::frame::encode_frame(8, true, &[0x03, 0xe8], Some([0; 4]));
+        let bin = crate::frame::encode_frame(
+            2,
+            true,
+            &[fake.clone(), vec![0; 20]].concat(),
+            Some([0; 4]),
+        );
+        let mark = StreamMark::default();
+        mark.frames_from(0);
+        // The relay is inside `bin` with its header read: the next frame
+        // starts after it.
+        let after = bin.len() as u64;
+        mark.set_boundary(Some(after));
+        let mut flow = Flow::default();
+        // A dropped segment from the middle of `bin`: skipped, never parsed.
+        assert!(scan(&mut flow, &mark, 1001 + 6, 0x18, &bin[6..]).is_empty());
+        // Inside a header: nothing known, nothing scanned.
+        let mut flow = Flow::default();
+        mark.set_boundary(None);
+        assert!(scan(&mut flow, &mark, 1001, 0x18, &bin).is_empty());
+        assert_eq!(flow.next, None);
+        // The next segment after the frame is scanned.
+        mark.set_boundary(Some(after));
+        let mut flow = Flow::default();
+        let got = scan(&mut flow, &mark, 1001 + after as u32, 0x18, &fake);
+        assert_eq!(got.len(), 1);
+        assert_eq!(got[0].close_code, Some(1000));
     }
 }

@@ -151,6 +151,17 @@ pub fn table_script(table: &str, f: &Flows, rules: &[(&str, String)]) -> String 
     s
 }
 
+/// A table that logs every SYN reaching the relay (without dropping it):
+/// the reader of dropped packets learns each flow's initial sequence number,
+/// so it knows where in the stream a dropped segment lies.
+pub fn syn_script() -> String {
+    format!(
+        "table inet flatline_syn {{\n  chain in {{\n    type filter hook input priority -10; \
+         policy accept;\n    tcp flags & syn == syn log group {}\n  }}\n}}\n",
+        super::nflog::GROUP
+    )
+}
+
 /// A script that removes table `table` (if it exists).
 pub fn delete_script(table: &str) -> String {
     format!("table inet {table}\ndelete table inet {table}\n")

@@ -3,7 +3,7 @@
 //! stops at its end (rules removed, then the namespaces deleted).
 
 use super::kernel::{Controller, InKernel, KernelFault, SharedState};
-use super::nft::Ports;
+use super::nft::{self, Ports};
 use super::watch::{self, Peer};
 use super::{Netns, RELAY_CLIENT_ADDR};
 use crate::events::EventLog;
@@ -68,6 +68,7 @@ impl Session {
             shared: shared.clone(),
         };
         controller.preload()?;
+        nft::load_rules(&netns.relay_path(), &nft::syn_script())?;
         let stop = CancellationToken::new();
         let controller = tokio::spawn(controller.run(log.clone(), stop.clone()));
         let stop_watch = Arc::new(AtomicBool::new(false));
@@ -94,10 +95,13 @@ impl Session {
             })
             .collect();
         let (relay_ns, upstream) = (netns.relay_path(), netns.upstream_ports());
-        let (log2, stop2) = (log.clone(), stop_watch.clone());
+        let (log2, stop2, marks) = (log.clone(), stop_watch.clone(), netns.marks());
+        let (ready, bound) = std::sync::mpsc::channel();
         watchers.push(std::thread::spawn(move || {
-            super::nflog::watch(relay_ns, shared, upstream, log2, stop2)
+            super::nflog::watch(relay_ns, shared, upstream, marks, log2, stop2, ready)
         }));
+        // Bound before any SYN comes (the client starts after this).
+        let _ = bound.recv_timeout(std::time::Duration::from_secs(5));
         Ok(Session {
             netns,
             stop,

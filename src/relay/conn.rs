@@ -16,6 +16,7 @@
 //! shutdown-write for close_notify plus FIN, reset for RST, and records
 //! still to flush), handed over in [`Conn`].
 
+use super::mark::StreamMark;
 use super::pipe::{Ended, Next, Pipe};
 use super::transport::{write_some, Transport};
 use crate::events::{Direction, Ending, EventKind, EventLog, Side};
@@ -83,6 +84,11 @@ pub struct Conn {
     pub rest: Vec<u8>,
     /// Run seed (for the pipes' RNGs).
     pub seed: u64,
+    /// Length of the request head as the client sent it.
+    pub raw_head: u64,
+    /// Stream positions shared with an observer of the link (`--netns`),
+    /// `[to_server, to_client]`.
+    pub marks: [Option<Arc<StreamMark>>; 2],
     /// Not WebSocket: bytes pass unobserved both ways (byte-level faults only).
     pub raw: bool,
 }
@@ -399,6 +405,13 @@ pub async fn run(
         broken: [false; 2],
         reset_seen: false,
     };
+    let [to_server, to_client] = c.marks;
+    if let Some(m) = to_server {
+        conn.to_server.set_mark(m, Some(c.raw_head));
+    }
+    if let Some(m) = to_client {
+        conn.to_client.set_mark(m, None);
+    }
     for (name, dir, stage) in c.initial {
         conn.pipe(dir).add_stage(name, stage);
     }

@@ -33,6 +33,8 @@ pub struct Request {
     pub head: Vec<u8>,
     /// Bytes that followed the head.
     pub rest: Vec<u8>,
+    /// Length of the head as the client sent it (before any rewrite).
+    pub raw_len: u64,
     /// Whether `Sec-WebSocket-Extensions` was removed.
     pub extensions_removed: bool,
 }
@@ -71,6 +73,7 @@ pub async fn read_request<S: tokio::io::AsyncRead + Unpin>(
         path,
         head,
         rest: buf[end..].to_vec(),
+        raw_len: end as u64,
         extensions_removed: removed,
     })
 }
@@ -148,6 +151,7 @@ pub async fn read_first<S: tokio::io::AsyncRead + Unpin>(
                     path,
                     head,
                     rest: buf[end..].to_vec(),
+                    raw_len: end as u64,
                     extensions_removed: removed,
                 }));
             }

@@ -5,9 +5,10 @@
 
 use super::conn::{self, Conn, ConnCmd};
 use super::handshake;
+use super::mark::StreamMark;
 use super::transport::Transport;
 use super::{Board, Ctx, RelayConfig};
-use crate::events::{Ending, EventKind, EventLog};
+use crate::events::{Direction, Ending, EventKind, EventLog};
 use crate::faults::Refusal;
 use crate::tls::{self, AsyncStream};
 use std::net::SocketAddr;
@@ -198,6 +199,12 @@ async fn setup(
             head: req.head,
             rest: req.rest,
             seed: ctx.cfg.seed,
+            raw_head: req.raw_len,
+            marks: if raw {
+                [None, None]
+            } else {
+                marks(&ctx.cfg, id)
+            },
             raw,
         },
         rx,
@@ -240,6 +247,7 @@ async fn read_head(
                 path: String::new(),
                 head: bytes,
                 rest: Vec::new(),
+                raw_len: 0,
                 extensions_removed: false,
             };
             Ok((r, true))
@@ -434,4 +442,19 @@ async fn refuse(
             Ending::Fin
         }
     }
+}
+
+/// Stream positions to share for connection `id`, where an observer of the
+/// link can read its bytes (plain TCP legs only: TLS bytes are not frames).
+fn marks(cfg: &super::RelayConfig, id: u32) -> [Option<Arc<StreamMark>>; 2] {
+    let mark = |dir, plain: bool| {
+        cfg.sockets
+            .as_ref()
+            .filter(|_| plain)
+            .and_then(|s| s.stream_mark(id, dir))
+    };
+    [
+        mark(Direction::ToServer, cfg.tls.is_none()),
+        mark(Direction::ToClient, !cfg.upstream.tls),
+    ]
 }

@@ -18,6 +18,7 @@
 pub mod conn;
 pub mod handshake;
 mod listener;
+pub mod mark;
 pub mod nofile;
 pub mod pipe;
 pub mod transport;
@@ -129,6 +130,11 @@ pub trait Sockets: Send + Sync + std::fmt::Debug {
     ) -> std::pin::Pin<
         Box<dyn std::future::Future<Output = std::io::Result<tokio::net::TcpStream>> + Send>,
     >;
+    /// Where connection `conn`'s stream toward `dir` is, for an observer of
+    /// the link (none by default).
+    fn stream_mark(&self, _conn: u32, _dir: Direction) -> Option<Arc<mark::StreamMark>> {
+        None
+    }
 }
 
 /// Bind the listener where `cfg` says.

@@ -16,6 +16,7 @@ fn frame(dir: Direction, opcode: Opcode, preview: &str) -> EventKind {
         preview: preview.into(),
         close_code: (opcode == Opcode::Close).then_some(1000),
         close_reason: None,
+        dropped: false,
     })
 }
 

@@ -123,6 +123,12 @@ pub struct Pipe {
     cut: Option<(Arc<str>, CutHow)>,
     /// The handshake completed: stages may inject messages.
     open: bool,
+    /// Shared with an observer of the link (`--netns`).
+    mark: Option<Arc<crate::relay::mark::StreamMark>>,
+    /// Raw stream offset of the next byte to scan, and of the frame being
+    /// scanned (kept only with a mark).
+    pos: u64,
+    frame_start: u64,
 }
 
 impl Pipe {
@@ -152,6 +158,9 @@ impl Pipe {
             piece: None,
             cut: None,
             open: false,
+            mark: None,
+            pos: 0,
+            frame_start: 0,
         }
     }
 
@@ -287,10 +296,7 @@ impl Pipe {
                 self.gated_chunk(chunk, now, log);
                 return None;
             }
-            Phase::Frames => {
-                let (dir, conn) = (self.dir, self.conn);
-                self.scanner.feed(chunk, |s| log_scan(log, conn, dir, s));
-            }
+            Phase::Frames => self.scan_fast(chunk, log),
         }
         if chunk.is_empty() {
             return None;
@@ -326,6 +332,10 @@ impl Pipe {
             let end = scan_from + e;
             let status = response_status(&head[..end]).unwrap_or(0);
             let used = end - before;
+            if let Some(m) = &self.mark {
+                m.frames_from(end as u64);
+            }
+            self.pos = end as u64;
             self.phase = if status == 101 {
                 Phase::Frames
             } else {
@@ -403,6 +413,7 @@ impl Pipe {
         for s in scans {
             match s {
                 Scan::Start(p) => {
+                    self.started(p);
                     self.pass(&chunk[cursor..p], now, log);
                     cursor = p;
                     self.flush_deferred_at_boundary(now, log);
@@ -413,7 +424,9 @@ impl Pipe {
                 Scan::Info(p, info) => {
                     self.pass(&chunk[cursor..p], now, log);
                     cursor = p;
-                    self.log(log, EventKind::Frame((*info).clone()));
+                    if self.claim() {
+                        self.log(log, EventKind::Frame((*info).clone()));
+                    }
                     for (_, st) in self.stages.iter_mut() {
                         st.observe(Seen::Frame(&info));
                     }
@@ -435,6 +448,7 @@ impl Pipe {
                 ),
             }
         }
+        self.scanned(chunk.len());
         self.pass(&chunk[cursor..], now, log);
         self.flush_deferred(now, log);
     }
@@ -555,4 +569,5 @@ fn log_scan(log: &EventLog, conn: u32, dir: Direction, s: Scan) {
 }
 
 mod output;
+mod position;
 pub use output::{Ended, Next};
