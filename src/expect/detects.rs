@@ -142,68 +142,38 @@ impl Detects {
     }
 }
 
-impl Judge for Detects {
-    fn anchor(&self) -> Anchor<'_> {
-        Anchor::After(
-            &self.after,
-            format!("there was nothing for the {} to detect", self.side).into(),
+impl Detects {
+    /// Why nobody was affected when the reference happened.
+    fn nothing_to_detect(&self, any_candidate: bool, what: &str, at: At) -> String {
+        let side = self.side;
+        let whose = match self.after.fault() {
+            Some(name) if any_candidate => {
+                format!("no connection affected by `{name}` was still open")
+            }
+            Some(name) => format!("`{name}` affected no connection"),
+            None => "no connection was open".to_string(),
+        };
+        format!(
+            "{whose} when {what} (t={}), so there was nothing for the {side} to detect",
+            secs(at.t)
         )
     }
 
-    fn judge(&self, ctx: &Ctx<'_>) -> Option<Outcome> {
-        let ev = ctx.events;
+    /// One failure message per failing connection, in connection order; the
+    /// connections that stayed open come first, as one message.
+    fn failures(
+        &self,
+        ev: &[Event],
+        at: At,
+        what: &str,
+        fates: &[(u32, Fate)],
+    ) -> Vec<(u32, String)> {
         let side = self.side;
-        let what = refs::describe(&self.after);
-        let fail = |detail: String, observed| outcome(false, observed, detail);
-        let at = ctx.at();
-        if ctx.now < at.t {
-            return if ctx.finished {
-                fail(
-                    format!(
-                        "the run ended at t={} before {what} (t={})",
-                        secs(ctx.now),
-                        secs(at.t)
-                    ),
-                    None,
-                )
-            } else {
-                None
-            };
-        }
-        let (conns, any_candidate) = self.affected(ev, at);
-        if conns.is_empty() {
-            let whose = match self.after.fault() {
-                Some(name) if any_candidate => {
-                    format!("no connection affected by `{name}` was still open")
-                }
-                Some(name) => format!("`{name}` affected no connection"),
-                None => "no connection was open".to_string(),
-            };
-            return fail(
-                format!(
-                    "{whose} when {what} (t={}), so there was nothing for the {side} to detect",
-                    secs(at.t)
-                ),
-                None,
-            );
-        }
-        let deadline = at.t + self.within.0;
         let limit = self.within;
-        let fates: Vec<(u32, Fate)> = conns
-            .iter()
-            .map(|&n| (n, self.fate(ev, at, n, deadline, ctx.now, ctx.finished)))
-            .collect();
-        let slowest = fates
-            .iter()
-            .filter_map(|(_, f)| match f {
-                Fate::GaveUp(d, _) => Some(*d),
-                _ => None,
-            })
-            .max();
         // Failures, in connection order.
         let mut failures: Vec<(u32, String)> = Vec::new();
         let mut missed: Vec<u32> = Vec::new();
-        for (n, f) in &fates {
+        for (n, f) in fates {
             match f {
                 Fate::GaveUp(d, how) if *d > self.within.0 => failures.push((
                     *n,
@@ -260,18 +230,14 @@ impl Judge for Detects {
                 ),
             );
         }
-        if let Some((_, first)) = failures.first() {
-            let mut detail = first.clone();
-            if failures.len() > 1 {
-                let others: Vec<u32> = failures[1..].iter().map(|(n, _)| *n).collect();
-                detail.push_str(&format!("; also failed on {}", conn_list(&others)));
-            }
-            return fail(detail, slowest);
-        }
-        if fates.iter().any(|(_, f)| matches!(f, Fate::Pending)) {
-            return None;
-        }
-        let detail = if let [(n, Fate::GaveUp(d, how))] = fates.as_slice() {
+        failures
+    }
+
+    /// The passing detail: how long each connection took to be given up.
+    fn passed_detail(&self, fates: &[(u32, Fate)], what: &str, at: At) -> String {
+        let side = self.side;
+        let limit = self.within;
+        if let [(n, Fate::GaveUp(d, how))] = fates {
             format!(
                 "the {side} gave up connection #{n} {} after {what} at t={} ({how}); limit {limit}",
                 secs(*d),
@@ -290,8 +256,66 @@ impl Judge for Detects {
                 parts.join(", "),
                 secs(at.t)
             )
-        };
-        outcome(true, slowest, detail)
+        }
+    }
+}
+
+impl Judge for Detects {
+    fn anchor(&self) -> Anchor<'_> {
+        Anchor::After(
+            &self.after,
+            format!("there was nothing for the {} to detect", self.side).into(),
+        )
+    }
+
+    fn judge(&self, ctx: &Ctx<'_>) -> Option<Outcome> {
+        let ev = ctx.events;
+        let what = refs::describe(&self.after);
+        let fail = |detail: String, observed| outcome(false, observed, detail);
+        let at = ctx.at();
+        if ctx.now < at.t {
+            return if ctx.finished {
+                fail(
+                    format!(
+                        "the run ended at t={} before {what} (t={})",
+                        secs(ctx.now),
+                        secs(at.t)
+                    ),
+                    None,
+                )
+            } else {
+                None
+            };
+        }
+        let (conns, any_candidate) = self.affected(ev, at);
+        if conns.is_empty() {
+            return fail(self.nothing_to_detect(any_candidate, &what, at), None);
+        }
+        let deadline = at.t + self.within.0;
+        let fates: Vec<(u32, Fate)> = conns
+            .iter()
+            .map(|&n| (n, self.fate(ev, at, n, deadline, ctx.now, ctx.finished)))
+            .collect();
+        let slowest = fates
+            .iter()
+            .filter_map(|(_, f)| match f {
+                Fate::GaveUp(d, _) => Some(*d),
+                _ => None,
+            })
+            .max();
+        let failures = self.failures(ev, at, &what, &fates);
+        if let Some((_, first)) = failures.first() {
+            let mut detail = first.clone();
+            if failures.len() > 1 {
+                let others: Vec<u32> = failures[1..].iter().map(|(n, _)| *n).collect();
+                detail.push_str(&format!("; also failed on {}", conn_list(&others)));
+            }
+            return fail(detail, slowest);
+        }
+        if fates.iter().any(|(_, f)| matches!(f, Fate::Pending)) {
+            return None;
+        }
+        outcome(true, slowest, self.passed_detail(&fates, &what, at))
     }
 }
 

@@ -247,6 +247,81 @@ impl Gap {
     }
 }
 
+impl Judging {
+    /// The connections judged in the window (those open some time in
+    /// `[start, end]`), and the longest gap between matching frames on any of
+    /// them, time under a fault not counted.
+    fn worst_gap(&self, ev: &[Event], start: Duration, end: Duration) -> (Vec<u32>, Option<Gap>) {
+        let mut judged: Vec<u32> = Vec::new();
+        let mut worst: Option<Gap> = None;
+        let mut consider = |gap: Gap| {
+            if worst.is_none_or(|w| gap.counted() > w.counted()) {
+                worst = Some(gap);
+            }
+        };
+        for n in all_conns(ev) {
+            let Some(oi) = open_idx(ev, n) else { continue };
+            let open_t = ev[oi].t;
+            let conn_end = ev
+                .iter()
+                .skip(oi + 1)
+                .find(|e| e.conn == Some(n) && ends_connection(e))
+                .map(|e| e.t);
+            let a = open_t.max(start);
+            let b = conn_end.unwrap_or(end).min(end);
+            if open_t > end || conn_end.is_some_and(|c| c < start) || b < a {
+                continue;
+            }
+            judged.push(n);
+            let faults = fault_intervals(ev, n);
+            let gap = |from: Duration, to: Duration| Gap {
+                conn: n,
+                from,
+                to,
+                excused: covered(&faults, from, to),
+            };
+            let seen = self.beats.conns.get(&n);
+            // Beats in (a, b]: the first and last, and the worst gap between.
+            let first = seen.and_then(|c| c.first).filter(|&t| t > a && t <= b);
+            let last = seen
+                .and_then(|c| c.last)
+                .map(|l| l.0)
+                .filter(|&t| t > a && t <= b);
+            match (first, last) {
+                (Some(f), Some(l)) => {
+                    consider(gap(a, f));
+                    if let Some(g) = seen.and_then(|c| c.worst) {
+                        consider(g);
+                    }
+                    consider(gap(l, b));
+                }
+                _ => consider(gap(a, b)),
+            }
+        }
+        (judged, worst)
+    }
+
+    /// The failing detail for a gap over the limit.
+    fn gap_failure(&self, g: Gap, limit_s: &str) -> String {
+        let from = self.from;
+        let excused = if g.excused.is_zero() {
+            String::new()
+        } else {
+            format!(
+                ", not counting {} while a fault was active",
+                secs(g.excused)
+            )
+        };
+        format!(
+            "connection #{} went {} without a matching frame from the {from} (t={} to t={}{excused}); {limit_s}",
+            g.conn,
+            secs(g.counted()),
+            secs(g.from),
+            secs(g.to)
+        )
+    }
+}
+
 impl Judge for Judging {
     fn anchor(&self) -> Anchor<'_> {
         Anchor::Span(&self.span)
@@ -305,52 +380,7 @@ impl Judge for Judging {
         let w = ctx.window?;
         let (end, over) = w.end_now(ev, ctx.now, ctx.finished);
         let limit = self.every + self.tolerance;
-        let mut judged: Vec<u32> = Vec::new();
-        let mut worst: Option<Gap> = None;
-        let mut consider = |gap: Gap| {
-            if worst.is_none_or(|w| gap.counted() > w.counted()) {
-                worst = Some(gap);
-            }
-        };
-        for n in all_conns(ev) {
-            let Some(oi) = open_idx(ev, n) else { continue };
-            let open_t = ev[oi].t;
-            let conn_end = ev
-                .iter()
-                .skip(oi + 1)
-                .find(|e| e.conn == Some(n) && ends_connection(e))
-                .map(|e| e.t);
-            let a = open_t.max(w.start.t);
-            let b = conn_end.unwrap_or(end).min(end);
-            if open_t > end || conn_end.is_some_and(|c| c < w.start.t) || b < a {
-                continue;
-            }
-            judged.push(n);
-            let faults = fault_intervals(ev, n);
-            let gap = |from: Duration, to: Duration| Gap {
-                conn: n,
-                from,
-                to,
-                excused: covered(&faults, from, to),
-            };
-            let seen = self.beats.conns.get(&n);
-            // Beats in (a, b]: the first and last, and the worst gap between.
-            let first = seen.and_then(|c| c.first).filter(|&t| t > a && t <= b);
-            let last = seen
-                .and_then(|c| c.last)
-                .map(|l| l.0)
-                .filter(|&t| t > a && t <= b);
-            match (first, last) {
-                (Some(f), Some(l)) => {
-                    consider(gap(a, f));
-                    if let Some(g) = seen.and_then(|c| c.worst) {
-                        consider(g);
-                    }
-                    consider(gap(l, b));
-                }
-                _ => consider(gap(a, b)),
-            }
-        }
+        let (judged, worst) = self.worst_gap(ev, w.start.t, end);
         let observed = worst.map(|g| g.counted());
         let limit_s = format!(
             "limit {} (every {} + tolerance {})",
@@ -359,25 +389,7 @@ impl Judge for Judging {
             dur(self.tolerance)
         );
         if let Some(g) = worst.filter(|g| g.counted() > limit) {
-            let excused = if g.excused.is_zero() {
-                String::new()
-            } else {
-                format!(
-                    ", not counting {} while a fault was active",
-                    secs(g.excused)
-                )
-            };
-            return outcome(
-                false,
-                observed,
-                format!(
-                    "connection #{} went {} without a matching frame from the {from} (t={} to t={}{excused}); {limit_s}",
-                    g.conn,
-                    secs(g.counted()),
-                    secs(g.from),
-                    secs(g.to)
-                ),
-            );
+            return outcome(false, observed, self.gap_failure(g, &limit_s));
         }
         if !over {
             return None;

@@ -128,6 +128,17 @@ fn number(v: &Value, field: &str) -> Result<f64, ApiError> {
     })
 }
 
+/// What a toxic's type maps to.
+enum Mapped {
+    /// A Toxiproxy type: this flatline fault, with when it acts (if not at
+    /// once) and how long it lasts (if bounded).
+    Fault(FaultKind, Option<Duration>, Option<Duration>),
+    /// A Toxiproxy type that does nothing with these attributes.
+    Nothing,
+    /// Not a Toxiproxy type: a flatline kind.
+    Extra,
+}
+
 impl Toxic {
     /// From a create request (Toxiproxy's defaults: `downstream`,
     /// toxicity 1, name `<type>_<stream>`).
@@ -252,9 +263,8 @@ impl Toxic {
             .max(0) as u64
     }
 
-    /// The faults this toxic is, named from `name`, added at `now` on a
-    /// session seeded with `seed`.
-    pub fn faults(&self, name: &str, now: Duration, seed: u64) -> Result<Vec<LiveFault>, ApiError> {
+    /// What this toxic's Toxiproxy type maps to, added at `now`.
+    fn toxiproxy(&self, now: Duration) -> Mapped {
         let dir = self.stream.directions();
         let ms = |k: &str| Duration::from_millis(self.int(k));
         let (kind, at, duration) = match self.kind.as_str() {
@@ -268,7 +278,7 @@ impl Toxic {
                 None,
             ),
             // Toxiproxy's rate is in KB/s; 0 means no cap.
-            "bandwidth" if self.int("rate") == 0 => return Ok(Vec::new()),
+            "bandwidth" if self.int("rate") == 0 => return Mapped::Nothing,
             "bandwidth" => (
                 FaultKind::Throttle(Throttle {
                     rate: Rate {
@@ -344,7 +354,18 @@ impl Toxic {
                 None,
                 None,
             ),
-            _ => return self.extra(name, seed),
+            _ => return Mapped::Extra,
+        };
+        Mapped::Fault(kind, at, duration)
+    }
+
+    /// The faults this toxic is, named from `name`, added at `now` on a
+    /// session seeded with `seed`.
+    pub fn faults(&self, name: &str, now: Duration, seed: u64) -> Result<Vec<LiveFault>, ApiError> {
+        let (kind, at, duration) = match self.toxiproxy(now) {
+            Mapped::Fault(kind, at, duration) => (kind, at, duration),
+            Mapped::Nothing => return Ok(Vec::new()),
+            Mapped::Extra => return self.extra(name, seed),
         };
         let fault = crate::faults::build(&kind).map_err(|e| ApiError::field("attributes", e))?;
         let at = at.map(|offset| Reference {
