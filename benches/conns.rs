@@ -19,15 +19,16 @@
 
 use flatline::events::{EventLog, Retention};
 use flatline::relay::{nofile, Relay, RelayConfig};
-use std::io::{BufRead, BufReader, Write};
 use std::net::SocketAddr;
-use std::process::{Child, ChildStdin, Command, Stdio};
 use std::sync::Arc;
 use std::time::Instant;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::sync::Semaphore;
 
+#[path = "common/child.rs"]
+mod child;
+use child::{serve_rss, Proc};
 #[path = "common/echo.rs"]
 mod echo;
 use echo::{echo_server, read_head, Res, REQUEST};
@@ -94,17 +95,6 @@ fn loadavg() -> String {
         .unwrap_or_else(|_| "unknown".into())
 }
 
-fn vm_rss_kib() -> u64 {
-    std::fs::read_to_string("/proc/self/status")
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find(|l| l.starts_with("VmRSS:"))
-                .and_then(|l| l.split_whitespace().nth(1).and_then(|v| v.parse().ok()))
-        })
-        .unwrap_or(0)
-}
-
 /// Child: the relay or the echo upstream; prints its address, answers `rss`.
 async fn serve(mode: &str, upstream: Option<String>) -> Res<()> {
     let mut _keep = None;
@@ -119,75 +109,7 @@ async fn serve(mode: &str, upstream: Option<String>) -> Res<()> {
         ("echo", _) => echo_server().await?,
         (m, _) => return Err(format!("cannot serve {m}").into()),
     };
-    println!("ADDR {addr}");
-    std::io::stdout().flush()?;
-    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<String>();
-    std::thread::spawn(move || {
-        for line in std::io::stdin().lock().lines() {
-            let Ok(line) = line else { break };
-            if tx.send(line).is_err() {
-                break;
-            }
-        }
-    });
-    while let Some(cmd) = rx.recv().await {
-        if cmd.trim() == "rss" {
-            println!("RSS {}", vm_rss_kib());
-            std::io::stdout().flush()?;
-        }
-    }
-    Ok(())
-}
-
-struct Proc {
-    child: Child,
-    stdin: ChildStdin,
-    out: BufReader<std::process::ChildStdout>,
-    addr: SocketAddr,
-}
-
-impl Proc {
-    fn spawn(args: &[&str]) -> Res<Proc> {
-        let mut child = Command::new(std::env::current_exe()?)
-            .args(args)
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .spawn()?;
-        let stdin = child.stdin.take().ok_or("no stdin")?;
-        let mut out = BufReader::new(child.stdout.take().ok_or("no stdout")?);
-        let mut line = String::new();
-        out.read_line(&mut line)?;
-        let addr = line
-            .trim()
-            .strip_prefix("ADDR ")
-            .ok_or(format!("child said {line:?}"))?
-            .parse()?;
-        Ok(Proc {
-            child,
-            stdin,
-            out,
-            addr,
-        })
-    }
-
-    fn rss(&mut self) -> Res<u64> {
-        writeln!(self.stdin, "rss")?;
-        self.stdin.flush()?;
-        let mut line = String::new();
-        self.out.read_line(&mut line)?;
-        Ok(line
-            .trim()
-            .strip_prefix("RSS ")
-            .ok_or(format!("child said {line:?}"))?
-            .parse()?)
-    }
-}
-
-impl Drop for Proc {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
+    serve_rss(addr).await
 }
 
 async fn ws_connect(addr: SocketAddr) -> Res<TcpStream> {

@@ -22,13 +22,14 @@
 
 use flatline::events::{EventLog, Retention};
 use flatline::relay::{Relay, RelayConfig};
-use std::io::{BufRead, BufReader, Write};
 use std::net::SocketAddr;
-use std::process::{Child, ChildStdin, Command, Stdio};
 use std::time::Instant;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
+#[path = "common/child.rs"]
+mod child;
+use child::{serve_rss, Proc};
 #[path = "common/echo.rs"]
 mod echo;
 use echo::{echo_server, read_head, Res, REQUEST};
@@ -115,24 +116,13 @@ fn uptime() -> String {
         .unwrap_or_else(|_| "unknown".into())
 }
 
-fn vm_rss_kib() -> u64 {
-    std::fs::read_to_string("/proc/self/status")
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find(|l| l.starts_with("VmRSS:"))
-                .and_then(|l| l.split_whitespace().nth(1).and_then(|v| v.parse().ok()))
-        })
-        .unwrap_or(0)
-}
-
 /// Child: a relay (or a run) toward `upstream`; prints its address and
 /// answers `rss` on stdin.
 async fn serve(mode: &str, upstream: &str) -> Res<()> {
     let url = format!("ws://{upstream}/echo");
     let mut _keep = None;
     let stop = tokio_util::sync::CancellationToken::new();
-    match mode {
+    let addr: SocketAddr = match mode {
         "relay" | "keep-all" => {
             let keep = if mode == "relay" {
                 Retention::Stream
@@ -140,8 +130,9 @@ async fn serve(mode: &str, upstream: &str) -> Res<()> {
                 Retention::All
             };
             let r = Relay::start(RelayConfig::new(&url)?, EventLog::with(keep, None)).await?;
-            println!("ADDR {}", r.addr());
+            let a = r.addr();
             _keep = Some(r);
+            a
         }
         "run" => {
             let sc = flatline::scenario::parse_str(SCENARIO, "memory-bench.yaml")?.scenario;
@@ -170,76 +161,21 @@ async fn serve(mode: &str, upstream: &str) -> Res<()> {
             });
             let u = rx.await?;
             let host = u.trim_start_matches("ws://");
-            println!("ADDR {}", host.split('/').next().unwrap_or(host));
+            host.split('/').next().unwrap_or(host).parse()?
         }
         m => return Err(format!("unknown mode {m}").into()),
-    }
-    std::io::stdout().flush()?;
-    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<String>();
-    std::thread::spawn(move || {
-        for line in std::io::stdin().lock().lines() {
-            let Ok(line) = line else { break };
-            if tx.send(line).is_err() {
-                break;
-            }
-        }
-    });
-    while let Some(cmd) = rx.recv().await {
-        if cmd.trim() == "rss" {
-            println!("RSS {}", vm_rss_kib());
-            std::io::stdout().flush()?;
-        }
-    }
+    };
+    serve_rss(addr).await?;
     stop.cancel();
     Ok(())
-}
-
-struct Child2 {
-    child: Child,
-    stdin: ChildStdin,
-    out: BufReader<std::process::ChildStdout>,
-}
-
-impl Child2 {
-    fn rss(&mut self) -> Res<u64> {
-        writeln!(self.stdin, "rss")?;
-        self.stdin.flush()?;
-        let mut line = String::new();
-        self.out.read_line(&mut line)?;
-        Ok(line
-            .trim()
-            .strip_prefix("RSS ")
-            .ok_or(format!("child said {line:?}"))?
-            .parse()?)
-    }
-}
-
-impl Drop for Child2 {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
 }
 
 /// RSS (KiB) after the warm-up and after `frames` more relayed frames, and
 /// the seconds the measured part took.
 async fn measure(mode: &str, frames: u64) -> Res<(u64, u64, f64)> {
     let up = echo_server().await?;
-    let mut child = Command::new(std::env::current_exe()?)
-        .args(["--serve", mode, "--upstream", &up.to_string()])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .spawn()?;
-    let stdin = child.stdin.take().ok_or("no stdin")?;
-    let mut out = BufReader::new(child.stdout.take().ok_or("no stdout")?);
-    let mut line = String::new();
-    out.read_line(&mut line)?;
-    let addr: SocketAddr = line
-        .trim()
-        .strip_prefix("ADDR ")
-        .ok_or(format!("child said {line:?}"))?
-        .parse()?;
-    let mut child = Child2 { child, stdin, out };
+    let mut child = Proc::spawn(&["--serve", mode, "--upstream", &up.to_string()])?;
+    let addr = child.addr;
     let mut s = TcpStream::connect(addr).await?;
     s.set_nodelay(true)?;
     s.write_all(REQUEST).await?;
