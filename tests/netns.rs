@@ -344,8 +344,10 @@ name: idle
 description: Nothing happens; the run is ended from outside.
 duration: 20s
 expect:
+  # Open until the run ends: from the first open on (an expectation that a
+  # connection attempt decides would stop the run before the open is seen).
   - kind: no_reconnect
-    after: start
+    after: open#1
     for: 19s
 ";
 
