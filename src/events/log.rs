@@ -257,6 +257,16 @@ impl EventLog {
         });
     }
 
+    /// Append an event that happened at `at`, a clock reading the caller
+    /// already took (one reading per wake-up on the data path).
+    pub fn emit_at(&self, conn: Option<u32>, kind: EventKind, at: Instant) {
+        self.push(Event {
+            t: at.saturating_duration_since(self.start),
+            conn,
+            kind,
+        });
+    }
+
     /// Append an event with its own timestamp (kept monotonic: never earlier
     /// than the last kept one).
     pub fn push(&self, ev: Event) {
@@ -289,7 +299,15 @@ impl EventLog {
         let EventKind::Frame(f) = &ev.kind else {
             return self.keep(ev);
         };
-        let slot = self.slot(n);
+        // This connection's own handle holds its slot: no refcount traffic.
+        let owned;
+        let slot: &ConnSlot = match self.conn.as_deref().filter(|s| s.id == n) {
+            Some(s) => s,
+            None => {
+                owned = self.slot(n);
+                &owned
+            }
+        };
         let close = f.opcode == Opcode::Close;
         let keep = match &self.shared.retention {
             Retention::Fold { keep } => keep,

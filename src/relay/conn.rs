@@ -26,7 +26,6 @@ use std::io;
 use std::sync::Arc;
 use std::time::Instant;
 use tokio::sync::mpsc;
-use tokio_util::sync::CancellationToken;
 
 /// Read size: at least 32 KiB (smaller reads cost throughput).
 const READ_CHUNK: usize = 64 * 1024;
@@ -147,20 +146,20 @@ impl Connection {
         self.log.emit(Some(self.id), kind);
     }
 
-    /// Write what is due in `d` and do what the pipe asks.
-    fn flush(&mut self, d: Direction) {
+    /// Write what is due in `d` at `now` and do what the pipe asks.
+    fn flush(&mut self, d: Direction, now: Instant) {
         loop {
             let (pipe, _, dst, log) = self.parts(d);
             let Some(dst) = dst.as_deref_mut() else {
                 return;
             };
-            match pipe.next(Instant::now()) {
+            match pipe.next(now) {
                 Next::Idle => return,
                 Next::Write(bytes) => {
                     let len = bytes.len();
                     match write_some(dst, bytes) {
                         Ok(n) => {
-                            pipe.wrote(n, Instant::now());
+                            pipe.wrote(n, now);
                             if n < len {
                                 return; // the socket is full: wait for writable
                             }
@@ -235,8 +234,7 @@ impl Connection {
         }
     }
 
-    fn on_readable(&mut self, d: Direction, r: io::Result<()>) {
-        let now = Instant::now();
+    fn on_readable(&mut self, d: Direction, r: io::Result<()>, now: Instant) {
         if r.is_err() {
             // The socket itself failed: treat it as a reset by its peer.
             self.reset_seen = true;
@@ -339,8 +337,7 @@ impl Connection {
         pipe.close_dst(why, log);
     }
 
-    fn on_cmd(&mut self, cmd: ConnCmd) {
-        let now = Instant::now();
+    fn on_cmd(&mut self, cmd: ConnCmd, now: Instant) {
         match cmd {
             ConnCmd::AddStage { fault, dir, stage } => self.pipe(dir).add_stage(fault, stage),
             ConnCmd::RemoveFault { fault } => {
@@ -388,12 +385,9 @@ impl Connection {
     }
 }
 
-/// Run a connection until both directions are finished or the run stops.
-pub async fn run(
-    c: Conn,
-    mut cmds: mpsc::UnboundedReceiver<Box<ConnCmd>>,
-    stop: CancellationToken,
-) {
+/// Run a connection until both directions are finished or the run stops
+/// (the relay closes its command channel).
+pub async fn run(c: Conn, mut cmds: mpsc::UnboundedReceiver<Box<ConnCmd>>) {
     let rng = |d| crate::faults::pipe_rng(c.seed, c.id, d);
     let mut conn = Connection {
         id: c.id,
@@ -415,17 +409,16 @@ pub async fn run(
     for (name, dir, stage) in c.initial {
         conn.pipe(dir).add_stage(name, stage);
     }
-    // Made once: re-creating it every loop turn registers with the token's
-    // lock and waiter list each time a chunk passes.
-    let cancelled = stop.cancelled();
-    tokio::pin!(cancelled);
     if c.raw {
         conn.to_server.stop_scanning();
         conn.to_client.stop_scanning();
     }
     // The request head, then whatever the client sent behind it.
-    conn.to_server
-        .start(&c.head, &c.rest, Instant::now(), &conn.log);
+    // One clock reading per wake-up: everything done before the next await
+    // happens "now" (a reading costs about as much as a small write's
+    // bookkeeping, and a chunk used to take six).
+    let mut now = Instant::now();
+    conn.to_server.start(&c.head, &c.rest, now, &conn.log);
     loop {
         // TLS records (and a FIN behind them) the socket did not take earlier.
         for leg in [&mut conn.client, &mut conn.server].into_iter().flatten() {
@@ -433,32 +426,26 @@ pub async fn run(
                 let _ = leg.flush();
             }
         }
-        let now = Instant::now();
         for d in Direction::BOTH {
             let (pipe, _, _, log) = conn.parts(d);
             pipe.tick(now, log);
-            conn.flush(d);
+            conn.flush(d, now);
             conn.propagate_broken(d);
         }
         if conn.finished() {
             break;
         }
-        let now = Instant::now();
         let (ts, tc) = (&conn.to_server, &conn.to_client);
         let timer = [ts.next_timer(), tc.next_timer()]
             .into_iter()
             .flatten()
             .min();
         let (client, server) = (conn.client.as_deref(), conn.server.as_deref());
-        tokio::select! {
+        // Which branch woke it; the clock is read once, after.
+        let woke = tokio::select! {
             biased;
-            _ = &mut cancelled => {
-                conn.close("shutdown");
-                conn.emit(EventKind::Closed { how: Ending::Shutdown });
-                return;
-            }
             cmd = cmds.recv() => match cmd {
-                Some(cmd) => conn.on_cmd(*cmd),
+                Some(cmd) => Woke::Cmd(cmd),
                 None => {
                     conn.close("shutdown");
                     conn.emit(EventKind::Closed { how: Ending::Shutdown });
@@ -466,14 +453,20 @@ pub async fn run(
                 }
             },
             r = readable(client), if ts.wants_read() && client.is_some() => {
-                conn.on_readable(Direction::ToServer, r);
+                Woke::Readable(Direction::ToServer, r)
             }
             r = readable(server), if tc.wants_read() && server.is_some() => {
-                conn.on_readable(Direction::ToClient, r);
+                Woke::Readable(Direction::ToClient, r)
             }
-            _ = writable(server), if server.is_some_and(|s| ts.wants_write(now) || s.wants_flush()) => {}
-            _ = writable(client), if client.is_some_and(|s| tc.wants_write(now) || s.wants_flush()) => {}
-            _ = sleep_until(timer), if timer.is_some() => {}
+            _ = writable(server), if server.is_some_and(|s| ts.wants_write(now) || s.wants_flush()) => Woke::Other,
+            _ = writable(client), if client.is_some_and(|s| tc.wants_write(now) || s.wants_flush()) => Woke::Other,
+            _ = sleep_until(timer), if timer.is_some() => Woke::Other,
+        };
+        now = Instant::now();
+        match woke {
+            Woke::Cmd(cmd) => conn.on_cmd(*cmd, now),
+            Woke::Readable(d, r) => conn.on_readable(d, r, now),
+            Woke::Other => {}
         }
     }
     conn.to_server.discard("closed", &conn.log);
@@ -486,6 +479,13 @@ pub async fn run(
         Ending::Fin
     };
     conn.emit(EventKind::Closed { how });
+}
+
+/// What woke the connection's loop.
+enum Woke {
+    Cmd(Box<ConnCmd>),
+    Readable(Direction, io::Result<()>),
+    Other,
 }
 
 async fn readable(s: Option<&dyn Transport>) -> io::Result<()> {

@@ -208,7 +208,6 @@ async fn setup(
             raw,
         },
         rx,
-        stop,
     )
     .await;
     None

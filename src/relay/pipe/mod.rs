@@ -296,7 +296,7 @@ impl Pipe {
                 self.gated_chunk(chunk, now, log);
                 return None;
             }
-            Phase::Frames => self.scan_fast(chunk, log),
+            Phase::Frames => self.scan_fast(chunk, now, log),
         }
         if chunk.is_empty() {
             return None;
@@ -560,10 +560,12 @@ impl Pipe {
     }
 }
 
-fn log_scan(log: &EventLog, conn: u32, dir: Direction, s: Scan) {
+fn log_scan(log: &EventLog, conn: u32, dir: Direction, s: Scan, now: Instant) {
     match s {
-        Scan::Info(_, info) => log.emit(Some(conn), EventKind::Frame(*info)),
-        Scan::Violation(reason) => log.emit(Some(conn), EventKind::ProtocolError { dir, reason }),
+        Scan::Info(_, info) => log.emit_at(Some(conn), EventKind::Frame(*info), now),
+        Scan::Violation(reason) => {
+            log.emit_at(Some(conn), EventKind::ProtocolError { dir, reason }, now)
+        }
         _ => {}
     }
 }

@@ -6,6 +6,7 @@ use crate::events::EventLog;
 use crate::frame::Scan;
 use crate::relay::mark::StreamMark;
 use std::sync::Arc;
+use std::time::Instant;
 
 impl Pipe {
     /// Share where this pipe is in its stream; `head` is the raw length of
@@ -43,14 +44,14 @@ impl Pipe {
     }
 
     /// Scan a chunk that passes as it is, logging what it holds.
-    pub(super) fn scan_fast(&mut self, chunk: &[u8], log: &EventLog) {
+    pub(super) fn scan_fast(&mut self, chunk: &[u8], now: Instant, log: &EventLog) {
         let (dir, conn, base) = (self.dir, self.conn, self.pos);
         let mark = self.mark.as_deref();
         let mut start = self.frame_start;
         self.scanner.feed(chunk, |s| match s {
             Scan::Start(p) => start = base + p as u64,
             Scan::Info(..) if mark.is_some_and(|m| !m.claim(start)) => {}
-            s => log_scan(log, conn, dir, s),
+            s => log_scan(log, conn, dir, s, now),
         });
         self.frame_start = start;
         self.scanned(chunk.len());
