@@ -1,5 +1,5 @@
 //! Timeline scheduling accuracy (issue #5: "a fault starts within 2 ms of its
-//! due time"). Runs scenarios in-process through [`flatline::run::run`], as
+//! due time"; issue #15: within 1 ms at p99 while the relay is saturated). Runs scenarios in-process through [`flatline::run::run`], as
 //! `flatline run` does (multi-thread runtime, the relay, the timeline and the
 //! judging loop), against a raw WebSocket echo upstream, with faults due at
 //! known times:
@@ -15,6 +15,11 @@
 //! relay idle (one open connection, no traffic), then with the relay loaded
 //! (connections echoing 64 B frames back to back, every frame logged twice)
 //! and with an expectation being judged every 50 ms over the growing log.
+//! Each mode says how busy the CPUs were (this process, and the whole
+//! machine) and the load average before it; the target is a p99 within
+//! 1 ms with the relay saturated (issue #15). The timeline's thread asks
+//! for real-time scheduling, which needs root or `CAP_SYS_NICE`; the first
+//! lines say what it got.
 //!
 //! ```text
 //! cargo bench --bench timeline             # 4 runs per mode
@@ -107,12 +112,43 @@ async fn client(url: String, load: bool, stop: Arc<AtomicBool>, echoed: Arc<Atom
     Ok(())
 }
 
-/// Scheduling errors (µs) of one run: (start errors, end errors, log length).
-async fn one_run(
-    upstream: SocketAddr,
-    load_conns: usize,
-    judged: bool,
-) -> Res<(Vec<f64>, Vec<f64>, usize, u64)> {
+/// CPU time (user + system, seconds) this process has used so far, and the
+/// machine's busy and idle time (clock ticks).
+fn cpu_times() -> (f64, f64, f64) {
+    // SAFETY: `getrusage` fills the struct it is given.
+    let mut ru: libc::rusage = unsafe { std::mem::zeroed() };
+    unsafe { libc::getrusage(libc::RUSAGE_SELF, &mut ru) };
+    let tv = |t: libc::timeval| t.tv_sec as f64 + t.tv_usec as f64 / 1e6;
+    let me = tv(ru.ru_utime) + tv(ru.ru_stime);
+    // First line of /proc/stat: user nice system idle iowait irq softirq steal (ticks).
+    let stat = std::fs::read_to_string("/proc/stat").unwrap_or_default();
+    let ticks: Vec<f64> = stat
+        .lines()
+        .next()
+        .unwrap_or_default()
+        .split_whitespace()
+        .skip(1)
+        .take(8)
+        .filter_map(|v| v.parse().ok())
+        .collect();
+    let idle = ticks.get(3).copied().unwrap_or(0.0) + ticks.get(4).copied().unwrap_or(0.0);
+    (me, ticks.iter().sum::<f64>() - idle, idle)
+}
+
+/// What one run measured.
+struct RunOut {
+    starts: Vec<f64>,
+    ends: Vec<f64>,
+    events: usize,
+    echoed: u64,
+    /// CPUs this process kept busy, on average over the run.
+    cpus: f64,
+    /// Share of the machine's CPU time that was busy during the run.
+    machine_busy: f64,
+}
+
+/// Scheduling errors (µs) of one run, and how busy the CPUs were.
+async fn one_run(upstream: SocketAddr, load_conns: usize, judged: bool) -> Res<RunOut> {
     let loaded = parse_str(&scenario_yaml(judged), "timing.yaml").map_err(|e| e.to_string())?;
     let sc = loaded.scenario;
     let opts = RunOptions {
@@ -123,6 +159,8 @@ async fn one_run(
     let echoed = Arc::new(AtomicU64::new(0));
     let mut tasks = Vec::new();
     let (s2, e2) = (stop.clone(), echoed.clone());
+    let (cpu0, busy0, idle0) = cpu_times();
+    let wall = std::time::Instant::now();
     let report = run(
         &sc,
         &opts,
@@ -146,6 +184,9 @@ async fn one_run(
         |_: &Event| {},
     )
     .await?;
+    let (cpu1, busy1, idle1) = cpu_times();
+    let cpus = (cpu1 - cpu0) / wall.elapsed().as_secs_f64();
+    let machine_busy = (busy1 - busy0) / ((busy1 - busy0) + (idle1 - idle0)).max(1e-9);
     stop.store(true, Ordering::Relaxed);
     for t in tasks {
         let _ = t.await;
@@ -194,7 +235,14 @@ async fn one_run(
     if missing > 0 {
         eprintln!("  warning: {missing} faults never started");
     }
-    Ok((starts, ends, ev.len(), echoed.load(Ordering::Relaxed)))
+    Ok(RunOut {
+        starts,
+        ends,
+        events: ev.len(),
+        echoed: echoed.load(Ordering::Relaxed),
+        cpus,
+        machine_busy,
+    })
 }
 
 fn err_us(t: Duration, due: Duration) -> f64 {
@@ -209,29 +257,40 @@ fn pct(sorted: &[f64], p: f64) -> f64 {
     sorted[i]
 }
 
-fn line(label: &str, v: &mut [f64]) -> f64 {
+/// Prints one row; whether its p99 is within the target (1 ms).
+fn line(label: &str, v: &mut [f64]) -> bool {
     v.sort_by(|a, b| a.total_cmp(b));
-    let max = v.last().copied().unwrap_or(f64::NAN);
+    let p99 = pct(v, 0.99);
     println!(
         "  {:<28} n={:>4}  min {:>7.0}  p50 {:>7.0}  p99 {:>7.0}  max {:>7.0}  {}",
         label,
         v.len(),
         pct(v, 0.0),
         pct(v, 0.5),
-        pct(v, 0.99),
-        max,
-        if max <= 2000.0 {
-            "ok (<= 2 ms)"
+        p99,
+        v.last().copied().unwrap_or(f64::NAN),
+        if p99 <= 1000.0 {
+            "ok (p99 <= 1 ms)"
         } else {
-            "MISSED (> 2 ms)"
+            "MISSED (p99 > 1 ms)"
         }
     );
-    max
+    p99 <= 1000.0
+}
+
+fn loadavg() -> String {
+    std::fs::read_to_string("/proc/loadavg")
+        .map(|l| l.split_whitespace().take(3).collect::<Vec<_>>().join(" "))
+        .unwrap_or_else(|_| "?".into())
 }
 
 fn main() -> Res<()> {
     let quick = std::env::args().any(|a| a == "--quick");
     let runs = if quick { 1 } else { 4 };
+    // How the OS will schedule the timeline's thread (it asks the same way).
+    let wakeups = std::thread::spawn(flatline::timeline::prompt_wakeups)
+        .join()
+        .map_err(|_| "probe thread panicked")?;
     // As `flatline run`: the default multi-thread runtime.
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -239,24 +298,34 @@ fn main() -> Res<()> {
     rt.block_on(async {
         let upstream = echo_server().await?;
         println!("flatline timeline scheduling accuracy: |event t - due t| in µs, {runs} run(s) per mode, 70 faults per run");
+        println!(
+            "timeline thread: {wakeups:?}; {} CPUs",
+            std::thread::available_parallelism().map_or(0, |n| n.get())
+        );
         for (label, load, judged) in [
             ("idle relay", 0usize, false),
             ("loaded relay (4 conns)", 4, false),
             ("loaded + judged", 4, true),
         ] {
+            let load_before = loadavg();
             let (mut s, mut e) = (Vec::new(), Vec::new());
             let (mut events, mut echoed) = (0usize, 0u64);
+            let (mut cpus, mut busy) = (0.0, 0.0);
             for _ in 0..runs {
-                let (a, b, n, k) = one_run(upstream, load, judged).await?;
-                s.extend(a);
-                e.extend(b);
-                events += n;
-                echoed += k;
+                let r = one_run(upstream, load, judged).await?;
+                s.extend(r.starts);
+                e.extend(r.ends);
+                events += r.events;
+                echoed += r.echoed;
+                cpus += r.cpus;
+                busy += r.machine_busy;
             }
             println!(
-                "{label}: {} events logged per run, {} frames echoed per run",
+                "{label}: load average {load_before}; {} events logged and {} frames echoed per run; this process kept {:.2} CPUs busy, the machine {:.0}% busy",
                 events / runs,
-                echoed / runs as u64
+                echoed / runs as u64,
+                cpus / runs as f64,
+                100.0 * busy / runs as f64,
             );
             line("fault_start", &mut s);
             line("fault_end (start+duration)", &mut e);

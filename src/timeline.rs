@@ -150,7 +150,7 @@ impl Timeline {
 
     /// Start and stop what is due at `now`; returns the next moment something
     /// is due, if known.
-    fn step(&mut self, now: Duration, board: &Board, log: &EventLog) -> Option<Duration> {
+    fn step(&mut self, now: Duration, board: &Board) -> Option<Duration> {
         // Repeat: starting one fault can make another's reference happen now.
         loop {
             let mut fired = false;
@@ -163,9 +163,11 @@ impl Timeline {
                         if due > now {
                             continue;
                         }
-                        board.start_fault(&p.name, p.fault.clone(), &p.connections, p.instant);
+                        // The time the fault took effect: its stages went to
+                        // the connections at the moment its start was logged.
+                        let t =
+                            board.start_fault(&p.name, p.fault.clone(), &p.connections, p.instant);
                         fired = true;
-                        let t = log.now();
                         let name = p.name.clone();
                         if p.instant {
                             p.state = State::Done;
@@ -180,10 +182,9 @@ impl Timeline {
                         self.known.entry(RefBase::FaultStart(name)).or_insert(t);
                     }
                     State::Active { until: Some(until) } if until <= now => {
-                        board.stop_fault(&p.name);
+                        let t = board.stop_fault(&p.name);
                         p.state = State::Done;
                         fired = true;
-                        let t = log.now();
                         let name = p.name.clone();
                         self.known.entry(RefBase::FaultEnd(name)).or_insert(t);
                     }
@@ -208,31 +209,84 @@ impl Timeline {
         next
     }
 
-    /// Drive the timeline until `stop` is cancelled. Active faults are left
-    /// as they are when it stops (the run is ending).
+    /// Drive the timeline on a thread of its own until `stop` is
+    /// cancelled. Active faults are left as they are when it stops (the run
+    /// is ending). The error says the thread could not be started.
     ///
-    /// The controller wakes for every logged event (a reference may have
-    /// happened) but only recomputes when one did, and keeps one timer armed
-    /// for the next due moment: under traffic the relay logs tens of
-    /// thousands of frames a second. The runtime's timer has a 1 ms
-    /// granularity and rounds up, so it is asked to wake the controller
-    /// [`TIMER_SLACK`] early and the rest is slept on a blocking thread with
-    /// the OS's finer timer.
-    pub async fn drive(self, board: Arc<Board>, log: EventLog, stop: CancellationToken) {
-        self.drive_inner(board, log, stop, None).await
+    /// The controller never shares a thread with the relay's connections: on
+    /// the runtime's workers, a fault due while the relay was busy waited
+    /// for a worker to come back to it (p99 3.2 ms late when saturated). Its
+    /// thread runs a current-thread runtime with a timer of its own and
+    /// wakes for the next due moment, for every logged event (a reference
+    /// may have happened; it only recomputes when one did) and for live
+    /// commands. That timer has a 1 ms granularity and rounds up, so it is
+    /// asked to wake the controller [`TIMER_SLACK`] early and the rest is
+    /// slept with the OS's finer timer, on the same thread. On a saturated
+    /// machine a thread that wakes still waits for a CPU, so the thread asks
+    /// to be run as soon as it wakes ([`prompt_wakeups`]).
+    pub async fn start(
+        self,
+        board: Arc<Board>,
+        log: EventLog,
+        stop: CancellationToken,
+    ) -> std::io::Result<Driver> {
+        self.spawn(board, log, stop, None).await
     }
 
-    /// [`Timeline::drive`], also taking faults added, stopped and listed
+    /// [`Timeline::start`], also taking faults added, stopped and listed
     /// while it runs (a live session). Faults are applied by the same step
     /// as the scenario's.
-    pub async fn drive_live(
+    pub async fn start_live(
         self,
         board: Arc<Board>,
         log: EventLog,
         stop: CancellationToken,
         cmds: mpsc::UnboundedReceiver<TimelineCmd>,
-    ) {
-        self.drive_inner(board, log, stop, Some(cmds)).await
+    ) -> std::io::Result<Driver> {
+        self.spawn(board, log, stop, Some(cmds)).await
+    }
+
+    async fn spawn(
+        self,
+        board: Arc<Board>,
+        log: EventLog,
+        stop: CancellationToken,
+        cmds: Option<mpsc::UnboundedReceiver<TimelineCmd>>,
+    ) -> std::io::Result<Driver> {
+        // Dropping the driver unheard stops the thread too.
+        let stop = stop.child_token();
+        let guard = stop.clone().drop_guard();
+        let (ready_tx, ready) = oneshot::channel();
+        let (done_tx, done) = oneshot::channel();
+        let thread = std::thread::Builder::new()
+            .name("flatline-timeline".into())
+            .spawn(move || {
+                prompt_wakeups();
+                // Only a timer: no I/O driver, no file descriptor.
+                let rt = match tokio::runtime::Builder::new_current_thread()
+                    .enable_time()
+                    .build()
+                {
+                    Ok(rt) => rt,
+                    Err(e) => {
+                        let _ = ready_tx.send(Err(e));
+                        return;
+                    }
+                };
+                let _ = ready_tx.send(Ok(()));
+                rt.block_on(self.drive(board, log, stop, cmds));
+                drop(rt);
+                let _ = done_tx.send(());
+            })?;
+        match ready.await {
+            Ok(Ok(())) => Ok(Driver {
+                done,
+                thread,
+                _stop: guard,
+            }),
+            Ok(Err(e)) => Err(e),
+            Err(_) => Err(std::io::Error::other("the timeline thread ended at start")),
+        }
     }
 
     /// Apply one live command; returns whether the schedule may have changed.
@@ -249,7 +303,7 @@ impl Timeline {
                     instant: f.instant,
                     state: State::Pending,
                 });
-                self.step(log.now(), board, log);
+                self.step(log.now(), board);
                 let _ = reply.send(self.state_of(&name));
                 true
             }
@@ -262,10 +316,10 @@ impl Timeline {
                     return false;
                 };
                 if matches!(p.state, State::Active { .. }) {
-                    board.stop_fault(&p.name);
+                    let t = board.stop_fault(&p.name);
                     self.known
                         .entry(RefBase::FaultEnd(name.clone()))
-                        .or_insert(log.now());
+                        .or_insert(t);
                 }
                 p.state = State::Done;
                 let _ = reply.send(true);
@@ -299,7 +353,9 @@ impl Timeline {
             .map_or(FaultState::Done, |p| Self::public_state(&p.state))
     }
 
-    async fn drive_inner(
+    /// The controller's loop, on its own thread (it sleeps the last part of
+    /// each wait there).
+    async fn drive(
         mut self,
         board: Arc<Board>,
         log: EventLog,
@@ -310,7 +366,7 @@ impl Timeline {
         for e in &past {
             self.note(e);
         }
-        let mut next = self.step(log.now(), &board, &log);
+        let mut next = self.step(log.now(), &board);
         let timer = tokio::time::sleep_until(coarse(&log, next.unwrap_or_default()));
         tokio::pin!(timer);
         let mut armed = next;
@@ -327,10 +383,10 @@ impl Timeline {
                     if let Some(t) = armed {
                         let rest = t.saturating_sub(log.now());
                         if !rest.is_zero() {
-                            let _ = tokio::task::spawn_blocking(move || std::thread::sleep(rest)).await;
+                            std::thread::sleep(rest);
                         }
                     }
-                    next = self.step(log.now(), &board, &log);
+                    next = self.step(log.now(), &board);
                     // Re-arm even when the next moment is the same one.
                     armed = None;
                 }
@@ -343,7 +399,7 @@ impl Timeline {
                     match cmd {
                         Some(cmd) => {
                             if self.command(cmd, &board, &log) {
-                                next = self.step(log.now(), &board, &log);
+                                next = self.step(log.now(), &board);
                             }
                         }
                         // Every sender is gone: no more commands.
@@ -363,11 +419,29 @@ impl Timeline {
                         Err(RecvError::Closed) => return,
                     };
                     if learned {
-                        next = self.step(log.now(), &board, &log);
+                        next = self.step(log.now(), &board);
                     }
                 }
             }
         }
+    }
+}
+
+/// A timeline running on its thread ([`Timeline::start`]).
+pub struct Driver {
+    /// Sent (or dropped) as the thread's last act.
+    done: oneshot::Receiver<()>,
+    thread: std::thread::JoinHandle<()>,
+    _stop: tokio_util::sync::DropGuard,
+}
+
+impl Driver {
+    /// Wait until the thread has ended (once its `stop` token is cancelled).
+    /// Dropping the driver instead stops the thread without waiting.
+    pub async fn join(self) {
+        let _ = self.done.await;
+        // It has nothing left to do but return: joining does not block.
+        let _ = self.thread.join();
     }
 }
 
@@ -377,4 +451,50 @@ const TIMER_SLACK: Duration = Duration::from_millis(2);
 /// When to wake for something due at `t`: [`TIMER_SLACK`] early.
 fn coarse(log: &EventLog, t: Duration) -> tokio::time::Instant {
     (log.start() + t.saturating_sub(TIMER_SLACK)).into()
+}
+
+/// How the OS schedules the thread that called [`prompt_wakeups`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Wakeups {
+    /// Real-time (`SCHED_FIFO`, lowest priority): it runs as soon as it
+    /// wakes, ahead of every normal thread.
+    Realtime,
+    /// A normal thread asking for the shortest time slice (0.1 ms; Linux
+    /// 6.12 and later heed it), which lets it preempt busy threads sooner.
+    ShortSlice,
+    /// As any thread.
+    Normal,
+}
+
+/// Ask the OS to run the calling thread as soon as it wakes, for a thread
+/// that sleeps nearly all the time and works for microseconds when it
+/// wakes (the timeline's). Real-time where the process may (root,
+/// `CAP_SYS_NICE`, or an `RLIMIT_RTPRIO` of at least 1, as `ulimit -r`
+/// shows), else the shortest time slice. Threads and processes it starts
+/// get normal scheduling back (`SCHED_FLAG_RESET_ON_FORK`).
+pub fn prompt_wakeups() -> Wakeups {
+    #[cfg(target_os = "linux")]
+    {
+        let set = |policy: libc::c_int, priority: u32, runtime: u64| {
+            // SAFETY: `sched_attr` is plain data; zeroed is a valid value.
+            let mut a: libc::sched_attr = unsafe { std::mem::zeroed() };
+            a.size = std::mem::size_of::<libc::sched_attr>() as u32;
+            a.sched_policy = policy as u32;
+            a.sched_flags = libc::SCHED_FLAG_RESET_ON_FORK as u64;
+            a.sched_priority = priority;
+            a.sched_runtime = runtime;
+            // SAFETY: pid 0 is the calling thread; `a` outlives the call
+            // and its `size` says how much the kernel may read.
+            unsafe {
+                libc::syscall(libc::SYS_sched_setattr, 0, &a as *const libc::sched_attr, 0) == 0
+            }
+        };
+        if set(libc::SCHED_FIFO, 1, 0) {
+            return Wakeups::Realtime;
+        }
+        if set(libc::SCHED_OTHER, 0, 100_000) {
+            return Wakeups::ShortSlice;
+        }
+    }
+    Wakeups::Normal
 }

@@ -1,5 +1,6 @@
 //! A finished run leaves nothing behind: its client and server commands (and
-//! their children) are gone, and nothing listens on its relay port.
+//! their children) are gone, nothing listens on its relay port, and the
+//! timeline's thread has ended.
 
 use flatline::run::{run, RunOptions};
 use flatline::scenario::parse_str;
@@ -25,6 +26,22 @@ fn alive(pid: i32) -> bool {
     }
 }
 
+/// This process's running timeline threads (the OS keeps 15 bytes of the
+/// name `flatline-timeline`).
+fn timeline_threads() -> usize {
+    let Ok(tasks) = std::fs::read_dir("/proc/self/task") else {
+        return 0;
+    };
+    tasks
+        .flatten()
+        .filter(|t| {
+            let comm = std::fs::read_to_string(t.path().join("comm")).unwrap_or_default();
+            let pid = t.file_name().to_string_lossy().parse().unwrap_or(0);
+            comm.trim() == "flatline-timeli" && alive(pid)
+        })
+        .count()
+}
+
 #[tokio::test]
 async fn commands_and_their_children_are_stopped() {
     let dir = std::env::temp_dir().join(format!("flatline-cleanup-{}", std::process::id()));
@@ -42,9 +59,27 @@ async fn commands_and_their_children_are_stopped() {
         ..RunOptions::default()
     };
     let mut url = String::new();
-    let report = run(&sc, &opts, |u| url = u.to_string(), |_| {})
-        .await
-        .unwrap();
+    let mut timelines_seen = 0;
+    let report = run(
+        &sc,
+        &opts,
+        |u| url = u.to_string(),
+        |_| timelines_seen = timelines_seen.max(timeline_threads()),
+    )
+    .await
+    .unwrap();
+    // The timeline ran on its own thread, and that thread is gone (joined;
+    // the kernel may take a moment to drop its entry).
+    assert_eq!(timelines_seen, 1);
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(2);
+    while timeline_threads() > 0 && std::time::Instant::now() < deadline {
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+    assert_eq!(
+        timeline_threads(),
+        0,
+        "the timeline's thread outlived the run"
+    );
     let listed = std::fs::read_to_string(&pids).unwrap();
     let pids: Vec<i32> = listed.lines().map(|l| l.trim().parse().unwrap()).collect();
     assert_eq!(pids.len(), 2, "{listed}");

@@ -31,6 +31,7 @@ use conn::ConnCmd;
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 use tokio::net::TcpListener;
 use tokio::sync::{mpsc, Notify};
 use tokio_util::sync::CancellationToken;
@@ -238,16 +239,20 @@ impl Board {
     }
 
     /// Start a fault now on the connections `which` selects. Instant faults
-    /// act once and are logged as starting and ending at once.
+    /// act once and are logged as starting and ending at once. Returns the
+    /// time of the run it took effect at: one clock reading, taken when the
+    /// connections are known, stamps its start and is when its stages and
+    /// actions are sent to them.
     pub fn start_fault(
         &self,
         name: &str,
         fault: Arc<dyn Fault>,
         which: &Connections,
         instant: bool,
-    ) {
+    ) -> Duration {
         let name: Arc<str> = Arc::from(name);
         let mut inner = self.lock();
+        let at = Instant::now();
         let targets: Vec<u32> = inner
             .conns
             .iter()
@@ -265,20 +270,22 @@ impl Board {
             .map(|(n, _)| *n)
             .collect();
         // Logged before the connections act, so what they do follows it.
-        self.log.emit(
+        self.log.emit_at(
             None,
             EventKind::FaultStart {
                 fault: name.to_string(),
                 conns: targets.clone(),
             },
+            at,
         );
         if instant {
-            self.log.emit(
+            self.log.emit_at(
                 None,
                 EventKind::FaultEnd {
                     fault: name.to_string(),
                     conns: targets.clone(),
                 },
+                at,
             );
         }
         for n in &targets {
@@ -309,22 +316,26 @@ impl Board {
         }
         drop(inner);
         self.changed.notify_waiters();
+        at.saturating_duration_since(self.log.start())
     }
 
-    /// End an active fault.
-    pub fn stop_fault(&self, name: &str) {
+    /// End an active fault. Returns the time of the run it ended at (as
+    /// [`Board::start_fault`]), or now if it was not active.
+    pub fn stop_fault(&self, name: &str) -> Duration {
         let mut inner = self.lock();
+        let at = Instant::now();
         let Some(i) = inner.active.iter().position(|f| &*f.name == name) else {
-            return;
+            return at.saturating_duration_since(self.log.start());
         };
         let f = inner.active.remove(i);
         // Logged first: what the connections then release or reset follows it.
-        self.log.emit(
+        self.log.emit_at(
             None,
             EventKind::FaultEnd {
                 fault: f.name.to_string(),
                 conns: f.conns.clone(),
             },
+            at,
         );
         for n in &f.conns {
             if let Some(e) = inner.conns.get(n) {
@@ -335,6 +346,7 @@ impl Board {
         }
         drop(inner);
         self.changed.notify_waiters();
+        at.saturating_duration_since(self.log.start())
     }
 
     /// Number a new connection and collect the stages of active faults that

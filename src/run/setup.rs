@@ -11,7 +11,7 @@ use crate::peers::client::DemoClientOpts;
 use crate::relay::{Relay, RelayConfig, Upstream};
 use crate::report::CommandOutcome;
 use crate::scenario::{Extensions, Network, Scenario};
-use crate::timeline::Timeline;
+use crate::timeline::{Driver, Timeline};
 use crate::tls::{ServerTls, UpstreamTrust};
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -139,7 +139,7 @@ pub(super) struct Running {
     server: ServerSide,
     session: Option<Session>,
     stop_timeline: CancellationToken,
-    timeline_task: tokio::task::JoinHandle<()>,
+    timeline: Option<Driver>,
 }
 
 impl Running {
@@ -195,9 +195,23 @@ impl Running {
         let stop_timeline = CancellationToken::new();
         let board = relay.board().clone();
         let (l, stop) = (log.clone(), stop_timeline.clone());
-        let timeline_task = match setup.timeline.take() {
-            Some(t) => tokio::spawn(t.drive(board, l, stop)),
-            None => tokio::spawn(async {}),
+        let timeline = match setup.timeline.take() {
+            Some(t) => match t.start(board, l, stop).await {
+                Ok(d) => Some(d),
+                Err(e) => {
+                    relay.stop().await;
+                    let netns = match session {
+                        Some(s) => Some(s.finish().await),
+                        None => None,
+                    };
+                    server.stop().await;
+                    drop(netns);
+                    return Err(RunError::Setup(format!(
+                        "cannot start the timeline's thread: {e}"
+                    )));
+                }
+            },
+            None => None,
         };
         Ok(Running {
             log: log.clone(),
@@ -205,7 +219,7 @@ impl Running {
             server,
             session,
             stop_timeline,
-            timeline_task,
+            timeline,
         })
     }
 
@@ -214,7 +228,9 @@ impl Running {
     /// last, once nothing runs in them. Returns the server command's outcome.
     pub(super) async fn stop(self) -> Option<CommandOutcome> {
         self.stop_timeline.cancel();
-        let _ = self.timeline_task.await;
+        if let Some(t) = self.timeline {
+            t.join().await;
+        }
         // Let closing handshakes the stop started finish (bounded), so a run
         // ends the same way each time instead of racing the relay's shutdown.
         let mut open = self.relay.board().live_conns();

@@ -9,14 +9,13 @@ use crate::expect::{self, Verdict};
 use crate::relay::{Board, Relay, RelayConfig, Upstream};
 use crate::report::{Report, RunSettings};
 use crate::scenario::{ExpectSpec, FaultSpec, Scenario, Toward};
-use crate::timeline::{FaultState, LiveFault, Timeline, TimelineCmd};
+use crate::timeline::{Driver, FaultState, LiveFault, Timeline, TimelineCmd};
 use crate::tls::{ServerTls, TlsSettings};
 use serde::Serialize;
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::sync::{mpsc, oneshot};
-use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
 /// How long connections get to finish closing when a session ends.
@@ -88,7 +87,7 @@ struct Specs {
 
 struct Running {
     relay: Relay,
-    timeline: JoinHandle<()>,
+    timeline: Driver,
 }
 
 /// A live session.
@@ -144,12 +143,19 @@ impl Session {
         let board = relay.board().clone();
         let (tx, rx) = mpsc::unbounded_channel();
         let stop_timeline = CancellationToken::new();
-        let task = tokio::spawn(timeline.drive_live(
-            board.clone(),
-            log.clone(),
-            stop_timeline.clone(),
-            rx,
-        ));
+        let task = match timeline
+            .start_live(board.clone(), log.clone(), stop_timeline.clone(), rx)
+            .await
+        {
+            Ok(d) => d,
+            Err(e) => {
+                relay.stop().await;
+                return Err(ApiError::new(
+                    axum::http::StatusCode::INTERNAL_SERVER_ERROR,
+                    format!("cannot start the timeline's thread: {e}"),
+                ));
+            }
+        };
         let specs = Specs {
             faults: cfg
                 .scenario
@@ -413,7 +419,7 @@ impl Session {
         };
         self.log.emit(None, EventKind::Stopping);
         self.stop_timeline.cancel();
-        let _ = running.timeline.await;
+        running.timeline.join().await;
         let mut open = self.board.live_conns();
         if how == CloseHow::Rst && !open.is_empty() {
             let reset = crate::scenario::FaultKind::Reset(crate::faults::reset::Reset {
