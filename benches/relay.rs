@@ -25,6 +25,7 @@
 //! ```text
 //! cargo bench --bench relay                 # all; latency pinned to CPU 0 by itself
 //! cargo bench --bench relay -- --quick      # fewer iterations
+//! cargo bench --bench relay -- --throughput-only   # throughput (and CPU per MB) only
 //! taskset -c 0 cargo bench --bench relay    # everything pinned (throughput too)
 //! ```
 //!
@@ -56,6 +57,8 @@ struct Args {
     upstream: Option<String>,
     tls_dir: Option<String>,
     memory_conns: usize,
+    /// `--throughput-only`: skip latency, TLS and memory (quick iterations).
+    throughput_only: bool,
 }
 
 fn args() -> Args {
@@ -67,11 +70,13 @@ fn args() -> Args {
         upstream: None,
         tls_dir: None,
         memory_conns: 5000,
+        throughput_only: false,
     };
     let mut it = std::env::args().skip(1);
     while let Some(s) = it.next() {
         match s.as_str() {
             "--quick" => a.quick = true,
+            "--throughput-only" => a.throughput_only = true,
             "--pin" => a.pin = it.next().and_then(|v| v.parse().ok()),
             "--phase" => a.phase = it.next(),
             "--serve-relay" => a.serve_relay = it.next(),
@@ -690,12 +695,17 @@ fn orchestrate(a: &Args, pinned: bool) -> Res<()> {
     if !pinned {
         cmd.args(["--pin", "0"]);
     }
-    let out = cmd.stderr(Stdio::inherit()).output()?;
-    if !out.status.success() {
+    let out = if a.throughput_only {
+        None
+    } else {
+        Some(cmd.stderr(Stdio::inherit()).output()?)
+    };
+    if out.as_ref().is_some_and(|o| !o.status.success()) {
         return Err("latency phase failed".into());
     }
+    let stdout = out.map(|o| o.stdout).unwrap_or_default();
     let mut lat: Vec<(String, usize, f64, f64, f64)> = Vec::new();
-    for l in String::from_utf8_lossy(&out.stdout).lines() {
+    for l in String::from_utf8_lossy(&stdout).lines() {
         let p: Vec<&str> = l.split_whitespace().collect();
         if p.len() == 6 && p[0] == "LAT" {
             lat.push((
@@ -764,6 +774,7 @@ fn orchestrate(a: &Args, pinned: bool) -> Res<()> {
     }
 
     match (get("direct", 64), get("direct", 16384)) {
+        _ if a.throughput_only => {}
         (Some(d64), Some(d16)) if noxious_server().is_some() => {
             // Issue 15's targets against both peers, in this same run.
             let added = |name: &str, size: usize, d: (f64, f64)| get(name, size).map(|v| v.0 - d.0);
@@ -803,9 +814,9 @@ fn orchestrate(a: &Args, pinned: bool) -> Res<()> {
     let rt = runtime(pinned);
     rt.block_on(async {
         let echo = echo_server().await?;
-        let fl = RelayProc::spawn("flatline", echo)?;
-        let tk = RelayProc::spawn("tokio", echo)?;
-        let nx = match noxious_server() {
+        let mut fl = RelayProc::spawn("flatline", echo)?;
+        let mut tk = RelayProc::spawn("tokio", echo)?;
+        let mut nx = match noxious_server() {
             Some(bin) => Some(RelayProc::spawn_noxious(&bin, echo)?),
             None => None,
         };
@@ -822,32 +833,12 @@ fn orchestrate(a: &Args, pinned: bool) -> Res<()> {
     }
     println!("\nThroughput, 64 KiB messages echoed (MB/s of payload, one way):");
         println!("  {:<6} {:>9} {:>9} {:>9} {:>10} {:>10} {:>9}", "conns", "direct", "tokio", "flatline", "fl/direct", "fl/tokio", "tokio/dir");
+        let mut procs = [None, Some(&mut tk), Some(&mut fl), nx.as_mut()];
         for conns in [1usize, 8] {
-            // Alternate the paths twice and keep each one's best run.
-            let mut best = [0f64; 4];
-            let nx_addr = nx.as_ref().map(|p| p.addr);
-            for _ in 0..2 {
-                for (i, addr) in [Some(echo), Some(tk.addr), Some(fl.addr), nx_addr].into_iter().enumerate() {
-                    if let Some(addr) = addr {
-                        best[i] = best[i].max(throughput(addr, conns, dur).await?);
-                    }
-                }
-            }
-            let [d, t, f, x] = best;
-            if nx_addr.is_some() {
-                println!("  {conns:<6} noxious {x:>9.0}   fl/noxious {:.2}  target >= 1 {}", f / x, ok(f >= x));
-            }
-            println!(
-                "  {:<6} {:>9.0} {:>9.0} {:>9.0} {:>10.2} {:>10.2} {:>9.2}  target fl/tokio >= 0.95 {}",
-                conns,
-                d,
-                t,
-                f,
-                f / d,
-                f / t,
-                t / d,
-                ok(f / t >= 0.95)
-            );
+            throughput_row(echo, &mut procs, conns, dur).await?;
+        }
+        if a.throughput_only {
+            return Ok(());
         }
         tls_report(&lat_tls, dur).await?;
         let n = a.memory_conns;
@@ -868,6 +859,70 @@ fn orchestrate(a: &Args, pinned: bool) -> Res<()> {
         println!("  flatline {mf:>6.1} KiB   ratio to tokio {:.2}   target <= 16 KiB {}", mf / mt, ok(mf <= 16.0));
         Ok::<(), Box<dyn std::error::Error + Send + Sync>>(())
     })?;
+    Ok(())
+}
+
+/// One row of the throughput table: direct, tokio, flatline, noxious (when
+/// there), alternated twice, each path's best run; plus each relay
+/// process's CPU time per MB relayed (user + sys over both runs: robust to
+/// other load on the machine).
+async fn throughput_row(
+    echo: SocketAddr,
+    procs: &mut [Option<&mut RelayProc>; 4],
+    conns: usize,
+    dur: Duration,
+) -> Res<()> {
+    let mut best = [0f64; 4];
+    let mut cpu = [0u64; 4];
+    let mut mb = [0f64; 4];
+    for _ in 0..2 {
+        for (i, p) in procs.iter_mut().enumerate() {
+            let addr = match p {
+                Some(p) => p.addr,
+                None if i == 0 => echo,
+                None => continue,
+            };
+            let c0 = match p {
+                Some(p) => p.cpu()?,
+                None => 0,
+            };
+            let t0 = Instant::now();
+            let rate = throughput(addr, conns, dur).await?;
+            mb[i] += rate * t0.elapsed().as_secs_f64();
+            if let Some(p) = p {
+                cpu[i] += p.cpu()? - c0;
+            }
+            best[i] = best[i].max(rate);
+        }
+    }
+    let [d, t, f, x] = best;
+    let per_mb = |i: usize| cpu[i] as f64 / mb[i].max(1e-9);
+    if procs[3].is_some() {
+        println!(
+            "  {conns:<6} noxious {x:>9.0}   fl/noxious {:.2}  target >= 1 {}   CPU us/MB noxious {:.0}",
+            f / x,
+            ok(f >= x),
+            per_mb(3)
+        );
+    }
+    println!(
+        "  {:<6} {:>9.0} {:>9.0} {:>9.0} {:>10.2} {:>10.2} {:>9.2}  target fl/tokio >= 0.95 {}",
+        conns,
+        d,
+        t,
+        f,
+        f / d,
+        f / t,
+        t / d,
+        ok(f / t >= 0.95)
+    );
+    println!(
+        "  {:<6} relay CPU per MB relayed (us): tokio {:.0}, flatline {:.0}, flatline/tokio {:.2}",
+        "",
+        per_mb(1),
+        per_mb(2),
+        per_mb(2) / per_mb(1)
+    );
     Ok(())
 }
 

@@ -158,6 +158,43 @@ fn a_partial_write_queues_the_rest_in_order() {
 }
 
 #[test]
+fn with_no_stage_a_backlog_stops_reading_until_written() {
+    let stream = client_stream();
+    let (mut p, log, mut now) = (pipe(Direction::ToServer), EventLog::new(), Instant::now());
+    assert!(p.wants_read());
+    let out = p.on_chunk(&stream, now, &log).unwrap();
+    p.unsent(&out[10..], now, &log);
+    // The destination is full: the source waits (its bytes stay in the
+    // kernel's buffers), as with a copying relay.
+    assert!(!p.wants_read());
+    let mut w = Wire::default();
+    drain(&mut p, &mut now, &mut w);
+    assert!(p.wants_read());
+    assert_eq!(w.bytes, stream[10..]);
+}
+
+#[test]
+fn a_delaying_stage_keeps_reading_while_it_queues() {
+    let (mut p, log, mut now) = (pipe(Direction::ToServer), EventLog::new(), Instant::now());
+    p.add_stage(
+        Arc::from("slow"),
+        stage_of("kind: delay\nlatency: 1s", Direction::ToServer),
+    );
+    let frame = encode_frame(0x1, true, b"hello", MASK);
+    for _ in 0..100 {
+        assert!(p.on_chunk(&frame, now, &log).is_none());
+        assert!(
+            p.wants_read(),
+            "a delay queues like a long link, up to the cap"
+        );
+    }
+    let mut w = Wire::default();
+    now += Duration::from_secs(2);
+    drain(&mut p, &mut now, &mut w);
+    assert_eq!(w.bytes, frame.repeat(100));
+}
+
+#[test]
 fn partition_holds_everything_then_flushes_in_order() {
     let stream = client_stream();
     for (a, b) in splits(&stream) {

@@ -434,9 +434,9 @@ async fn records_behind_a_full_socket_then_close_notify_arrive_in_order() {
     let (l, addr) = listener().await;
     let relay = relay(&pki, addr, true, true).await;
     let log = relay.log().clone();
-    // A client with a small receive buffer, reading nothing at first: the
-    // relay's socket toward it fills, rustls keeps records the socket did
-    // not take, and the FIN (close_notify first) waits behind them.
+    // A client with a small receive buffer: the relay's socket toward it
+    // fills, rustls keeps records the socket did not take, and the FIN
+    // (close_notify first) waits behind them.
     let sock = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).unwrap();
     sock.set_recv_buffer_size(8 * 1024).unwrap();
     sock.connect(&relay.addr().into()).unwrap();
@@ -452,8 +452,11 @@ async fn records_behind_a_full_socket_then_close_notify_arrive_in_order() {
     head_of(&mut server).await;
     server.write_all(SWITCHING).await.unwrap();
     head_of(&mut client).await;
-    // Over the socket buffers, under the relay's queue cap: the relay reads
-    // it all (and the FIN) while the client reads nothing.
+    // Far over the socket buffers: the client's small window keeps the
+    // relay's socket toward it full, so records wait in rustls most of the
+    // time, and when the server's FIN is read (the relay reads a source only
+    // while nothing waits in its queue) the last records are still there:
+    // close_notify and the FIN must go behind them.
     let big: Vec<u8> = (0..6_000_000u32).map(|i| (i % 253) as u8).collect();
     let frame = encode_frame(2, true, &big, None);
     let writer = tokio::spawn(async move {
@@ -461,11 +464,11 @@ async fn records_behind_a_full_socket_then_close_notify_arrive_in_order() {
         server.shutdown().await.unwrap();
         (server, frame)
     });
+    let got = to_end(&mut client).await.unwrap();
     wait_event(&log, |e| {
         matches!(e.kind, EventKind::Fin { from: Side::Server })
     })
     .await;
-    let got = to_end(&mut client).await.unwrap();
     let (_server, frame) = writer.await.unwrap();
     assert_eq!(got.len(), frame.len());
     assert!(got == frame);

@@ -267,6 +267,26 @@ impl EventLog {
         });
     }
 
+    /// A frame of connection `conn`, seen at `at`. When the log only counts
+    /// frames (streaming, no sink) no event is built.
+    pub fn frame_at(&self, conn: u32, f: super::FrameInfo, at: Instant) {
+        let t = at.saturating_duration_since(self.start);
+        let counted_only = self.shared.sink.is_none()
+            && matches!(self.shared.retention, Retention::Stream)
+            && f.opcode != Opcode::Close;
+        if !counted_only {
+            return self.push(Event {
+                t,
+                conn: Some(conn),
+                kind: EventKind::Frame(f),
+            });
+        }
+        match self.conn.as_deref().filter(|s| s.id == conn) {
+            Some(s) => lock(&s.state).counters.count(t, &f, None),
+            None => lock(&self.slot(conn).state).counters.count(t, &f, None),
+        }
+    }
+
     /// Append an event with its own timestamp (kept monotonic: never earlier
     /// than the last kept one).
     pub fn push(&self, ev: Event) {

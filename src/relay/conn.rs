@@ -16,22 +16,26 @@
 //! shutdown-write for close_notify plus FIN, reset for RST, and records
 //! still to flush), handed over in [`Conn`].
 
+use super::inbox;
 use super::mark::StreamMark;
 use super::pipe::{Ended, Next, Pipe};
 use super::transport::{write_some, Transport};
 use crate::events::{Direction, Ending, EventKind, EventLog, Side};
 use crate::faults::{Action, CutHow, Stage};
 use std::cell::RefCell;
+use std::future::Future;
 use std::io;
 use std::sync::Arc;
+use std::task::{Context, Poll};
 use std::time::Instant;
-use tokio::sync::mpsc;
 
 /// Read size: at least 32 KiB (smaller reads cost throughput).
 const READ_CHUNK: usize = 64 * 1024;
 
 thread_local! {
-    static SCRATCH: RefCell<Vec<u8>> = RefCell::new(vec![0; READ_CHUNK]);
+    /// Grown to [`READ_CHUNK`] on first use (a `const` thread-local skips
+    /// the lazy-init check on every access).
+    static SCRATCH: RefCell<Vec<u8>> = const { RefCell::new(Vec::new()) };
 }
 
 /// Commands from the controller to a connection.
@@ -106,6 +110,8 @@ struct Connection {
     server: Leg,
     /// A destination refused a write (per direction), taken after flushing.
     broken: [bool; 2],
+    /// A leg holds output of its own (TLS records) at times.
+    buffered: bool,
     reset_seen: bool,
 }
 
@@ -252,6 +258,9 @@ impl Connection {
         let mut broken = false;
         SCRATCH.with(|scratch| {
             let mut scratch = scratch.borrow_mut();
+            if scratch.is_empty() {
+                scratch.resize(READ_CHUNK, 0);
+            }
             match src.try_read(&mut scratch[..]) {
                 Ok(0) => pipe.on_src_end(false, now, log),
                 Ok(n) => {
@@ -386,10 +395,12 @@ impl Connection {
 }
 
 /// Run a connection until both directions are finished or the run stops
-/// (the relay closes its command channel).
-pub async fn run(c: Conn, mut cmds: mpsc::UnboundedReceiver<Box<ConnCmd>>) {
+/// (the relay drops the sender of its inbox).
+pub async fn run(c: Conn, mut cmds: inbox::Receiver<Box<ConnCmd>>) {
     let rng = |d| crate::faults::pipe_rng(c.seed, c.id, d);
+    let buffered = c.client.buffers() || c.server.buffers();
     let mut conn = Connection {
+        buffered,
         id: c.id,
         log: c.log,
         to_server: Pipe::new(Direction::ToServer, c.id, rng(Direction::ToServer)),
@@ -413,60 +424,43 @@ pub async fn run(c: Conn, mut cmds: mpsc::UnboundedReceiver<Box<ConnCmd>>) {
         conn.to_server.stop_scanning();
         conn.to_client.stop_scanning();
     }
-    // The request head, then whatever the client sent behind it.
     // One clock reading per wake-up: everything done before the next await
-    // happens "now" (a reading costs about as much as a small write's
-    // bookkeeping, and a chunk used to take six).
+    // happens "now".
     let mut now = Instant::now();
     conn.to_server.start(&c.head, &c.rest, now, &conn.log);
+    // One timer, re-armed only when the due time changes.
+    let sleep = tokio::time::sleep_until(now.into());
+    tokio::pin!(sleep);
+    let mut armed = None;
     loop {
-        // TLS records (and a FIN behind them) the socket did not take earlier.
-        for leg in [&mut conn.client, &mut conn.server].into_iter().flatten() {
-            if leg.wants_flush() {
-                let _ = leg.flush();
-            }
-        }
-        for d in Direction::BOTH {
-            let (pipe, _, _, log) = conn.parts(d);
-            pipe.tick(now, log);
-            conn.flush(d, now);
-            conn.propagate_broken(d);
-        }
-        if conn.finished() {
+        let quiet = conn.quiet();
+        if !quiet && conn.turn(now) {
             break;
         }
-        let (ts, tc) = (&conn.to_server, &conn.to_client);
-        let timer = [ts.next_timer(), tc.next_timer()]
-            .into_iter()
-            .flatten()
-            .min();
-        let (client, server) = (conn.client.as_deref(), conn.server.as_deref());
-        // Which branch woke it; the clock is read once, after.
-        let woke = tokio::select! {
-            biased;
-            cmd = cmds.recv() => match cmd {
-                Some(cmd) => Woke::Cmd(cmd),
-                None => {
-                    conn.close("shutdown");
-                    conn.emit(EventKind::Closed { how: Ending::Shutdown });
-                    return;
-                }
-            },
-            r = readable(client), if ts.wants_read() && client.is_some() => {
-                Woke::Readable(Direction::ToServer, r)
+        let timer = if quiet { None } else { conn.next_timer() };
+        if timer != armed {
+            if let Some(t) = timer {
+                sleep.as_mut().reset(t.into());
             }
-            r = readable(server), if tc.wants_read() && server.is_some() => {
-                Woke::Readable(Direction::ToClient, r)
-            }
-            _ = writable(server), if server.is_some_and(|s| ts.wants_write(now) || s.wants_flush()) => Woke::Other,
-            _ = writable(client), if client.is_some_and(|s| tc.wants_write(now) || s.wants_flush()) => Woke::Other,
-            _ = sleep_until(timer), if timer.is_some() => Woke::Other,
-        };
+            armed = timer;
+        }
+        let woke = std::future::poll_fn(|cx| {
+            let fired = armed.is_some() && sleep.as_mut().poll(cx).is_ready();
+            conn.poll_wake(cx, &mut cmds, fired, (!quiet).then_some(now))
+        })
+        .await;
         now = Instant::now();
         match woke {
             Woke::Cmd(cmd) => conn.on_cmd(*cmd, now),
             Woke::Readable(d, r) => conn.on_readable(d, r, now),
             Woke::Other => {}
+            Woke::Stop => {
+                conn.close("shutdown");
+                conn.emit(EventKind::Closed {
+                    how: Ending::Shutdown,
+                });
+                return;
+            }
         }
     }
     conn.to_server.discard("closed", &conn.log);
@@ -485,26 +479,91 @@ pub async fn run(c: Conn, mut cmds: mpsc::UnboundedReceiver<Box<ConnCmd>>) {
 enum Woke {
     Cmd(Box<ConnCmd>),
     Readable(Direction, io::Result<()>),
+    /// Writable, or the timer fired: the next turn does what is due.
     Other,
+    /// The relay stops.
+    Stop,
 }
 
-async fn readable(s: Option<&dyn Transport>) -> io::Result<()> {
-    match s {
-        Some(s) => std::future::poll_fn(|cx| s.poll_read_ready(cx)).await,
-        None => std::future::pending().await,
+impl Connection {
+    /// Both pipes only forward and both legs are plain: nothing to flush,
+    /// release or inject, no timer.
+    fn quiet(&self) -> bool {
+        let unflushed = |l: &Leg| l.as_deref().is_none_or(|l| l.wants_flush());
+        self.to_server.quiet()
+            && self.to_client.quiet()
+            && self.broken == [false; 2]
+            && self.client.is_some()
+            && self.server.is_some()
+            && !(self.buffered && (unflushed(&self.client) || unflushed(&self.server)))
     }
-}
 
-async fn writable(s: Option<&dyn Transport>) -> io::Result<()> {
-    match s {
-        Some(s) => std::future::poll_fn(|cx| s.poll_write_ready(cx)).await,
-        None => std::future::pending().await,
+    /// A turn's bookkeeping: flush TLS records, run due injections, write
+    /// what is due, pass on broken destinations. Whether both directions
+    /// are finished.
+    fn turn(&mut self, now: Instant) -> bool {
+        // TLS records (and a FIN behind them) the socket did not take earlier.
+        for leg in [&mut self.client, &mut self.server].into_iter().flatten() {
+            if leg.wants_flush() {
+                let _ = leg.flush();
+            }
+        }
+        for d in Direction::BOTH {
+            let (pipe, _, _, log) = self.parts(d);
+            pipe.tick(now, log);
+            self.flush(d, now);
+            self.propagate_broken(d);
+        }
+        self.finished()
     }
-}
 
-async fn sleep_until(at: Option<Instant>) {
-    match at {
-        Some(at) => tokio::time::sleep_until(at.into()).await,
-        None => std::future::pending().await,
+    fn next_timer(&self) -> Option<Instant> {
+        [self.to_server.next_timer(), self.to_client.next_timer()]
+            .into_iter()
+            .flatten()
+            .min()
+    }
+
+    /// Poll, in order: commands, the legs' readability (where the pipe
+    /// reads), writability (where output waits; not asked when `now` is
+    /// `None`: the connection is quiet), the timer. (`&mut self`:
+    /// the waiting future must hold a unique borrow to be `Send`, stages
+    /// are not `Sync`.)
+    fn poll_wake(
+        &mut self,
+        cx: &mut Context<'_>,
+        cmds: &mut inbox::Receiver<Box<ConnCmd>>,
+        fired: bool,
+        now: Option<Instant>,
+    ) -> Poll<Woke> {
+        if let Poll::Ready(cmd) = cmds.poll_recv(cx) {
+            return Poll::Ready(cmd.map_or(Woke::Stop, Woke::Cmd));
+        }
+        let (ts, tc) = (&self.to_server, &self.to_client);
+        let (client, server) = (self.client.as_deref(), self.server.as_deref());
+        for (d, pipe, leg) in [
+            (Direction::ToServer, ts, client),
+            (Direction::ToClient, tc, server),
+        ] {
+            if let Some(l) = leg.filter(|_| pipe.wants_read()) {
+                if let Poll::Ready(r) = l.poll_read_ready(cx) {
+                    return Poll::Ready(Woke::Readable(d, r));
+                }
+            }
+        }
+        let Some(now) = now else {
+            return Poll::Pending;
+        };
+        for (pipe, leg) in [(ts, server), (tc, client)] {
+            if let Some(l) = leg.filter(|l| pipe.wants_write(now) || l.wants_flush()) {
+                if l.poll_write_ready(cx).is_ready() {
+                    return Poll::Ready(Woke::Other);
+                }
+            }
+        }
+        if fired {
+            return Poll::Ready(Woke::Other);
+        }
+        Poll::Pending
     }
 }

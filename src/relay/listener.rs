@@ -16,7 +16,6 @@ use std::sync::Arc;
 use std::time::Duration;
 use tokio::io::AsyncWriteExt;
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
@@ -123,7 +122,7 @@ async fn handle(
 ) {
     // Commands are boxed: a channel allocates its first block of 32 slots
     // up front, and 8-byte slots keep an idle connection small.
-    let (tx, rx) = mpsc::unbounded_channel();
+    let (tx, rx) = super::inbox::inbox();
     let refusal = board.refusal();
     let (id, stages, joined) = board.register(tx);
     // Its frames are counted under a lock of its own.
@@ -159,7 +158,7 @@ async fn setup(
     log: &EventLog,
     refusal: Option<(Arc<str>, Refusal)>,
     stages: conn::InitialStages,
-    rx: mpsc::UnboundedReceiver<Box<ConnCmd>>,
+    rx: super::inbox::Receiver<Box<ConnCmd>>,
     stop: CancellationToken,
 ) -> Option<Ending> {
     let pre = async {

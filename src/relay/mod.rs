@@ -17,6 +17,7 @@
 
 pub mod conn;
 pub mod handshake;
+mod inbox;
 mod listener;
 pub mod mark;
 pub mod nofile;
@@ -33,7 +34,7 @@ use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use tokio::net::TcpListener;
-use tokio::sync::{mpsc, Notify};
+use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
@@ -185,7 +186,7 @@ impl RelayConfig {
 }
 
 struct ConnEntry {
-    tx: mpsc::UnboundedSender<Box<ConnCmd>>,
+    tx: inbox::Sender<Box<ConnCmd>>,
     /// The connection number is open (handshake not necessarily done).
     live: bool,
 }
@@ -292,7 +293,7 @@ impl Board {
             let tx = &inner.conns[n].tx;
             for d in Direction::BOTH {
                 if let Some(stage) = fault.stage(d) {
-                    let _ = tx.send(Box::new(ConnCmd::AddStage {
+                    tx.send(Box::new(ConnCmd::AddStage {
                         fault: name.clone(),
                         dir: d,
                         stage,
@@ -300,7 +301,7 @@ impl Board {
                 }
             }
             for action in fault.actions() {
-                let _ = tx.send(Box::new(ConnCmd::Act {
+                tx.send(Box::new(ConnCmd::Act {
                     fault: name.clone(),
                     action,
                 }));
@@ -339,7 +340,7 @@ impl Board {
         );
         for n in &f.conns {
             if let Some(e) = inner.conns.get(n) {
-                let _ = e.tx.send(Box::new(ConnCmd::RemoveFault {
+                e.tx.send(Box::new(ConnCmd::RemoveFault {
                     fault: f.name.clone(),
                 }));
             }
@@ -353,7 +354,7 @@ impl Board {
     /// cover it.
     fn register(
         &self,
-        tx: mpsc::UnboundedSender<Box<ConnCmd>>,
+        tx: inbox::Sender<Box<ConnCmd>>,
     ) -> (u32, conn::InitialStages, Vec<Arc<str>>) {
         let mut inner = self.lock();
         inner.next_conn += 1;

@@ -36,6 +36,11 @@ pub trait Transport: Send + Sync {
     fn wants_flush(&self) -> bool {
         false
     }
+    /// Whether it ever holds output of its own (TLS does): if not,
+    /// [`Transport::wants_flush`] is always false and is not asked.
+    fn buffers(&self) -> bool {
+        false
+    }
     /// Write what waits, without waiting (`WouldBlock`: call again when
     /// writable).
     fn flush(&mut self) -> io::Result<()> {

@@ -166,6 +166,10 @@ impl Transport for TlsStream {
         self.conn.wants_write() || self.fin_pending
     }
 
+    fn buffers(&self) -> bool {
+        true
+    }
+
     fn flush(&mut self) -> io::Result<()> {
         self.flush_records()
     }

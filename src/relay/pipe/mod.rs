@@ -215,9 +215,18 @@ impl Pipe {
             || !self.deferred.is_empty()
     }
 
-    /// Whether the source may be read now.
+    /// Whether the source may be read now. With no stage, queued data is
+    /// only what the destination did not take yet: reading stops until it
+    /// is written, as a copying relay's would (the bytes wait in the
+    /// kernel's buffers, not copied into ours). Stages that delay or hold
+    /// queue up to [`QUEUE_CAP`].
     pub fn wants_read(&self) -> bool {
-        self.src == Src::Open && self.queued_bytes < QUEUE_CAP
+        let cap = if self.stages.is_empty() && self.stuck.is_none() {
+            1
+        } else {
+            QUEUE_CAP
+        };
+        self.src == Src::Open && self.queued_bytes < cap
     }
 
     /// Whether the queue's front may be written now.
@@ -252,6 +261,22 @@ impl Pipe {
     pub fn finished(&self) -> bool {
         self.src != Src::Open
             && (self.dst == Dst::Closed || (self.queue.is_empty() && self.deferred.is_empty()))
+    }
+
+    /// Nothing to do but forward what is read: no stage, nothing queued or
+    /// deferred (and the queue's memory given back), both ends open. The
+    /// connection then skips its per-turn bookkeeping ([`Pipe::tick`],
+    /// [`Pipe::next`], timers) for this pipe.
+    pub fn quiet(&self) -> bool {
+        self.stages.is_empty()
+            && self.stuck.is_none()
+            && self.cut.is_none()
+            && self.queue.capacity() == 0
+            && self.deferred.is_empty()
+            && self.last_release.is_none()
+            && self.src == Src::Open
+            && self.dst == Dst::Open
+            && !matches!(self.phase, Phase::Head(_))
     }
 
     /// The source reset (as opposed to FIN or gone).
@@ -425,7 +450,7 @@ impl Pipe {
                     self.pass(&chunk[cursor..p], now, log);
                     cursor = p;
                     if self.claim() {
-                        self.log(log, EventKind::Frame((*info).clone()));
+                        self.log(log, EventKind::Frame(info.clone()));
                     }
                     for (_, st) in self.stages.iter_mut() {
                         st.observe(Seen::Frame(&info));
@@ -562,7 +587,7 @@ impl Pipe {
 
 fn log_scan(log: &EventLog, conn: u32, dir: Direction, s: Scan, now: Instant) {
     match s {
-        Scan::Info(_, info) => log.emit_at(Some(conn), EventKind::Frame(*info), now),
+        Scan::Info(_, info) => log.frame_at(conn, info, now),
         Scan::Violation(reason) => {
             log.emit_at(Some(conn), EventKind::ProtocolError { dir, reason }, now)
         }

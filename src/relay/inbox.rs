@@ -1,0 +1,144 @@
+//! A connection's command inbox: the controller's one sender, the
+//! connection's one receiver.
+//!
+//! A connection polls its inbox every time its loop parks, which is twice
+//! per relayed chunk, while commands come a few times per run. tokio's mpsc
+//! receiver re-registers (clones) the task's waker and walks its block list
+//! on every poll; this inbox costs one compare-and-swap (the waker is kept
+//! when it would wake the same task) and one atomic load when empty.
+//!
+//! Dropping the [`Sender`] closes the inbox: the receiver gets what was sent
+//! before, then `None` (how a connection learns that the relay stops).
+
+use futures_util::task::AtomicWaker;
+use std::collections::VecDeque;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll};
+
+struct Shared<T> {
+    queue: Mutex<VecDeque<T>>,
+    /// Something is queued (set under the queue's lock).
+    pending: AtomicBool,
+    /// The sender is gone.
+    closed: AtomicBool,
+    waker: AtomicWaker,
+}
+
+/// The sending half (one per inbox).
+pub struct Sender<T>(Arc<Shared<T>>);
+
+/// The receiving half.
+pub struct Receiver<T>(Arc<Shared<T>>);
+
+/// A new inbox.
+pub fn inbox<T>() -> (Sender<T>, Receiver<T>) {
+    let shared = Arc::new(Shared {
+        queue: Mutex::new(VecDeque::new()),
+        pending: AtomicBool::new(false),
+        closed: AtomicBool::new(false),
+        waker: AtomicWaker::new(),
+    });
+    (Sender(shared.clone()), Receiver(shared))
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+impl<T> Sender<T> {
+    /// Queue `v` and wake the receiver.
+    pub fn send(&self, v: T) {
+        let mut q = lock(&self.0.queue);
+        q.push_back(v);
+        self.0.pending.store(true, Ordering::Release);
+        drop(q);
+        self.0.waker.wake();
+    }
+}
+
+impl<T> Drop for Sender<T> {
+    fn drop(&mut self) {
+        self.0.closed.store(true, Ordering::Release);
+        self.0.waker.wake();
+    }
+}
+
+impl<T> Receiver<T> {
+    /// The next command, `None` once the sender is gone and all is taken,
+    /// or pending (the task is woken by the next send or the close).
+    pub fn poll_recv(&mut self, cx: &mut Context<'_>) -> Poll<Option<T>> {
+        self.0.waker.register(cx.waker());
+        if self.0.pending.load(Ordering::Acquire) {
+            let mut q = lock(&self.0.queue);
+            let v = q.pop_front();
+            if q.is_empty() {
+                self.0.pending.store(false, Ordering::Release);
+            }
+            if let Some(v) = v {
+                return Poll::Ready(Some(v));
+            }
+        }
+        if self.0.closed.load(Ordering::Acquire) {
+            // A send just before the close is still delivered.
+            return Poll::Ready(lock(&self.0.queue).pop_front());
+        }
+        Poll::Pending
+    }
+
+    /// [`Receiver::poll_recv`] as a future.
+    pub async fn recv(&mut self) -> Option<T> {
+        std::future::poll_fn(|cx| self.poll_recv(cx)).await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    #[tokio::test]
+    async fn delivers_in_order_then_none_after_close() {
+        let (tx, mut rx) = inbox();
+        tx.send(1);
+        tx.send(2);
+        assert_eq!(rx.recv().await, Some(1));
+        let t = tokio::spawn(async move {
+            let a = rx.recv().await;
+            let b = rx.recv().await;
+            let c = rx.recv().await;
+            (a, b, c)
+        });
+        tx.send(3);
+        drop(tx);
+        let got = tokio::time::timeout(Duration::from_secs(5), t)
+            .await
+            .expect("receiver woken")
+            .expect("task");
+        assert_eq!(got, (Some(2), Some(3), None));
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_parked_receiver_is_woken_by_each_send() {
+        let (tx, mut rx) = inbox::<u32>();
+        let t = tokio::spawn(async move {
+            let mut sum = 0;
+            while let Some(v) = rx.recv().await {
+                sum += v;
+            }
+            sum
+        });
+        for i in 0..1000 {
+            tx.send(i);
+            if i % 100 == 0 {
+                tokio::task::yield_now().await;
+            }
+        }
+        drop(tx);
+        let sum = tokio::time::timeout(Duration::from_secs(5), t)
+            .await
+            .expect("receiver woken")
+            .expect("task");
+        assert_eq!(sum, (0..1000).sum::<u32>());
+    }
+}
