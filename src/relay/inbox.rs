@@ -4,8 +4,8 @@
 //! A connection polls its inbox every time its loop parks, which is twice
 //! per relayed chunk, while commands come a few times per run. tokio's mpsc
 //! receiver re-registers (clones) the task's waker and walks its block list
-//! on every poll; this inbox costs one compare-and-swap (the waker is kept
-//! when it would wake the same task) and one atomic load when empty.
+//! on every poll; this inbox registers the waker only after a send, the
+//! close or a change of task, so an empty poll is two atomic loads.
 //!
 //! Dropping the [`Sender`] closes the inbox: the receiver gets what was sent
 //! before, then `None` (how a connection learns that the relay stops).
@@ -14,7 +14,7 @@ use futures_util::task::AtomicWaker;
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
-use std::task::{Context, Poll};
+use std::task::{Context, Poll, Waker};
 
 struct Shared<T> {
     queue: Mutex<VecDeque<T>>,
@@ -29,7 +29,14 @@ struct Shared<T> {
 pub struct Sender<T>(Arc<Shared<T>>);
 
 /// The receiving half.
-pub struct Receiver<T>(Arc<Shared<T>>);
+pub struct Receiver<T> {
+    shared: Arc<Shared<T>>,
+    /// The waker last registered, while the inbox still holds it: only a
+    /// send or the close take it (and the next poll then returns `Ready`
+    /// and forgets it), so a poll with the same task's waker registers
+    /// nothing.
+    registered: Option<Waker>,
+}
 
 /// A new inbox.
 pub fn inbox<T>() -> (Sender<T>, Receiver<T>) {
@@ -39,7 +46,13 @@ pub fn inbox<T>() -> (Sender<T>, Receiver<T>) {
         closed: AtomicBool::new(false),
         waker: AtomicWaker::new(),
     });
-    (Sender(shared.clone()), Receiver(shared))
+    (
+        Sender(shared.clone()),
+        Receiver {
+            shared,
+            registered: None,
+        },
+    )
 }
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -68,20 +81,37 @@ impl<T> Receiver<T> {
     /// The next command, `None` once the sender is gone and all is taken,
     /// or pending (the task is woken by the next send or the close).
     pub fn poll_recv(&mut self, cx: &mut Context<'_>) -> Poll<Option<T>> {
-        self.0.waker.register(cx.waker());
-        if self.0.pending.load(Ordering::Acquire) {
-            let mut q = lock(&self.0.queue);
+        if !self
+            .registered
+            .as_ref()
+            .is_some_and(|w| w.will_wake(cx.waker()))
+        {
+            self.shared.waker.register(cx.waker());
+            self.registered = Some(cx.waker().clone());
+        }
+        let got = self.take();
+        if got.is_ready() {
+            // A send or the close may have taken the waker: register anew.
+            self.registered = None;
+        }
+        got
+    }
+
+    fn take(&self) -> Poll<Option<T>> {
+        let s = &self.shared;
+        if s.pending.load(Ordering::Acquire) {
+            let mut q = lock(&s.queue);
             let v = q.pop_front();
             if q.is_empty() {
-                self.0.pending.store(false, Ordering::Release);
+                s.pending.store(false, Ordering::Release);
             }
             if let Some(v) = v {
                 return Poll::Ready(Some(v));
             }
         }
-        if self.0.closed.load(Ordering::Acquire) {
+        if s.closed.load(Ordering::Acquire) {
             // A send just before the close is still delivered.
-            return Poll::Ready(lock(&self.0.queue).pop_front());
+            return Poll::Ready(lock(&s.queue).pop_front());
         }
         Poll::Pending
     }
