@@ -138,14 +138,22 @@ impl Opcode {
     /// Name for messages and transcripts.
     pub fn name(self) -> String {
         match self {
-            Opcode::Continuation => "continuation".into(),
-            Opcode::Text => "text".into(),
-            Opcode::Binary => "binary".into(),
-            Opcode::Close => "close".into(),
-            Opcode::Ping => "ping".into(),
-            Opcode::Pong => "pong".into(),
             Opcode::Reserved(n) => format!("reserved-0x{n:x}"),
+            op => op.known_name().unwrap_or_default().into(),
         }
+    }
+
+    /// The name of a defined opcode (`None` for a reserved one).
+    pub fn known_name(self) -> Option<&'static str> {
+        Some(match self {
+            Opcode::Continuation => "continuation",
+            Opcode::Text => "text",
+            Opcode::Binary => "binary",
+            Opcode::Close => "close",
+            Opcode::Ping => "ping",
+            Opcode::Pong => "pong",
+            Opcode::Reserved(_) => return None,
+        })
     }
 }
 

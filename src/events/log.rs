@@ -115,6 +115,8 @@ struct ConnState {
     counters: ConnCounters,
     runs: HashMap<String, Arc<RunStats>>,
     seen: (u64, u64),
+    /// The label of the frame being folded (one buffer, reused).
+    label: String,
 }
 
 struct Inner {
@@ -341,11 +343,14 @@ impl EventLog {
                 return;
             }
         };
-        let label = crate::report::transcript::frame_label(f);
-        let mut st = lock(&slot.state);
-        st.counters.count(ev.t, f, Some(&label));
+        let mut guard = lock(&slot.state);
+        let st = &mut *guard;
+        // The label goes into the connection's buffer: no allocation per
+        // frame, only per new run.
+        crate::report::transcript::frame_label_into(f, &mut st.label);
+        st.counters.count(ev.t, f, Some(&st.label));
         if close || keep.iter().any(|m| m.matches(f)) {
-            drop(st);
+            drop(guard);
             return self.keep(ev);
         }
         let epoch = (
@@ -356,11 +361,11 @@ impl EventLog {
             st.runs.clear();
             st.seen = epoch;
         }
-        if let Some(run) = st.runs.get(&label) {
+        if let Some(run) = st.runs.get(st.label.as_str()) {
             run.count.fetch_add(1, Ordering::Relaxed);
             run.last_us
                 .store(ev.t.as_micros() as u64, Ordering::Relaxed);
-            drop(st);
+            drop(guard);
             if let Some(feed) = &self.shared.feed {
                 let _ = feed.send(ev);
             }
@@ -370,7 +375,7 @@ impl EventLog {
             count: AtomicU64::new(1),
             last_us: AtomicU64::new(ev.t.as_micros() as u64),
         });
-        st.runs.insert(label, run.clone());
+        st.runs.insert(st.label.clone(), run.clone());
         // Lock order: a connection's slot, then the shared log.
         let mut inner = lock(&self.shared.inner);
         let t = ev.t.max(inner.last);

@@ -208,27 +208,51 @@ pub(super) fn conn_list(conns: &[u32]) -> String {
 
 /// `client→server text "ping"`: direction, opcode and normalised preview.
 pub(crate) fn frame_label(f: &FrameInfo) -> String {
-    let mut s = format!("{} {}", arrow(f.dir), f.opcode.name());
+    let mut s = String::new();
+    frame_label_into(f, &mut s);
+    s
+}
+
+/// [`frame_label`] written into `s` (cleared first): the event log labels
+/// every folded frame, into one buffer per connection.
+pub(crate) fn frame_label_into(f: &FrameInfo, s: &mut String) {
+    s.clear();
+    s.push_str(f.dir.from_side().as_str());
+    s.push('→');
+    s.push_str(f.dir.to_side().as_str());
+    s.push(' ');
+    match f.opcode.known_name() {
+        Some(n) => s.push_str(n),
+        None => s.push_str(&f.opcode.name()),
+    }
     if matches!(f.opcode, Opcode::Text | Opcode::Ping | Opcode::Pong) && f.len > 0 {
         s.push(' ');
-        s.push_str(&normalise_preview(&f.preview, f.len));
+        normalise_preview_into(&f.preview, f.len, s);
     }
     if !f.fin {
         s.push_str(" (fragment)");
     }
-    s
 }
 
 /// Digits become `#`; non-printable payloads are shown as `<binary>`; long
 /// previews are cut. Quoted with `"`; inner quotes are left as they are
 /// (JSON payloads stay readable), line breaks and tabs are escaped.
+#[cfg(test)]
 pub(super) fn normalise_preview(p: &str, len: u64) -> String {
+    let mut out = String::new();
+    normalise_preview_into(p, len, &mut out);
+    out
+}
+
+/// [`normalise_preview`], appended to `out`.
+fn normalise_preview_into(p: &str, len: u64, out: &mut String) {
     if p.chars()
         .any(|c| c == '\u{fffd}' || (c.is_control() && !matches!(c, '\n' | '\r' | '\t')))
     {
-        return "<binary>".into();
+        out.push_str("<binary>");
+        return;
     }
-    let mut out = String::from("\"");
+    out.push('"');
     let mut last_digit = false;
     let mut n = 0;
     let mut cut = (p.len() as u64) < len;
@@ -258,7 +282,6 @@ pub(super) fn normalise_preview(p: &str, len: u64) -> String {
     if cut {
         out.push('…');
     }
-    out
 }
 
 /// `""` for one, else the power-of-two bucket holding `n`: `×2..3`, `×4..7`…

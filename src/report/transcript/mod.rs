@@ -38,7 +38,7 @@ pub(crate) use classify::close_desc;
 use classify::conn_list;
 /// A frame's preview class (direction, opcode, normalised preview): what
 /// the transcript counts frames by, and the log folds frames by.
-pub(crate) use classify::frame_label;
+pub(crate) use classify::frame_label_into;
 use serde::Serialize;
 use std::time::Duration;
 
