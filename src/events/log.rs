@@ -283,9 +283,15 @@ impl EventLog {
                 kind: EventKind::Frame(f),
             });
         }
-        match self.conn.as_deref().filter(|s| s.id == conn) {
-            Some(s) => lock(&s.state).counters.count(t, &f, None),
-            None => lock(&self.slot(conn).state).counters.count(t, &f, None),
+        self.with_slot(conn, |s| lock(&s.state).counters.count(t, &f, None));
+    }
+
+    /// Run `f` on connection `id`'s slot: this connection's own handle
+    /// holds it (no refcount traffic per frame), any other looks it up.
+    fn with_slot<R>(&self, id: u32, f: impl FnOnce(&ConnSlot) -> R) -> R {
+        match self.conn.as_deref().filter(|s| s.id == id) {
+            Some(s) => f(s),
+            None => f(&self.slot(id)),
         }
     }
 
@@ -318,17 +324,16 @@ impl EventLog {
     /// A frame under [`Retention::Fold`] or [`Retention::Stream`]: counted,
     /// then kept (close frames, `keep` matches), folded, or only passed on.
     fn frame(&self, n: u32, ev: Event) {
+        if !matches!(ev.kind, EventKind::Frame(_)) {
+            return self.keep(ev);
+        }
+        self.with_slot(n, |slot| self.fold_frame(slot, ev));
+    }
+
+    /// [`EventLog::frame`] on the frame's connection slot.
+    fn fold_frame(&self, slot: &ConnSlot, ev: Event) {
         let EventKind::Frame(f) = &ev.kind else {
             return self.keep(ev);
-        };
-        // This connection's own handle holds its slot: no refcount traffic.
-        let owned;
-        let slot: &ConnSlot = match self.conn.as_deref().filter(|s| s.id == n) {
-            Some(s) => s,
-            None => {
-                owned = self.slot(n);
-                &owned
-            }
         };
         let close = f.opcode == Opcode::Close;
         let keep = match &self.shared.retention {

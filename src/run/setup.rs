@@ -195,32 +195,27 @@ impl Running {
         let stop_timeline = CancellationToken::new();
         let board = relay.board().clone();
         let (l, stop) = (log.clone(), stop_timeline.clone());
-        let timeline = match setup.timeline.take() {
-            Some(t) => match t.start(board, l, stop).await {
-                Ok(d) => Some(d),
-                Err(e) => {
-                    relay.stop().await;
-                    let netns = match session {
-                        Some(s) => Some(s.finish().await),
-                        None => None,
-                    };
-                    server.stop().await;
-                    drop(netns);
-                    return Err(RunError::Setup(format!(
-                        "cannot start the timeline's thread: {e}"
-                    )));
-                }
-            },
-            None => None,
-        };
-        Ok(Running {
+        let mut running = Running {
             log: log.clone(),
             relay,
             server,
             session,
             stop_timeline,
-            timeline,
-        })
+            timeline: None,
+        };
+        if let Some(t) = setup.timeline.take() {
+            match t.start(board, l, stop).await {
+                Ok(d) => running.timeline = Some(d),
+                Err(e) => {
+                    // Everything else is up: the usual stop takes it down.
+                    running.stop().await;
+                    return Err(RunError::Setup(format!(
+                        "cannot start the timeline's thread: {e}"
+                    )));
+                }
+            }
+        }
+        Ok(running)
     }
 
     /// Stop the timeline, let closing handshakes finish (bounded), stop the
