@@ -14,19 +14,85 @@ use crate::events::{Direction, FrameInfo, Opcode};
 pub const PREVIEW_BYTES: usize = 256;
 
 /// What the scanner found in a chunk. Offsets are into the chunk passed to
-/// [`FrameScanner::feed`].
+/// [`FrameScanner::feed`]. The scanner reports a frame as a [`Frame`] view
+/// (`Scan<Frame<'_>>`, nothing allocated); [`Scan::owned`] makes the
+/// self-contained `Scan` (with a [`FrameInfo`]) to keep.
 #[derive(Debug, Clone, PartialEq)]
-pub enum Scan {
+pub enum Scan<F = FrameInfo> {
     /// A frame's first header byte is at this offset.
     Start(usize),
     /// The frame's header and preview are complete; every byte before this
-    /// offset belonging to the frame has been seen. (Not boxed: one
-    /// allocation per relayed frame cost more than moving it.)
-    Info(usize, FrameInfo),
+    /// offset belonging to the frame has been seen.
+    Info(usize, F),
     /// The frame ends just before this offset (exclusive).
     End(usize),
     /// The stream broke RFC 6455 here (the bytes are still forwarded).
     Violation(String),
+}
+
+impl Scan<Frame<'_>> {
+    /// The finding with its frame's [`FrameInfo`] built (preview text,
+    /// close code and reason).
+    pub fn owned(self) -> Scan {
+        match self {
+            Scan::Start(p) => Scan::Start(p),
+            Scan::Info(p, f) => Scan::Info(p, f.info()),
+            Scan::End(p) => Scan::End(p),
+            Scan::Violation(v) => Scan::Violation(v),
+        }
+    }
+}
+
+/// A frame as the scanner saw it: its header, and its unmasked payload
+/// preview borrowed from the scanner. Only counting a frame needs nothing
+/// more; [`Frame::info`] builds the event's [`FrameInfo`] when it is kept.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Frame<'a> {
+    /// Which way the frame travelled.
+    pub dir: Direction,
+    /// Frame opcode.
+    pub opcode: Opcode,
+    /// The FIN bit.
+    pub fin: bool,
+    /// RSV1..3 as the low three bits.
+    pub rsv: u8,
+    /// Whether the payload was masked.
+    pub masked: bool,
+    /// Payload length in bytes.
+    pub len: u64,
+    /// Up to [`PREVIEW_BYTES`] unmasked payload bytes (none for binary).
+    pub preview: &'a [u8],
+}
+
+impl Frame<'_> {
+    /// The frame's event record: preview as lossy UTF-8 (text, ping, pong,
+    /// continuation), close code and reason (close).
+    pub fn info(&self) -> FrameInfo {
+        let p = self.preview;
+        let (mut preview, mut close_code, mut close_reason) = (String::new(), None, None);
+        match self.opcode {
+            Opcode::Close => {
+                if p.len() >= 2 {
+                    close_code = Some(u16::from_be_bytes([p[0], p[1]]));
+                    close_reason = Some(String::from_utf8_lossy(&p[2..]).into_owned());
+                }
+            }
+            Opcode::Binary => {}
+            _ => preview = String::from_utf8_lossy(p).into_owned(),
+        }
+        FrameInfo {
+            dir: self.dir,
+            opcode: self.opcode,
+            fin: self.fin,
+            rsv: self.rsv,
+            masked: self.masked,
+            len: self.len,
+            preview,
+            close_code,
+            close_reason,
+            dropped: false,
+        }
+    }
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -90,9 +156,15 @@ impl FrameScanner {
     }
 
     /// Scan `chunk`, calling `on` for every finding, in order.
-    pub fn feed(&mut self, chunk: &[u8], mut on: impl FnMut(Scan)) {
+    pub fn feed(&mut self, chunk: &[u8], mut on: impl FnMut(Scan<Frame<'_>>)) {
         let mut pos = 0;
         while pos < chunk.len() {
+            if self.at_boundary() {
+                if let Some(end) = self.whole_frame(chunk, pos, &mut on) {
+                    pos = end;
+                    continue;
+                }
+            }
             match &mut self.state {
                 State::Header => {
                     if self.have == 0 {
@@ -143,13 +215,53 @@ impl FrameScanner {
         }
     }
 
+    /// The common case, a frame that starts at `pos` and ends within
+    /// `chunk`: reported straight from the chunk (no header copy, no state
+    /// change). The offset after it, or `None` if the frame goes on past the
+    /// chunk (the byte-by-byte path takes it).
+    fn whole_frame(
+        &mut self,
+        chunk: &[u8],
+        pos: usize,
+        on: &mut impl FnMut(Scan<Frame<'_>>),
+    ) -> Option<usize> {
+        let rest = &chunk[pos..];
+        let hlen = header_len(rest);
+        if rest.len() < hlen {
+            return None;
+        }
+        let (header, len7) = parse_header(&rest[..hlen]);
+        let end = (hlen as u64)
+            .checked_add(header.len)
+            .filter(|&e| e <= rest.len() as u64)? as usize;
+        on(Scan::Start(pos));
+        self.check(&header, len7, on);
+        let n = if wants_preview(header.opcode) {
+            (header.len as usize).min(PREVIEW_BYTES)
+        } else {
+            0
+        };
+        let payload = &rest[hlen..hlen + n];
+        let preview: &[u8] = if header.masked {
+            for (i, (out, b)) in self.preview[..n].iter_mut().zip(payload).enumerate() {
+                *out = b ^ header.mask[i & 3];
+            }
+            &self.preview[..n]
+        } else {
+            payload
+        };
+        on(Scan::Info(pos + end, view(self.dir, &header, preview)));
+        on(Scan::End(pos + end));
+        Some(pos + end)
+    }
+
     fn fill_header(&mut self, bytes: &[u8]) {
         self.hdr[self.have..self.have + bytes.len()].copy_from_slice(bytes);
         self.have += bytes.len();
     }
 
     /// Emit `Info` once the preview is complete and `End` at the frame's end.
-    fn after_payload_bytes(&mut self, pos: usize, on: &mut impl FnMut(Scan)) {
+    fn after_payload_bytes(&mut self, pos: usize, on: &mut impl FnMut(Scan<Frame<'_>>)) {
         let State::Payload {
             header,
             seen,
@@ -166,7 +278,8 @@ impl FrameScanner {
         if !*info_sent && (*seen >= preview_target) {
             *info_sent = true;
             let header = *header;
-            on(Scan::Info(pos, self.info(&header)));
+            let preview = &self.preview[..self.preview_len];
+            on(Scan::Info(pos, view(self.dir, &header, preview)));
         }
         let State::Payload { header, seen, .. } = &self.state else {
             return;
@@ -177,40 +290,13 @@ impl FrameScanner {
         }
     }
 
-    fn parse_header(&mut self, on: &mut impl FnMut(Scan)) -> Header {
-        let h = &self.hdr;
-        let fin = h[0] & 0x80 != 0;
-        let rsv = (h[0] >> 4) & 0x07;
-        let opcode = Opcode::from_u8(h[0]);
-        let masked = h[1] & 0x80 != 0;
-        let len7 = h[1] & 0x7f;
-        let (len, mut off) = match len7 {
-            126 => (u16::from_be_bytes([h[2], h[3]]) as u64, 4),
-            127 => (
-                u64::from_be_bytes([h[2], h[3], h[4], h[5], h[6], h[7], h[8], h[9]]),
-                10,
-            ),
-            n => (n as u64, 2),
-        };
-        let mut mask = [0; 4];
-        if masked {
-            mask.copy_from_slice(&h[off..off + 4]);
-            off += 4;
-        }
-        debug_assert_eq!(off, self.have);
-        let header = Header {
-            fin,
-            rsv,
-            opcode,
-            masked,
-            mask,
-            len,
-        };
+    fn parse_header(&mut self, on: &mut impl FnMut(Scan<Frame<'_>>)) -> Header {
+        let (header, len7) = parse_header(&self.hdr[..self.have]);
         self.check(&header, len7, on);
         header
     }
 
-    fn check(&mut self, h: &Header, len7: u8, on: &mut impl FnMut(Scan)) {
+    fn check(&mut self, h: &Header, len7: u8, on: &mut impl FnMut(Scan<Frame<'_>>)) {
         if let Opcode::Reserved(n) = h.opcode {
             on(Scan::Violation(format!("reserved opcode 0x{n:x}")));
         }
@@ -267,32 +353,48 @@ impl FrameScanner {
             _ => {}
         }
     }
+}
 
-    fn info(&self, h: &Header) -> FrameInfo {
-        let p = &self.preview[..self.preview_len];
-        let (mut preview, mut close_code, mut close_reason) = (String::new(), None, None);
-        match h.opcode {
-            Opcode::Close => {
-                if p.len() >= 2 {
-                    close_code = Some(u16::from_be_bytes([p[0], p[1]]));
-                    close_reason = Some(String::from_utf8_lossy(&p[2..]).into_owned());
-                }
-            }
-            Opcode::Binary => {}
-            _ => preview = String::from_utf8_lossy(p).into_owned(),
-        }
-        FrameInfo {
-            dir: self.dir,
-            opcode: h.opcode,
-            fin: h.fin,
-            rsv: h.rsv,
-            masked: h.masked,
-            len: h.len,
-            preview,
-            close_code,
-            close_reason,
-            dropped: false,
-        }
+/// A complete header (`h` is exactly [`header_len`] bytes) and its 7-bit
+/// length field.
+fn parse_header(h: &[u8]) -> (Header, u8) {
+    let fin = h[0] & 0x80 != 0;
+    let rsv = (h[0] >> 4) & 0x07;
+    let opcode = Opcode::from_u8(h[0]);
+    let masked = h[1] & 0x80 != 0;
+    let len7 = h[1] & 0x7f;
+    let (len, off) = match len7 {
+        126 => (u16::from_be_bytes([h[2], h[3]]) as u64, 4),
+        127 => (
+            u64::from_be_bytes([h[2], h[3], h[4], h[5], h[6], h[7], h[8], h[9]]),
+            10,
+        ),
+        n => (n as u64, 2),
+    };
+    let mut mask = [0; 4];
+    if masked {
+        mask.copy_from_slice(&h[off..off + 4]);
+    }
+    let header = Header {
+        fin,
+        rsv,
+        opcode,
+        masked,
+        mask,
+        len,
+    };
+    (header, len7)
+}
+
+fn view<'a>(dir: Direction, h: &Header, preview: &'a [u8]) -> Frame<'a> {
+    Frame {
+        dir,
+        opcode: h.opcode,
+        fin: h.fin,
+        rsv: h.rsv,
+        masked: h.masked,
+        len: h.len,
+        preview,
     }
 }
 
@@ -361,7 +463,7 @@ mod tests {
         let (mut infos, mut v) = (vec![], vec![]);
         for c in chunks {
             s.feed(c, |e| match e {
-                Scan::Info(_, i) => infos.push(i),
+                Scan::Info(_, i) => infos.push(i.info()),
                 Scan::Violation(r) => v.push(r),
                 _ => {}
             });
@@ -397,6 +499,75 @@ mod tests {
         assert_eq!(infos.len(), 4);
     }
 
+    /// Every finding of `stream` fed in pieces cut at `cuts`, with absolute
+    /// offsets (an `Info`'s offset depends on the cuts: it is left out).
+    fn findings(dir: Direction, stream: &[u8], cuts: &[usize]) -> Vec<Scan> {
+        let mut s = FrameScanner::new(dir);
+        let mut out = Vec::new();
+        let mut from = 0;
+        for &to in cuts.iter().chain([&stream.len()]) {
+            s.feed(&stream[from..to], |e| {
+                out.push(match e.owned() {
+                    Scan::Start(p) => Scan::Start(from + p),
+                    Scan::End(p) => Scan::End(from + p),
+                    Scan::Info(_, i) => Scan::Info(0, i),
+                    v => v,
+                })
+            });
+            from = to;
+        }
+        out
+    }
+
+    #[test]
+    fn whole_frames_in_a_chunk_are_found_as_byte_by_byte() {
+        let long_text = "x".repeat(300);
+        let mut stream = Vec::new();
+        for (op, fin, payload, mask) in [
+            (1, true, b"hello".to_vec(), Some([1, 2, 3, 4])),
+            (2, true, vec![7; 64], Some([9, 8, 7, 6])),
+            (1, false, long_text.as_bytes().to_vec(), Some([5, 6, 7, 8])),
+            (9, true, vec![], Some([0; 4])),
+            (0, true, b"end".to_vec(), Some([1, 1, 1, 1])),
+            (2, true, vec![3; 70000], Some([2, 2, 2, 2])),
+            // Violations: unmasked toward the server, reserved opcode.
+            (1, true, b"plain".to_vec(), None),
+            (3, true, vec![], Some([4; 4])),
+            (8, true, close_payload(1001, "away"), Some([0, 1, 0, 1])),
+        ] {
+            stream.extend(encode_frame(op, fin, &payload, mask));
+        }
+        let dir = Direction::ToServer;
+        let whole = findings(dir, &stream, &[]);
+        let bytes: Vec<usize> = (1..stream.len()).collect();
+        assert_eq!(whole, findings(dir, &stream, &bytes));
+        assert_eq!(
+            whole.iter().filter(|s| matches!(s, Scan::Info(..))).count(),
+            9
+        );
+        assert_eq!(
+            whole
+                .iter()
+                .filter(|s| matches!(s, Scan::Violation(_)))
+                .count(),
+            2
+        );
+        // Cuts at pseudo-random places (a fixed sequence).
+        let mut x = 7u64;
+        for _ in 0..50 {
+            let mut cuts: Vec<usize> = (0..4)
+                .map(|_| {
+                    x = x
+                        .wrapping_mul(6364136223846793005)
+                        .wrapping_add(1442695040888963407);
+                    (x >> 33) as usize % stream.len()
+                })
+                .collect();
+            cuts.sort();
+            assert_eq!(whole, findings(dir, &stream, &cuts), "cuts {cuts:?}");
+        }
+    }
+
     #[test]
     fn offsets_bound_frames() {
         let f1 = encode_frame(1, true, b"ab", None);
@@ -404,7 +575,7 @@ mod tests {
         let stream = [f1.clone(), f2].concat();
         let mut s = FrameScanner::new(Direction::ToClient);
         let mut ev = vec![];
-        s.feed(&stream, |e| ev.push(e));
+        s.feed(&stream, |e| ev.push(e.owned()));
         let starts: Vec<_> = ev
             .iter()
             .filter_map(|e| match e {

@@ -426,7 +426,7 @@ fn scanned(bytes: &[u8]) -> Vec<(std::ops::Range<usize>, String)> {
     let (mut start, mut preview) = (0, String::new());
     FrameScanner::new(Direction::ToServer).feed(bytes, |f| match f {
         Scan::Start(p) => start = p,
-        Scan::Info(_, i) => preview = i.preview.clone(),
+        Scan::Info(_, i) => preview = i.info().preview,
         Scan::End(p) => out.push((start..p, std::mem::take(&mut preview))),
         Scan::Violation(v) => panic!("{v}"),
     });

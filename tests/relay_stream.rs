@@ -169,7 +169,7 @@ async fn split_everywhere(dir: Direction) {
             let mut info = None;
             s.feed(&frame, |e| {
                 if let flatline::frame::Scan::Info(_, i) = e {
-                    info = Some(i);
+                    info = Some(i.info());
                 }
             });
             info.unwrap()

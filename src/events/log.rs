@@ -14,7 +14,7 @@
 //! feed (where expectations judge frames as they come, without keeping them)
 //! through a lock-free channel.
 
-use super::summary::ConnCounters;
+use super::summary::{ConnCounters, Counted};
 use super::{ConnSummary, Event, EventKind, FrameRun, Opcode};
 use crate::matcher::Matcher;
 use std::collections::{BTreeMap, HashMap};
@@ -271,19 +271,19 @@ impl EventLog {
 
     /// A frame of connection `conn`, seen at `at`. When the log only counts
     /// frames (streaming, no sink) no event is built.
-    pub fn frame_at(&self, conn: u32, f: super::FrameInfo, at: Instant) {
-        let t = at.saturating_duration_since(self.start);
+    pub fn frame_at(&self, conn: u32, f: &crate::frame::Frame<'_>, at: Instant) {
         let counted_only = self.shared.sink.is_none()
             && matches!(self.shared.retention, Retention::Stream)
             && f.opcode != Opcode::Close;
         if !counted_only {
             return self.push(Event {
-                t,
+                t: at.saturating_duration_since(self.start),
                 conn: Some(conn),
-                kind: EventKind::Frame(f),
+                kind: EventKind::Frame(f.info()),
             });
         }
-        self.with_slot(conn, |s| lock(&s.state).counters.count(t, &f, None));
+        let c = Counted::of(f.dir, f.opcode, f.len);
+        self.with_slot(conn, |s| lock(&s.state).counters.count(at, c, None));
     }
 
     /// Run `f` on connection `id`'s slot: this connection's own handle
@@ -339,7 +339,9 @@ impl EventLog {
         let keep = match &self.shared.retention {
             Retention::Fold { keep } => keep,
             _ => {
-                lock(&slot.state).counters.count(ev.t, f, None);
+                lock(&slot.state)
+                    .counters
+                    .count(self.start + ev.t, Counted::of_info(f), None);
                 // Close frames still reach subscribers (`flatline relay` says
                 // who closed).
                 if close {
@@ -353,7 +355,8 @@ impl EventLog {
         // The label goes into the connection's buffer: no allocation per
         // frame, only per new run.
         crate::report::transcript::frame_label_into(f, &mut st.label);
-        st.counters.count(ev.t, f, Some(&st.label));
+        st.counters
+            .count(self.start + ev.t, Counted::of_info(f), Some(&st.label));
         if close || keep.iter().any(|m| m.matches(f)) {
             drop(guard);
             return self.keep(ev);
@@ -466,7 +469,7 @@ impl EventLog {
         let slots: Vec<Arc<ConnSlot>> = lock(&self.shared.inner).conns.values().cloned().collect();
         slots
             .iter()
-            .map(|s| lock(&s.state).counters.summary(s.id))
+            .map(|s| lock(&s.state).counters.summary(s.id, self.start))
             .collect()
     }
 

@@ -6,7 +6,7 @@ use super::{Direction, FrameInfo, Opcode};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::collections::HashMap;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 /// Distinct preview classes counted per direction; later ones count as `other`.
 const MAX_CLASSES: usize = 32;
@@ -63,18 +63,38 @@ pub(crate) struct DirCounters {
     by_opcode: [u64; 16],
     classes: HashMap<String, u64>,
     other: u64,
-    first: Option<Duration>,
-    last: Option<Duration>,
+    /// Instants, not times of the run: turning each frame's clock reading
+    /// into a duration cost more than the rest of counting it.
+    first: Option<Instant>,
+    last: Option<Instant>,
+}
+
+/// What counting a frame needs of it.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Counted {
+    dir: Direction,
+    opcode: Opcode,
+    len: u64,
+}
+
+impl Counted {
+    pub(crate) fn of(dir: Direction, opcode: Opcode, len: u64) -> Counted {
+        Counted { dir, opcode, len }
+    }
+
+    pub(crate) fn of_info(f: &FrameInfo) -> Counted {
+        Counted::of(f.dir, f.opcode, f.len)
+    }
 }
 
 impl DirCounters {
     /// Count one frame; `class` is its preview class when known.
-    pub(crate) fn count(&mut self, t: Duration, f: &FrameInfo, class: Option<&str>) {
+    pub(crate) fn count(&mut self, at: Instant, f: Counted, class: Option<&str>) {
         self.frames += 1;
         self.payload_bytes += f.len;
         self.by_opcode[opcode_nibble(f.opcode) as usize] += 1;
-        self.first.get_or_insert(t);
-        self.last = Some(t);
+        self.first.get_or_insert(at);
+        self.last = Some(at);
         if let Some(c) = class {
             let full = self.classes.len() >= MAX_CLASSES;
             match self.classes.get_mut(c) {
@@ -87,7 +107,9 @@ impl DirCounters {
         }
     }
 
-    fn summary(&self) -> DirSummary {
+    /// The summary, times counted from `start`.
+    fn summary(&self, start: Instant) -> DirSummary {
+        let since = |i: Instant| i.saturating_duration_since(start);
         let mut classes: BTreeMap<String, u64> =
             self.classes.iter().map(|(k, v)| (k.clone(), *v)).collect();
         if self.other > 0 {
@@ -101,8 +123,8 @@ impl DirCounters {
                 .map(|i| (Opcode::from_u8(i).name(), self.by_opcode[i as usize]))
                 .collect(),
             classes,
-            first: self.first,
-            last: self.last,
+            first: self.first.map(since),
+            last: self.last.map(since),
         }
     }
 }
@@ -127,16 +149,16 @@ pub(crate) struct ConnCounters {
 
 impl ConnCounters {
     /// Count one frame travelling `dir`.
-    pub(crate) fn count(&mut self, t: Duration, f: &FrameInfo, class: Option<&str>) {
-        self.dirs[f.dir.index()].count(t, f, class);
+    pub(crate) fn count(&mut self, at: Instant, f: Counted, class: Option<&str>) {
+        self.dirs[f.dir.index()].count(at, f, class);
     }
 
-    /// The summary of connection `conn`.
-    pub(crate) fn summary(&self, conn: u32) -> ConnSummary {
+    /// The summary of connection `conn`, times counted from `start`.
+    pub(crate) fn summary(&self, conn: u32, start: Instant) -> ConnSummary {
         ConnSummary {
             conn,
-            to_server: self.dirs[Direction::ToServer.index()].summary(),
-            to_client: self.dirs[Direction::ToClient.index()].summary(),
+            to_server: self.dirs[Direction::ToServer.index()].summary(start),
+            to_client: self.dirs[Direction::ToClient.index()].summary(start),
         }
     }
 }

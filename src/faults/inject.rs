@@ -209,7 +209,7 @@ mod tests {
         let mut infos = Vec::new();
         FrameScanner::new(Direction::ToServer).feed(&a, |s| {
             if let crate::frame::Scan::Info(_, i) = s {
-                infos.push(i)
+                infos.push(i.info())
             }
         });
         assert_eq!(infos.len(), 1);

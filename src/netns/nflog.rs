@@ -229,7 +229,10 @@ fn frames_in(
     let scanner = flow.scanner.get_or_insert_with(|| FrameScanner::new(dir));
     scanner.feed(new, |sc| match sc {
         Scan::Start(p) => start = next + p as u64,
-        Scan::Info(_, f) if mark.claim(start) => out.push(FrameInfo { dropped: true, ..f }),
+        Scan::Info(_, f) if mark.claim(start) => out.push(FrameInfo {
+            dropped: true,
+            ..f.info()
+        }),
         _ => {}
     });
     flow.frame_start = start;

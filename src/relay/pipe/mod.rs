@@ -24,7 +24,7 @@
 use super::handshake::{head_end, response_status, MAX_HEAD};
 use crate::events::{Direction, EventKind, EventLog, FrameInfo};
 use crate::faults::{CutHow, Flow, FrameAction, PipeRng, Seen, Stage, StageCtx};
-use crate::frame::{header_len, FrameScanner, Scan};
+use crate::frame::{header_len, Frame, FrameScanner, Scan};
 use std::collections::VecDeque;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -433,7 +433,7 @@ impl Pipe {
     fn gated_chunk(&mut self, chunk: &[u8], now: Instant, log: &EventLog) {
         let frame_mode = self.frame_stages();
         let mut scans = Vec::new();
-        self.scanner.feed(chunk, |s| scans.push(s));
+        self.scanner.feed(chunk, |s| scans.push(s.owned()));
         let mut cursor = 0;
         for s in scans {
             match s {
@@ -585,9 +585,9 @@ impl Pipe {
     }
 }
 
-fn log_scan(log: &EventLog, conn: u32, dir: Direction, s: Scan, now: Instant) {
+fn log_scan(log: &EventLog, conn: u32, dir: Direction, s: Scan<Frame<'_>>, now: Instant) {
     match s {
-        Scan::Info(_, info) => log.frame_at(conn, info, now),
+        Scan::Info(_, f) => log.frame_at(conn, &f, now),
         Scan::Violation(reason) => {
             log.emit_at(Some(conn), EventKind::ProtocolError { dir, reason }, now)
         }
