@@ -10,7 +10,7 @@ use std::time::Duration;
 mod log;
 mod summary;
 pub use log::{EventLog, EventSink, Retention};
-pub use summary::{ConnSummary, DirSummary};
+pub use summary::{ConnSummary, DirSummary, Tally};
 
 /// The two ends of a relayed connection.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, PartialOrd, Ord)]

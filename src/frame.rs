@@ -43,6 +43,20 @@ impl Scan<Frame<'_>> {
     }
 }
 
+/// Where the scanner reports its findings, one by one, in order. Any
+/// `FnMut(Scan<Frame<'_>>)` is one; a type of its own lets the data path's
+/// handling be inlined into the scanner.
+pub trait Findings {
+    /// One finding.
+    fn found(&mut self, s: Scan<Frame<'_>>);
+}
+
+impl<F: FnMut(Scan<Frame<'_>>)> Findings for F {
+    fn found(&mut self, s: Scan<Frame<'_>>) {
+        self(s)
+    }
+}
+
 /// A frame as the scanner saw it: its header, and its unmasked payload
 /// preview borrowed from the scanner. Only counting a frame needs nothing
 /// more; [`Frame::info`] builds the event's [`FrameInfo`] when it is kept.
@@ -60,25 +74,50 @@ pub struct Frame<'a> {
     pub masked: bool,
     /// Payload length in bytes.
     pub len: u64,
-    /// Up to [`PREVIEW_BYTES`] unmasked payload bytes (none for binary).
-    pub preview: &'a [u8],
+    /// Up to [`PREVIEW_BYTES`] payload bytes (none for binary), as they
+    /// travelled: XOR with [`Frame::mask`] to read them
+    /// ([`Frame::preview`]). Unmasking waits until someone reads them, so
+    /// a frame that is only counted costs no pass over its payload.
+    pub raw_preview: &'a [u8],
+    /// The masking key of [`Frame::raw_preview`] (all zero when the bytes
+    /// are already plain).
+    pub mask: [u8; 4],
 }
 
-impl Frame<'_> {
+impl<'a> Frame<'a> {
+    /// The preview, unmasked.
+    pub fn preview(&self) -> std::borrow::Cow<'a, [u8]> {
+        if self.mask == [0; 4] {
+            return self.raw_preview.into();
+        }
+        let m = self.mask;
+        let plain = self.raw_preview.iter().enumerate();
+        plain.map(|(i, b)| b ^ m[i & 3]).collect::<Vec<u8>>().into()
+    }
+
+    /// The preview as lossy UTF-8, unmasked into the string's own buffer.
+    fn preview_text(&self) -> String {
+        match self.preview() {
+            std::borrow::Cow::Borrowed(b) => String::from_utf8_lossy(b).into_owned(),
+            std::borrow::Cow::Owned(v) => String::from_utf8(v)
+                .unwrap_or_else(|e| String::from_utf8_lossy(e.as_bytes()).into_owned()),
+        }
+    }
+
     /// The frame's event record: preview as lossy UTF-8 (text, ping, pong,
     /// continuation), close code and reason (close).
     pub fn info(&self) -> FrameInfo {
-        let p = self.preview;
         let (mut preview, mut close_code, mut close_reason) = (String::new(), None, None);
         match self.opcode {
             Opcode::Close => {
+                let p = &*self.preview();
                 if p.len() >= 2 {
                     close_code = Some(u16::from_be_bytes([p[0], p[1]]));
                     close_reason = Some(String::from_utf8_lossy(&p[2..]).into_owned());
                 }
             }
             Opcode::Binary => {}
-            _ => preview = String::from_utf8_lossy(p).into_owned(),
+            _ => preview = self.preview_text(),
         }
         FrameInfo {
             dir: self.dir,
@@ -157,10 +196,15 @@ impl FrameScanner {
 
     /// Scan `chunk`, calling `on` for every finding, in order.
     pub fn feed(&mut self, chunk: &[u8], mut on: impl FnMut(Scan<Frame<'_>>)) {
+        self.feed_to(chunk, &mut on)
+    }
+
+    /// [`FrameScanner::feed`], reporting to any [`Findings`].
+    pub fn feed_to(&mut self, chunk: &[u8], on: &mut impl Findings) {
         let mut pos = 0;
         while pos < chunk.len() {
             if self.at_boundary() {
-                if let Some(end) = self.whole_frame(chunk, pos, &mut on) {
+                if let Some(end) = self.whole_frame(chunk, pos, on) {
                     pos = end;
                     continue;
                 }
@@ -168,7 +212,7 @@ impl FrameScanner {
             match &mut self.state {
                 State::Header => {
                     if self.have == 0 {
-                        on(Scan::Start(pos));
+                        on.found(Scan::Start(pos));
                     }
                     let need = header_len(&self.hdr[..self.have]);
                     let take = (need - self.have).min(chunk.len() - pos);
@@ -180,7 +224,7 @@ impl FrameScanner {
                     if self.have < need {
                         continue;
                     }
-                    let header = self.parse_header(&mut on);
+                    let header = self.parse_header(on);
                     self.have = 0;
                     self.preview_len = 0;
                     self.state = State::Payload {
@@ -188,7 +232,7 @@ impl FrameScanner {
                         seen: 0,
                         info_sent: false,
                     };
-                    self.after_payload_bytes(pos, &mut on);
+                    self.after_payload_bytes(pos, on);
                 }
                 State::Payload { header, seen, .. } => {
                     let left = header.len - *seen;
@@ -209,7 +253,7 @@ impl FrameScanner {
                     }
                     *seen += take as u64;
                     pos += take;
-                    self.after_payload_bytes(pos, &mut on);
+                    self.after_payload_bytes(pos, on);
                 }
             }
         }
@@ -219,12 +263,7 @@ impl FrameScanner {
     /// `chunk`: reported straight from the chunk (no header copy, no state
     /// change). The offset after it, or `None` if the frame goes on past the
     /// chunk (the byte-by-byte path takes it).
-    fn whole_frame(
-        &mut self,
-        chunk: &[u8],
-        pos: usize,
-        on: &mut impl FnMut(Scan<Frame<'_>>),
-    ) -> Option<usize> {
+    fn whole_frame(&mut self, chunk: &[u8], pos: usize, on: &mut impl Findings) -> Option<usize> {
         let rest = &chunk[pos..];
         let hlen = header_len(rest);
         if rest.len() < hlen {
@@ -234,24 +273,20 @@ impl FrameScanner {
         let end = (hlen as u64)
             .checked_add(header.len)
             .filter(|&e| e <= rest.len() as u64)? as usize;
-        on(Scan::Start(pos));
+        on.found(Scan::Start(pos));
         self.check(&header, len7, on);
         let n = if wants_preview(header.opcode) {
             (header.len as usize).min(PREVIEW_BYTES)
         } else {
             0
         };
-        let payload = &rest[hlen..hlen + n];
-        let preview: &[u8] = if header.masked {
-            for (i, (out, b)) in self.preview[..n].iter_mut().zip(payload).enumerate() {
-                *out = b ^ header.mask[i & 3];
-            }
-            &self.preview[..n]
-        } else {
-            payload
-        };
-        on(Scan::Info(pos + end, view(self.dir, &header, preview)));
-        on(Scan::End(pos + end));
+        // The wire bytes and their mask: unmasked only if an event is built.
+        let raw = &rest[hlen..hlen + n];
+        on.found(Scan::Info(
+            pos + end,
+            view(self.dir, &header, raw, header.mask),
+        ));
+        on.found(Scan::End(pos + end));
         Some(pos + end)
     }
 
@@ -261,7 +296,7 @@ impl FrameScanner {
     }
 
     /// Emit `Info` once the preview is complete and `End` at the frame's end.
-    fn after_payload_bytes(&mut self, pos: usize, on: &mut impl FnMut(Scan<Frame<'_>>)) {
+    fn after_payload_bytes(&mut self, pos: usize, on: &mut impl Findings) {
         let State::Payload {
             header,
             seen,
@@ -279,61 +314,84 @@ impl FrameScanner {
             *info_sent = true;
             let header = *header;
             let preview = &self.preview[..self.preview_len];
-            on(Scan::Info(pos, view(self.dir, &header, preview)));
+            on.found(Scan::Info(pos, view(self.dir, &header, preview, [0; 4])));
         }
         let State::Payload { header, seen, .. } = &self.state else {
             return;
         };
         if *seen == header.len {
             self.state = State::Header;
-            on(Scan::End(pos));
+            on.found(Scan::End(pos));
         }
     }
 
-    fn parse_header(&mut self, on: &mut impl FnMut(Scan<Frame<'_>>)) -> Header {
+    fn parse_header(&mut self, on: &mut impl Findings) -> Header {
         let (header, len7) = parse_header(&self.hdr[..self.have]);
         self.check(&header, len7, on);
         header
     }
 
-    fn check(&mut self, h: &Header, len7: u8, on: &mut impl FnMut(Scan<Frame<'_>>)) {
+    /// Report what breaks RFC 6455 in this header, and follow fragmented
+    /// messages.
+    #[inline(always)]
+    fn check(&mut self, h: &Header, len7: u8, on: &mut impl Findings) {
+        // The common case first: a whole text, binary or control frame with
+        // a short length, masked as its direction must be. Nothing to report
+        // and no state to change.
+        let ordinary = h.fin
+            && len7 < 126
+            && h.masked == (self.dir == Direction::ToServer)
+            && match h.opcode {
+                Opcode::Text | Opcode::Binary => !self.in_message,
+                Opcode::Ping | Opcode::Pong | Opcode::Close => true,
+                _ => false,
+            };
+        if !ordinary {
+            self.check_all(h, len7, on);
+        }
+    }
+
+    #[inline(never)]
+    fn check_all(&mut self, h: &Header, len7: u8, on: &mut impl Findings) {
         if let Opcode::Reserved(n) = h.opcode {
-            on(Scan::Violation(format!("reserved opcode 0x{n:x}")));
+            on.found(Scan::Violation(format!("reserved opcode 0x{n:x}")));
         }
         if len7 == 127 && h.len >> 63 != 0 {
-            on(Scan::Violation(
+            on.found(Scan::Violation(
                 "64-bit payload length with the most significant bit set".into(),
             ));
         }
         if (len7 == 126 && h.len < 126) || (len7 == 127 && h.len <= 0xffff) {
-            on(Scan::Violation(format!(
+            on.found(Scan::Violation(format!(
                 "payload length {} not in minimal encoding",
                 h.len
             )));
         }
         if h.opcode.is_control() {
             if h.len > 125 {
-                on(Scan::Violation(format!(
+                on.found(Scan::Violation(format!(
                     "{} frame with {} bytes of payload (at most 125)",
                     h.opcode.name(),
                     h.len
                 )));
             }
             if !h.fin {
-                on(Scan::Violation(format!(
+                on.found(Scan::Violation(format!(
                     "fragmented {} frame",
                     h.opcode.name()
                 )));
             }
         } else {
             match h.opcode {
-                Opcode::Continuation if !self.in_message => on(Scan::Violation(
+                Opcode::Continuation if !self.in_message => on.found(Scan::Violation(
                     "continuation frame outside a message".into(),
                 )),
-                Opcode::Text | Opcode::Binary if self.in_message => on(Scan::Violation(format!(
-                    "new {} message before the previous one finished",
-                    h.opcode.name()
-                ))),
+                Opcode::Text | Opcode::Binary if self.in_message => {
+                    on.found(Scan::Violation(format!(
+                        "new {} message before the previous one finished",
+                        h.opcode.name()
+                    )))
+                }
                 _ => {}
             }
             if matches!(
@@ -345,10 +403,10 @@ impl FrameScanner {
         }
         match (self.dir, h.masked) {
             (Direction::ToServer, false) => {
-                on(Scan::Violation("unmasked frame from the client".into()))
+                on.found(Scan::Violation("unmasked frame from the client".into()))
             }
             (Direction::ToClient, true) => {
-                on(Scan::Violation("masked frame from the server".into()))
+                on.found(Scan::Violation("masked frame from the server".into()))
             }
             _ => {}
         }
@@ -357,6 +415,7 @@ impl FrameScanner {
 
 /// A complete header (`h` is exactly [`header_len`] bytes) and its 7-bit
 /// length field.
+#[inline(always)]
 fn parse_header(h: &[u8]) -> (Header, u8) {
     let fin = h[0] & 0x80 != 0;
     let rsv = (h[0] >> 4) & 0x07;
@@ -386,7 +445,8 @@ fn parse_header(h: &[u8]) -> (Header, u8) {
     (header, len7)
 }
 
-fn view<'a>(dir: Direction, h: &Header, preview: &'a [u8]) -> Frame<'a> {
+/// The view of a frame whose preview bytes are `raw`, masked with `mask`.
+fn view<'a>(dir: Direction, h: &Header, raw: &'a [u8], mask: [u8; 4]) -> Frame<'a> {
     Frame {
         dir,
         opcode: h.opcode,
@@ -394,7 +454,8 @@ fn view<'a>(dir: Direction, h: &Header, preview: &'a [u8]) -> Frame<'a> {
         rsv: h.rsv,
         masked: h.masked,
         len: h.len,
-        preview,
+        raw_preview: raw,
+        mask,
     }
 }
 

@@ -2,8 +2,9 @@
 //! headers, half-close, RST propagation, pings left unanswered.
 mod common;
 use common::*;
-use flatline::events::{Direction, Ending, EventKind, Opcode, Side};
+use flatline::events::{Direction, Ending, EventKind, EventLog, Opcode, Retention, Side};
 use flatline::frame::{close_payload, encode_frame};
+use flatline::relay::{Relay, RelayConfig};
 use std::time::Duration;
 use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
@@ -70,27 +71,93 @@ async fn read_n(
     (r, v)
 }
 
+/// Both mixed streams relayed, and what each side's frames were.
+struct Exchanged {
+    cr: tokio::net::tcp::OwnedReadHalf,
+    cw: tokio::net::tcp::OwnedWriteHalf,
+    sr: tokio::net::tcp::OwnedReadHalf,
+    sw: tokio::net::tcp::OwnedWriteHalf,
+    c_want: Vec<(Opcode, bool, u64)>,
+    s_want: Vec<(Opcode, bool, u64)>,
+}
+
+/// Send the mixed streams both ways at once (neither side reads only after
+/// writing everything) and check that each arrives byte-exact.
+async fn exchange_mixed(client: TcpStream, server: TcpStream) -> Exchanged {
+    let (c_bytes, c_want) = mixed_stream(1, true);
+    let (s_bytes, s_want) = mixed_stream(2, false);
+    let (cr, cw) = client.into_split();
+    let (sr, sw) = server.into_split();
+    let cwt = tokio::spawn(write_pieces(cw, c_bytes.clone()));
+    let swt = tokio::spawn(write_pieces(sw, s_bytes.clone()));
+    let srt = tokio::spawn(read_n(sr, c_bytes.len()));
+    let crt = tokio::spawn(read_n(cr, s_bytes.len()));
+    let (sr, got_at_server) = srt.await.unwrap();
+    let (cr, got_at_client) = crt.await.unwrap();
+    assert!(got_at_server == c_bytes, "client → server bytes differ");
+    assert!(got_at_client == s_bytes, "server → client bytes differ");
+    let (cw, sw) = (cwt.await.unwrap(), swt.await.unwrap());
+    Exchanged {
+        cr,
+        cw,
+        sr,
+        sw,
+        c_want,
+        s_want,
+    }
+}
+
+/// A log that only counts (as `flatline relay` runs without `--events`):
+/// every frame is counted by opcode and payload bytes, close frames still
+/// reach subscribers as events, and no other frame does.
+#[tokio::test]
+async fn a_counting_log_counts_every_frame_and_passes_close_frames_on() {
+    let (server_l, addr) = listener().await;
+    let config = RelayConfig::new(&format!("ws://{addr}/feed")).unwrap();
+    let log = EventLog::with(Retention::Stream, None);
+    let mut events = log.subscribe();
+    let relay = Relay::start(config, log.clone()).await.unwrap();
+    let (client, server) = raw_pair(&relay, &server_l).await;
+    let x = exchange_mixed(client, server).await;
+    // Every byte arrived, so every frame was scanned (a chunk is counted
+    // before it is written). Connections are summarised while open.
+    let s = log.summaries();
+    assert_eq!(s.len(), 1);
+    for (got, want) in [(&s[0].to_server, &x.c_want), (&s[0].to_client, &x.s_want)] {
+        assert_eq!(got.frames, want.len() as u64);
+        assert_eq!(got.payload_bytes, want.iter().map(|w| w.2).sum::<u64>());
+        let mut by_op = std::collections::BTreeMap::new();
+        for (op, _, _) in want {
+            *by_op.entry(op.name()).or_insert(0u64) += 1;
+        }
+        assert_eq!(got.opcodes, by_op);
+    }
+    drop(x);
+    let mut frames = Vec::new();
+    while let Ok(Ok(ev)) = tokio::time::timeout(T, events.recv()).await {
+        match ev.kind {
+            EventKind::Frame(f) => frames.push((f.dir, f.opcode, f.close_code)),
+            EventKind::Closed { .. } => break,
+            _ => {}
+        }
+    }
+    let close = |d| (d, Opcode::Close, Some(1000));
+    assert_eq!(
+        frames,
+        [close(Direction::ToServer), close(Direction::ToClient)]
+    );
+    relay.stop().await;
+}
+
 #[tokio::test]
 async fn mixed_stream_both_ways_is_byte_exact() {
     let (server_l, addr) = listener().await;
     let relay = relay_to_addr(addr).await;
     let log = relay.log().clone();
     let (client, server) = raw_pair(&relay, &server_l).await;
-    let (c_bytes, c_want) = mixed_stream(1, true);
-    let (s_bytes, s_want) = mixed_stream(2, false);
-    let (cr, cw) = client.into_split();
-    let (sr, sw) = server.into_split();
-    // Both directions at once: neither side reads only after writing everything.
-    let cwt = tokio::spawn(write_pieces(cw, c_bytes.clone()));
-    let swt = tokio::spawn(write_pieces(sw, s_bytes.clone()));
-    let srt = tokio::spawn(read_n(sr, c_bytes.len()));
-    let crt = tokio::spawn(read_n(cr, s_bytes.len()));
-    let (mut sr, got_at_server) = srt.await.unwrap();
-    let (mut cr, got_at_client) = crt.await.unwrap();
-    assert!(got_at_server == c_bytes, "client → server bytes differ");
-    assert!(got_at_client == s_bytes, "server → client bytes differ");
-    let mut cw = cwt.await.unwrap();
-    let mut sw = swt.await.unwrap();
+    let x = exchange_mixed(client, server).await;
+    let (c_want, s_want) = (x.c_want, x.s_want);
+    let (mut cr, mut cw, mut sr, mut sw) = (x.cr, x.cw, x.sr, x.sw);
     // Close handshake done (both close frames crossed); now the TCP close.
     sw.shutdown().await.unwrap();
     let mut rest = Vec::new();

@@ -14,8 +14,8 @@
 //! feed (where expectations judge frames as they come, without keeping them)
 //! through a lock-free channel.
 
-use super::summary::{ConnCounters, Counted};
-use super::{ConnSummary, Event, EventKind, FrameRun, Opcode};
+use super::summary::{ConnCounters, Counted, Tally};
+use super::{ConnSummary, Direction, Event, EventKind, FrameRun, Opcode};
 use crate::matcher::Matcher;
 use std::collections::{BTreeMap, HashMap};
 use std::io::Write;
@@ -269,13 +269,23 @@ impl EventLog {
         });
     }
 
+    /// Whether frames other than close frames are only counted (streaming,
+    /// no sink): the data path may then count them in a [`Tally`] per chunk
+    /// ([`EventLog::tally_at`]) and build no event.
+    pub fn counts_only(&self) -> bool {
+        self.shared.sink.is_none() && matches!(self.shared.retention, Retention::Stream)
+    }
+
+    /// Frames of connection `conn` travelling `dir`, all seen at `at`,
+    /// counted under one lock. Only when [`EventLog::counts_only`].
+    pub fn tally_at(&self, conn: u32, dir: Direction, t: &Tally, at: Instant) {
+        self.with_slot(conn, |s| lock(&s.state).counters.add(dir, at, t));
+    }
+
     /// A frame of connection `conn`, seen at `at`. When the log only counts
     /// frames (streaming, no sink) no event is built.
     pub fn frame_at(&self, conn: u32, f: &crate::frame::Frame<'_>, at: Instant) {
-        let counted_only = self.shared.sink.is_none()
-            && matches!(self.shared.retention, Retention::Stream)
-            && f.opcode != Opcode::Close;
-        if !counted_only {
+        if !self.counts_only() || f.opcode == Opcode::Close {
             return self.push(Event {
                 t: at.saturating_duration_since(self.start),
                 conn: Some(conn),

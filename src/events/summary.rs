@@ -129,6 +129,50 @@ impl DirCounters {
     }
 }
 
+/// Frames counted in one go: those of one chunk, all seen at one instant
+/// (one lock per chunk instead of one per frame).
+#[derive(Debug, Default)]
+pub struct Tally {
+    frames: u32,
+    payload_bytes: u64,
+    by_opcode: [u32; 16],
+    /// Which opcodes were added (bit per opcode).
+    opcodes: u16,
+}
+
+impl Tally {
+    /// One more frame.
+    #[inline]
+    pub fn add(&mut self, opcode: Opcode, len: u64) {
+        self.frames += 1;
+        self.payload_bytes += len;
+        let n = opcode_nibble(opcode);
+        self.by_opcode[n as usize] += 1;
+        self.opcodes |= 1 << n;
+    }
+
+    /// Whether no frame was added.
+    pub fn is_empty(&self) -> bool {
+        self.frames == 0
+    }
+}
+
+impl DirCounters {
+    /// Count the frames of `t`, seen at `at`.
+    fn add(&mut self, at: Instant, t: &Tally) {
+        self.frames += u64::from(t.frames);
+        self.payload_bytes += t.payload_bytes;
+        let mut ops = t.opcodes;
+        while ops != 0 {
+            let i = ops.trailing_zeros() as usize;
+            self.by_opcode[i] += u64::from(t.by_opcode[i]);
+            ops &= ops - 1;
+        }
+        self.first.get_or_insert(at);
+        self.last = Some(at);
+    }
+}
+
 fn opcode_nibble(op: Opcode) -> u8 {
     match op {
         Opcode::Continuation => 0x0,
@@ -151,6 +195,11 @@ impl ConnCounters {
     /// Count one frame travelling `dir`.
     pub(crate) fn count(&mut self, at: Instant, f: Counted, class: Option<&str>) {
         self.dirs[f.dir.index()].count(at, f, class);
+    }
+
+    /// Count the frames of `t`, travelling `dir`, seen at `at`.
+    pub(crate) fn add(&mut self, dir: Direction, at: Instant, t: &Tally) {
+        self.dirs[dir.index()].add(at, t);
     }
 
     /// The summary of connection `conn`, times counted from `start`.

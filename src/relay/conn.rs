@@ -20,6 +20,7 @@ use super::inbox;
 use super::mark::StreamMark;
 use super::pipe::{Ended, Next, Pipe};
 use super::transport::{write_some, Transport};
+use super::wake::LegWakers;
 use crate::events::{Direction, Ending, EventKind, EventLog, Side};
 use crate::faults::{Action, CutHow, Stage};
 use std::cell::RefCell;
@@ -432,6 +433,8 @@ pub async fn run(c: Conn, mut cmds: inbox::Receiver<Box<ConnCmd>>) {
     let sleep = tokio::time::sleep_until(now.into());
     tokio::pin!(sleep);
     let mut armed = None;
+    // Each leg's readiness waits with a waker of its own (`relay::wake`).
+    let mut legs = None;
     loop {
         let quiet = conn.quiet();
         if !quiet && conn.turn(now) {
@@ -446,7 +449,9 @@ pub async fn run(c: Conn, mut cmds: inbox::Receiver<Box<ConnCmd>>) {
         }
         let woke = std::future::poll_fn(|cx| {
             let fired = armed.is_some() && sleep.as_mut().poll(cx).is_ready();
-            conn.poll_wake(cx, &mut cmds, fired, (!quiet).then_some(now))
+            let legs = legs.get_or_insert_with(|| LegWakers::new(cx.waker()));
+            legs.follow(cx.waker());
+            conn.poll_wake(cx, &mut cmds, legs, fired, (!quiet).then_some(now))
         })
         .await;
         now = Instant::now();
@@ -525,7 +530,8 @@ impl Connection {
     }
 
     /// Poll, in order: commands, the legs' readability (where the pipe
-    /// reads), writability (where output waits; not asked when `now` is
+    /// reads; a leg whose own waker is registered and has not fired is
+    /// known to be pending and not polled), writability (where output waits; not asked when `now` is
     /// `None`: the connection is quiet), the timer. (`&mut self`:
     /// the waiting future must hold a unique borrow to be `Send`, stages
     /// are not `Sync`.)
@@ -533,6 +539,7 @@ impl Connection {
         &mut self,
         cx: &mut Context<'_>,
         cmds: &mut inbox::Receiver<Box<ConnCmd>>,
+        legs: &mut LegWakers,
         fired: bool,
         now: Option<Instant>,
     ) -> Poll<Woke> {
@@ -546,7 +553,7 @@ impl Connection {
             (Direction::ToClient, tc, server),
         ] {
             if let Some(l) = leg.filter(|_| pipe.wants_read()) {
-                if let Poll::Ready(r) = l.poll_read_ready(cx) {
+                if let Poll::Ready(r) = legs.poll(d.index(), |cx| l.poll_read_ready(cx)) {
                     return Poll::Ready(Woke::Readable(d, r));
                 }
             }

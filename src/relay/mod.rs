@@ -23,6 +23,7 @@ pub mod mark;
 pub mod nofile;
 pub mod pipe;
 pub mod transport;
+mod wake;
 
 use crate::events::{Direction, EventKind, EventLog};
 use crate::faults::{Fault, Refusal};

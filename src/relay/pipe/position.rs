@@ -2,8 +2,9 @@
 //! ([`StreamMark`]) so that each frame is logged once.
 
 use super::{log_scan, Pipe};
-use crate::events::EventLog;
-use crate::frame::Scan;
+use crate::events::Direction;
+use crate::events::{EventLog, Opcode, Tally};
+use crate::frame::{Findings, Frame, Scan};
 use crate::relay::mark::StreamMark;
 use std::sync::Arc;
 use std::time::Instant;
@@ -44,16 +45,57 @@ impl Pipe {
     }
 
     /// Scan a chunk that passes as it is, logging what it holds.
+    /// Scan a chunk that passes as it is, logging what it holds. Frames the
+    /// log only counts are tallied and counted once per chunk.
     pub(super) fn scan_fast(&mut self, chunk: &[u8], now: Instant, log: &EventLog) {
-        let (dir, conn, base) = (self.dir, self.conn, self.pos);
-        let mark = self.mark.as_deref();
-        let mut start = self.frame_start;
-        self.scanner.feed(chunk, |s| match s {
-            Scan::Start(p) => start = base + p as u64,
-            Scan::Info(..) if mark.is_some_and(|m| !m.claim(start)) => {}
-            s => log_scan(log, conn, dir, s, now),
-        });
-        self.frame_start = start;
+        let mut found = Logged {
+            log,
+            conn: self.conn,
+            dir: self.dir,
+            now,
+            base: self.pos,
+            start: self.frame_start,
+            mark: self.mark.as_deref(),
+            counts_only: log.counts_only(),
+            tally: Tally::default(),
+        };
+        self.scanner.feed_to(chunk, &mut found);
+        if !found.tally.is_empty() {
+            log.tally_at(self.conn, self.dir, &found.tally, now);
+        }
+        self.frame_start = found.start;
         self.scanned(chunk.len());
+    }
+}
+
+/// Where a passing chunk's findings go: frames to the log (or a tally when
+/// the log only counts them), violations as events. A frame the link's
+/// observer already logged is not logged again.
+struct Logged<'a> {
+    log: &'a EventLog,
+    conn: u32,
+    dir: Direction,
+    now: Instant,
+    /// Stream position of the chunk's first byte.
+    base: u64,
+    /// Stream position of the frame being scanned.
+    start: u64,
+    mark: Option<&'a StreamMark>,
+    counts_only: bool,
+    tally: Tally,
+}
+
+impl Findings for Logged<'_> {
+    #[inline(always)]
+    fn found(&mut self, s: Scan<Frame<'_>>) {
+        match s {
+            Scan::Start(p) => self.start = self.base + p as u64,
+            Scan::End(_) => {}
+            Scan::Info(..) if self.mark.is_some_and(|m| !m.claim(self.start)) => {}
+            Scan::Info(_, f) if self.counts_only && f.opcode != Opcode::Close => {
+                self.tally.add(f.opcode, f.len)
+            }
+            s => log_scan(self.log, self.conn, self.dir, s, self.now),
+        }
     }
 }
