@@ -451,7 +451,10 @@ pub async fn run(c: Conn, mut cmds: inbox::Receiver<Box<ConnCmd>>) {
             let fired = armed.is_some() && sleep.as_mut().poll(cx).is_ready();
             let legs = legs.get_or_insert_with(|| LegWakers::new(cx.waker()));
             legs.follow(cx.waker());
-            conn.poll_wake(cx, &mut cmds, legs, fired, (!quiet).then_some(now))
+            match quiet {
+                true => conn.poll_quiet(cx, &mut cmds, legs),
+                false => conn.poll_wake(cx, &mut cmds, legs, fired, Some(now)),
+            }
         })
         .await;
         now = Instant::now();
@@ -527,6 +530,29 @@ impl Connection {
             .into_iter()
             .flatten()
             .min()
+    }
+
+    /// [`Connection::poll_wake`] for a quiet connection: a readable leg is
+    /// read and forwarded right here, with no trip through the connection's
+    /// loop, for as long as the connection stays quiet (the runtime's
+    /// budget still bounds how long one poll lasts).
+    fn poll_quiet(
+        &mut self,
+        cx: &mut Context<'_>,
+        cmds: &mut inbox::Receiver<Box<ConnCmd>>,
+        legs: &mut LegWakers,
+    ) -> Poll<Woke> {
+        loop {
+            match self.poll_wake(cx, cmds, legs, false, None) {
+                Poll::Ready(Woke::Readable(d, r)) => {
+                    self.on_readable(d, r, Instant::now());
+                    if !self.quiet() {
+                        return Poll::Ready(Woke::Other);
+                    }
+                }
+                woke => return woke,
+            }
+        }
     }
 
     /// Poll, in order: commands, the legs' readability (where the pipe

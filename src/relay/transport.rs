@@ -64,8 +64,10 @@ impl Transport for TcpStream {
     fn try_read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
         let len = buf.len();
         let mut got = None;
+        // `recv` itself: tokio's `try_read` would check the readiness again.
+        let sock = socket2::SockRef::from(&*self);
         let r = self.try_io(tokio::io::Interest::READABLE, || {
-            let n = TcpStream::try_read(self, buf)?;
+            let n = std::io::Read::read(&mut &*sock, buf)?;
             got = Some(n);
             if n > 0 && n < len {
                 // Makes try_io clear the readiness it saw; the bytes are in `got`.
