@@ -506,8 +506,11 @@ async fn latency_phase(quick: bool) -> Res<Vec<String>> {
         // Relay-process CPU time per round trip (robust to a busy machine).
         let mut cpu = vec![0u64; paths.len()];
         let rounds = 4;
-        for _ in 0..rounds {
-            for (i, (name, proc_)) in paths.iter_mut().enumerate() {
+        for round in 0..rounds {
+            // Each round in another order: no path always follows the same one.
+            let k = paths.len();
+            for i in (0..k).map(|j| (j + round) % k) {
+                let (name, proc_) = &mut paths[i];
                 let addr = proc_.as_ref().map(|p| p.addr).unwrap_or(echo);
                 let c0 = match proc_.as_mut() {
                     Some(p) => p.cpu()?,
