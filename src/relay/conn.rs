@@ -19,7 +19,7 @@
 use super::inbox;
 use super::mark::StreamMark;
 use super::pipe::{Ended, Next, Pipe};
-use super::transport::{write_some, Transport};
+use super::transport::{write_some, AnyTransport, Transport};
 use super::wake::LegWakers;
 use crate::events::{Direction, Ending, EventKind, EventLog, Side};
 use crate::faults::{Action, CutHow, Stage};
@@ -68,7 +68,7 @@ pub enum ConnCmd {
 pub type InitialStages = Vec<(Arc<str>, Direction, Box<dyn Stage>)>;
 
 /// A leg of a connection.
-type Leg = Option<Box<dyn Transport>>;
+type Leg = Option<AnyTransport>;
 
 /// The connection after its request head was read and upstream connected.
 pub struct Conn {
@@ -77,9 +77,9 @@ pub struct Conn {
     /// Where events go.
     pub log: EventLog,
     /// The client's leg.
-    pub client: Box<dyn Transport>,
+    pub client: AnyTransport,
     /// The server's leg.
-    pub server: Box<dyn Transport>,
+    pub server: AnyTransport,
     /// Stages active at accept (faults covering new connections).
     pub initial: InitialStages,
     /// The rewritten request head.
@@ -157,7 +157,7 @@ impl Connection {
     fn flush(&mut self, d: Direction, now: Instant) {
         loop {
             let (pipe, _, dst, log) = self.parts(d);
-            let Some(dst) = dst.as_deref_mut() else {
+            let Some(dst) = dst.as_mut() else {
                 return;
             };
             match pipe.next(now) {
@@ -252,7 +252,7 @@ impl Connection {
             return;
         }
         let (pipe, src, dst, log) = self.parts(d);
-        let Some(src) = src.as_deref_mut() else {
+        let Some(src) = src.as_mut() else {
             return;
         };
         let mut reset = false;
@@ -268,7 +268,7 @@ impl Connection {
                     let Some(bytes) = pipe.on_chunk(&scratch[..n], now, log) else {
                         return;
                     };
-                    let Some(dst) = dst.as_deref_mut() else {
+                    let Some(dst) = dst.as_mut() else {
                         return pipe.unsent(bytes, now, log);
                     };
                     match write_some(dst, bytes) {
@@ -333,7 +333,7 @@ impl Connection {
     fn fin_now(&mut self, to: Side, why: &str) {
         let (pipe, _, dst, log) = self.parts(toward(to));
         if pipe.close_dst(why, log) {
-            if let Some(s) = dst.as_deref_mut() {
+            if let Some(s) = dst.as_mut() {
                 let _ = s.shutdown_write();
                 self.emit(EventKind::FinSent { to });
             }
@@ -497,7 +497,7 @@ impl Connection {
     /// Both pipes only forward and both legs are plain: nothing to flush,
     /// release or inject, no timer.
     fn quiet(&self) -> bool {
-        let unflushed = |l: &Leg| l.as_deref().is_none_or(|l| l.wants_flush());
+        let unflushed = |l: &Leg| l.as_ref().is_none_or(|l| l.wants_flush());
         self.to_server.quiet()
             && self.to_client.quiet()
             && self.broken == [false; 2]
@@ -573,7 +573,7 @@ impl Connection {
             return Poll::Ready(cmd.map_or(Woke::Stop, Woke::Cmd));
         }
         let (ts, tc) = (&self.to_server, &self.to_client);
-        let (client, server) = (self.client.as_deref(), self.server.as_deref());
+        let (client, server) = (self.client.as_ref(), self.server.as_ref());
         for (d, pipe, leg) in [
             (Direction::ToServer, ts, client),
             (Direction::ToClient, tc, server),

@@ -6,7 +6,7 @@
 use super::conn::{self, Conn, ConnCmd};
 use super::handshake;
 use super::mark::StreamMark;
-use super::transport::Transport;
+use super::transport::AnyTransport;
 use super::{Board, Ctx, RelayConfig};
 use crate::events::{Direction, Ending, EventKind, EventLog};
 use crate::faults::Refusal;
@@ -260,7 +260,7 @@ async fn pre_pipes(
     id: u32,
     ctx: &Ctx,
     log: &EventLog,
-) -> Result<(handshake::Request, Box<dyn Transport>, bool), Ending> {
+) -> Result<(handshake::Request, AnyTransport, bool), Ending> {
     let cfg = &ctx.cfg;
     let (req, raw) = match read_head(client, id, cfg, log).await {
         Ok(r) => r,
@@ -324,10 +324,10 @@ async fn pre_pipes(
     let _ = server.set_nodelay(true);
     log.emit(Some(id), EventKind::UpstreamConnected);
     let Some(connector) = &ctx.upstream_tls else {
-        return Ok((req, Box::new(server), raw));
+        return Ok((req, AnyTransport::Tcp(server), raw));
     };
     match tls::handshake::connect_upstream(connector, &cfg.upstream.host, server).await {
-        Ok(t) => Ok((req, Box::new(t), raw)),
+        Ok(t) => Ok((req, AnyTransport::Other(Box::new(t)), raw)),
         Err(e) => Err(upstream_failed(client, id, log, &authority, &e, raw).await),
     }
 }

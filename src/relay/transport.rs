@@ -94,6 +94,84 @@ impl Transport for TcpStream {
     }
 }
 
+/// A leg as a connection holds it: plain TCP inline (no box, calls
+/// resolved at compile time, on the path every relayed chunk takes), any
+/// other transport behind the trait.
+pub enum AnyTransport {
+    /// Plain TCP.
+    Tcp(TcpStream),
+    /// TLS, or another transport.
+    Other(Box<dyn Transport>),
+}
+
+impl From<TcpStream> for AnyTransport {
+    fn from(s: TcpStream) -> AnyTransport {
+        AnyTransport::Tcp(s)
+    }
+}
+
+impl AnyTransport {
+    /// Close abortively: the peer sees RST.
+    pub fn reset(self) {
+        match self {
+            AnyTransport::Tcp(s) => reset_socket(s),
+            AnyTransport::Other(t) => t.reset(),
+        }
+    }
+}
+
+/// Forward a [`Transport`] call to the leg's transport.
+macro_rules! either {
+    ($self:expr, $f:ident($($a:expr),*)) => {
+        match $self {
+            AnyTransport::Tcp(t) => Transport::$f(t, $($a),*),
+            AnyTransport::Other(t) => t.$f($($a),*),
+        }
+    };
+}
+
+impl Transport for AnyTransport {
+    #[inline]
+    fn poll_read_ready(&self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        either!(self, poll_read_ready(cx))
+    }
+
+    #[inline]
+    fn poll_write_ready(&self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        either!(self, poll_write_ready(cx))
+    }
+
+    #[inline]
+    fn try_read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        either!(self, try_read(buf))
+    }
+
+    #[inline]
+    fn try_write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        either!(self, try_write(buf))
+    }
+
+    fn shutdown_write(&mut self) -> io::Result<()> {
+        either!(self, shutdown_write())
+    }
+
+    fn reset(self: Box<Self>) {
+        (*self).reset()
+    }
+
+    fn wants_flush(&self) -> bool {
+        either!(self, wants_flush())
+    }
+
+    fn buffers(&self) -> bool {
+        either!(self, buffers())
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        either!(self, flush())
+    }
+}
+
 /// Close a socket with RST (SO_LINGER 0, then close).
 pub fn reset_socket(s: TcpStream) {
     let _ = socket2::SockRef::from(&s).set_linger(Some(Duration::ZERO));
@@ -103,7 +181,7 @@ pub fn reset_socket(s: TcpStream) {
 /// Write as much as `dst` takes now, without waiting. `Err` means the
 /// destination is broken (reset by its peer, or gone): nothing more can be
 /// delivered to it.
-pub fn write_some(dst: &mut dyn Transport, bytes: &[u8]) -> io::Result<usize> {
+pub fn write_some(dst: &mut impl Transport, bytes: &[u8]) -> io::Result<usize> {
     let mut n = 0;
     while n < bytes.len() {
         match dst.try_write(&bytes[n..]) {

@@ -5,7 +5,7 @@
 //! [`TlsStream`]'s `shutdown_write`) and an RST is `SO_LINGER 0` plus close,
 //! with no alert.
 
-use crate::relay::transport::{reset_socket, Transport};
+use crate::relay::transport::{reset_socket, AnyTransport, Transport};
 use std::io::{self, Read, Write};
 use std::task::{Context, Poll};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
@@ -194,12 +194,12 @@ impl AsyncStream {
     }
 
     /// The relay-phase transport (plaintext rustls read ahead is kept).
-    pub fn into_transport(self) -> Box<dyn Transport> {
+    pub fn into_transport(self) -> AnyTransport {
         match self {
-            AsyncStream::Tcp(s) => Box::new(s),
+            AsyncStream::Tcp(s) => AnyTransport::Tcp(s),
             AsyncStream::Tls(t) => {
                 let (tcp, conn) = t.into_inner();
-                Box::new(TlsStream::new(tcp, conn))
+                AnyTransport::Other(Box::new(TlsStream::new(tcp, conn)))
             }
         }
     }
