@@ -192,6 +192,15 @@ fn main() {
         }
         return;
     }
+    if a.phase.as_deref() == Some("tls") {
+        // `--phase tls`: the wss:// throughput rows only.
+        let dur = Duration::from_millis(if a.quick { 700 } else { 2500 });
+        if let Err(e) = runtime(pinned).block_on(tls_report(&[], dur)) {
+            eprintln!("tls phase: {e}");
+            std::process::exit(1);
+        }
+        return;
+    }
     if let Err(e) = orchestrate(&a, pinned) {
         eprintln!("bench failed: {e}");
         std::process::exit(1);
