@@ -168,6 +168,37 @@ async fn exit_0_when_every_expectation_passes() {
     assert!(!out.contains("FAIL"), "{out}");
 }
 
+/// On one CPU (`taskset`) flatline runs on a single-threaded runtime: the
+/// relay, the demo peers' commands and the judges must all still make
+/// progress there (nothing may block its one thread).
+#[tokio::test]
+async fn a_run_pinned_to_one_cpu_passes() {
+    // SAFETY: a zeroed cpu_set_t is valid; the call fills it.
+    let cpu = unsafe {
+        let mut set: libc::cpu_set_t = std::mem::zeroed();
+        assert_eq!(
+            libc::sched_getaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &mut set),
+            0
+        );
+        (0..libc::CPU_SETSIZE as usize)
+            .find(|&c| libc::CPU_ISSET(c, &set))
+            .unwrap()
+    };
+    let mut c = Command::new("taskset");
+    c.args(["-c", &cpu.to_string(), bin(), "run"])
+        .arg(fixture("quick-pong-loss.yaml"))
+        .args(["--demo", "-q"])
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .stdin(Stdio::null())
+        .kill_on_drop(true);
+    let o = tokio::time::timeout(RUN_LIMIT, c.output())
+        .await
+        .expect("a pinned run did not finish in time")
+        .expect("taskset (util-linux) runs");
+    assert_status(&o, 0);
+    assert!(text(&o.stdout).contains("2 of 2 expectations passed"));
+}
+
 #[tokio::test]
 async fn exit_1_when_an_expectation_fails() {
     let dir = tmpdir("fail");
