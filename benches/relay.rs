@@ -629,6 +629,9 @@ async fn throughput_on<S: AsyncRead + AsyncWrite + Send + 'static>(
                     }
                     sent += 1;
                 }
+                // Over TLS the last records may wait in the session until
+                // flushed; unflushed, their echo would never come.
+                let _ = w.flush().await;
                 let _ = tx.send(sent);
                 w
             });

@@ -164,10 +164,23 @@ async fn relays_bytes_unchanged_over_tls_on_both_legs() {
         encode_frame(10, true, b"pong", None),
     ]
     .concat();
-    let (w1, r1) = tokio::join!(client.write_all(&up), exact(&mut server, up.len()));
+    // A TLS stream may keep the last records until flushed.
+    let (w1, r1) = tokio::join!(
+        async {
+            client.write_all(&up).await?;
+            client.flush().await
+        },
+        exact(&mut server, up.len())
+    );
     w1.unwrap();
     assert_eq!(r1, up);
-    let (w2, r2) = tokio::join!(server.write_all(&down), exact(&mut client, down.len()));
+    let (w2, r2) = tokio::join!(
+        async {
+            server.write_all(&down).await?;
+            server.flush().await
+        },
+        exact(&mut client, down.len())
+    );
     w2.unwrap();
     assert_eq!(r2, down);
     // The frame observer saw decrypted frames.

@@ -87,5 +87,8 @@ pub async fn echo_conn<S: AsyncRead + AsyncWrite + Unpin>(mut s: S) -> Res<()> {
             }
         }
         s.write_all(&buf).await?;
+        // Over TLS, `write_all` may leave the last records in the session
+        // when the socket is full: only a flush sends them.
+        s.flush().await?;
     }
 }
