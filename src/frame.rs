@@ -57,9 +57,10 @@ impl<F: FnMut(Scan<Frame<'_>>)> Findings for F {
     }
 }
 
-/// A frame as the scanner saw it: its header, and its unmasked payload
-/// preview borrowed from the scanner. Only counting a frame needs nothing
-/// more; [`Frame::info`] builds the event's [`FrameInfo`] when it is kept.
+/// A frame as the scanner saw it: its header, and its payload preview
+/// borrowed from the chunk or the scanner (unmasked on demand). Only
+/// counting a frame needs nothing more; [`Frame::info`] builds the event's
+/// [`FrameInfo`] when it is kept.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Frame<'a> {
     /// Which way the frame travelled.

@@ -7,11 +7,12 @@
 //! same bytes back and they are written at once (no copy, no allocation per
 //! chunk). Otherwise it asks the pipe what is due ([`Next`]) and does it:
 //! write, FIN, RST, log the handshake's answer, or cut the connection. Both
-//! directions are driven from one `select!` loop with non-blocking writes,
-//! so a full socket in one direction never stalls the other; instant actions
-//! and heals that touch both directions happen here too.
+//! directions are driven from one loop with non-blocking writes, so a full
+//! socket in one direction never stalls the other; instant actions and heals
+//! that touch both directions happen here too. What the loop waits for, and
+//! the quiet path that forwards inside the wait, are in `conn::wait`.
 //!
-//! The legs are [`Transport`]s (`relay::transport`): plain TCP, or TLS on
+//! The legs are [`AnyTransport`]s (`relay::transport`): plain TCP, or TLS on
 //! either leg (`tls::TlsStream`: non-blocking read and write, readiness,
 //! shutdown-write for close_notify plus FIN, reset for RST, and records
 //! still to flush), handed over in [`Conn`].
@@ -27,8 +28,8 @@ use std::cell::RefCell;
 use std::future::Future;
 use std::io;
 use std::sync::Arc;
-use std::task::{Context, Poll};
 use std::time::Instant;
+use wait::Woke;
 
 /// Read size: at least 32 KiB (smaller reads cost throughput).
 const READ_CHUNK: usize = 64 * 1024;
@@ -96,6 +97,8 @@ pub struct Conn {
     /// Not WebSocket: bytes pass unobserved both ways (byte-level faults only).
     pub raw: bool,
 }
+
+mod wait;
 
 /// The pipe toward `side`.
 fn toward(side: Side) -> Direction {
@@ -481,122 +484,4 @@ pub async fn run(c: Conn, mut cmds: inbox::Receiver<Box<ConnCmd>>) {
         Ending::Fin
     };
     conn.emit(EventKind::Closed { how });
-}
-
-/// What woke the connection's loop.
-enum Woke {
-    Cmd(Box<ConnCmd>),
-    Readable(Direction, io::Result<()>),
-    /// Writable, or the timer fired: the next turn does what is due.
-    Other,
-    /// The relay stops.
-    Stop,
-}
-
-impl Connection {
-    /// Both pipes only forward and both legs are plain: nothing to flush,
-    /// release or inject, no timer.
-    fn quiet(&self) -> bool {
-        let unflushed = |l: &Leg| l.as_ref().is_none_or(|l| l.wants_flush());
-        self.to_server.quiet()
-            && self.to_client.quiet()
-            && self.broken == [false; 2]
-            && self.client.is_some()
-            && self.server.is_some()
-            && !(self.buffered && (unflushed(&self.client) || unflushed(&self.server)))
-    }
-
-    /// A turn's bookkeeping: flush TLS records, run due injections, write
-    /// what is due, pass on broken destinations. Whether both directions
-    /// are finished.
-    fn turn(&mut self, now: Instant) -> bool {
-        // TLS records (and a FIN behind them) the socket did not take earlier.
-        for leg in [&mut self.client, &mut self.server].into_iter().flatten() {
-            if leg.wants_flush() {
-                let _ = leg.flush();
-            }
-        }
-        for d in Direction::BOTH {
-            let (pipe, _, _, log) = self.parts(d);
-            pipe.tick(now, log);
-            self.flush(d, now);
-            self.propagate_broken(d);
-        }
-        self.finished()
-    }
-
-    fn next_timer(&self) -> Option<Instant> {
-        [self.to_server.next_timer(), self.to_client.next_timer()]
-            .into_iter()
-            .flatten()
-            .min()
-    }
-
-    /// [`Connection::poll_wake`] for a quiet connection: a readable leg is
-    /// read and forwarded right here, with no trip through the connection's
-    /// loop, for as long as the connection stays quiet (the runtime's
-    /// budget still bounds how long one poll lasts).
-    fn poll_quiet(
-        &mut self,
-        cx: &mut Context<'_>,
-        cmds: &mut inbox::Receiver<Box<ConnCmd>>,
-        legs: &mut LegWakers,
-    ) -> Poll<Woke> {
-        loop {
-            match self.poll_wake(cx, cmds, legs, false, None) {
-                Poll::Ready(Woke::Readable(d, r)) => {
-                    self.on_readable(d, r, Instant::now());
-                    if !self.quiet() {
-                        return Poll::Ready(Woke::Other);
-                    }
-                }
-                woke => return woke,
-            }
-        }
-    }
-
-    /// Poll, in order: commands, the legs' readability (where the pipe
-    /// reads; a leg whose own waker is registered and has not fired is
-    /// known to be pending and not polled), writability (where output waits; not asked when `now` is
-    /// `None`: the connection is quiet), the timer. (`&mut self`:
-    /// the waiting future must hold a unique borrow to be `Send`, stages
-    /// are not `Sync`.)
-    fn poll_wake(
-        &mut self,
-        cx: &mut Context<'_>,
-        cmds: &mut inbox::Receiver<Box<ConnCmd>>,
-        legs: &mut LegWakers,
-        fired: bool,
-        now: Option<Instant>,
-    ) -> Poll<Woke> {
-        if let Poll::Ready(cmd) = cmds.poll_recv(cx) {
-            return Poll::Ready(cmd.map_or(Woke::Stop, Woke::Cmd));
-        }
-        let (ts, tc) = (&self.to_server, &self.to_client);
-        let (client, server) = (self.client.as_ref(), self.server.as_ref());
-        for (d, pipe, leg) in [
-            (Direction::ToServer, ts, client),
-            (Direction::ToClient, tc, server),
-        ] {
-            if let Some(l) = leg.filter(|_| pipe.wants_read()) {
-                if let Poll::Ready(r) = legs.poll(d.index(), |cx| l.poll_read_ready(cx)) {
-                    return Poll::Ready(Woke::Readable(d, r));
-                }
-            }
-        }
-        let Some(now) = now else {
-            return Poll::Pending;
-        };
-        for (pipe, leg) in [(ts, server), (tc, client)] {
-            if let Some(l) = leg.filter(|l| pipe.wants_write(now) || l.wants_flush()) {
-                if l.poll_write_ready(cx).is_ready() {
-                    return Poll::Ready(Woke::Other);
-                }
-            }
-        }
-        if fired {
-            return Poll::Ready(Woke::Other);
-        }
-        Poll::Pending
-    }
 }

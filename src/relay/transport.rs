@@ -104,12 +104,6 @@ pub enum AnyTransport {
     Other(Box<dyn Transport>),
 }
 
-impl From<TcpStream> for AnyTransport {
-    fn from(s: TcpStream) -> AnyTransport {
-        AnyTransport::Tcp(s)
-    }
-}
-
 impl AnyTransport {
     /// Close abortively: the peer sees RST.
     pub fn reset(self) {

@@ -2,8 +2,7 @@
 //! ([`StreamMark`]) so that each frame is logged once.
 
 use super::{log_scan, Pipe};
-use crate::events::Direction;
-use crate::events::{EventLog, Opcode, Tally};
+use crate::events::{Direction, EventLog, Opcode, Tally};
 use crate::frame::{Findings, Frame, Scan};
 use crate::relay::mark::StreamMark;
 use std::sync::Arc;
@@ -44,7 +43,6 @@ impl Pipe {
         m.set_boundary(next);
     }
 
-    /// Scan a chunk that passes as it is, logging what it holds.
     /// Scan a chunk that passes as it is, logging what it holds. Frames the
     /// log only counts are tallied and counted once per chunk.
     pub(super) fn scan_fast(&mut self, chunk: &[u8], now: Instant, log: &EventLog) {
