@@ -244,7 +244,11 @@ impl Connection {
         }
     }
 
-    fn on_readable(&mut self, d: Direction, r: io::Result<()>, now: Instant) {
+    /// Read a chunk from `d`'s source and forward or hand it on. Whether
+    /// nothing changed but the scanner's place: the chunk was forwarded
+    /// whole, or there was nothing to read (a quiet connection then stays
+    /// quiet without asking again).
+    fn on_readable(&mut self, d: Direction, r: io::Result<()>, now: Instant) -> bool {
         if r.is_err() {
             // The socket itself failed: treat it as a reset by its peer.
             self.reset_seen = true;
@@ -252,15 +256,15 @@ impl Connection {
             if !pipe.src_ended() {
                 pipe.on_src_end(true, now, log);
             }
-            return;
+            return false;
         }
         let (pipe, src, dst, log) = self.parts(d);
         let Some(src) = src.as_mut() else {
-            return;
+            return false;
         };
         let mut reset = false;
         let mut broken = false;
-        SCRATCH.with(|scratch| {
+        let plain = SCRATCH.with(|scratch| {
             let mut scratch = scratch.borrow_mut();
             if scratch.is_empty() {
                 scratch.resize(READ_CHUNK, 0);
@@ -269,30 +273,33 @@ impl Connection {
                 Ok(0) => pipe.on_src_end(false, now, log),
                 Ok(n) => {
                     let Some(bytes) = pipe.on_chunk(&scratch[..n], now, log) else {
-                        return;
+                        return false;
                     };
                     let Some(dst) = dst.as_mut() else {
-                        return pipe.unsent(bytes, now, log);
+                        pipe.unsent(bytes, now, log);
+                        return false;
                     };
                     match write_some(dst, bytes) {
                         Ok(k) if k < bytes.len() => pipe.unsent(&bytes[k..], now, log),
-                        Ok(_) => {}
+                        Ok(_) => return true,
                         Err(e) => {
                             pipe.write_failed(bytes.len() as u64, &e, log);
                             broken = true;
                         }
                     }
                 }
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return true,
                 Err(_) => {
                     // ECONNRESET (or another hard error): the source is gone.
                     reset = true;
                     pipe.on_src_end(true, now, log);
                 }
             }
+            false
         });
         self.reset_seen |= reset;
         self.broken[d.index()] |= broken;
+        plain
     }
 
     /// A fault cuts the connection both ways.
@@ -463,7 +470,9 @@ pub async fn run(c: Conn, mut cmds: inbox::Receiver<Box<ConnCmd>>) {
         now = Instant::now();
         match woke {
             Woke::Cmd(cmd) => conn.on_cmd(*cmd, now),
-            Woke::Readable(d, r) => conn.on_readable(d, r, now),
+            Woke::Readable(d, r) => {
+                conn.on_readable(d, r, now);
+            }
             Woke::Other => {}
             Woke::Stop => {
                 conn.close("shutdown");

@@ -73,8 +73,8 @@ impl Connection {
         loop {
             match self.poll_wake(cx, cmds, legs, false, None) {
                 Poll::Ready(Woke::Readable(d, r)) => {
-                    self.on_readable(d, r, Instant::now());
-                    if !self.quiet() {
+                    // A chunk forwarded whole changes nothing `quiet` asks.
+                    if !self.on_readable(d, r, Instant::now()) && !self.quiet() {
                         return Poll::Ready(Woke::Other);
                     }
                 }
@@ -107,7 +107,8 @@ impl Connection {
             (Direction::ToServer, ts, client),
             (Direction::ToClient, tc, server),
         ] {
-            if let Some(l) = leg.filter(|_| pipe.wants_read()) {
+            // A quiet pipe (no `now`) always reads.
+            if let Some(l) = leg.filter(|_| now.is_none() || pipe.wants_read()) {
                 if let Poll::Ready(r) = legs.poll(d.index(), |cx| l.poll_read_ready(cx)) {
                     return Poll::Ready(Woke::Readable(d, r));
                 }
