@@ -12,7 +12,6 @@ use crate::scenario::{Connections, FaultSpec, RefBase, Reference, Scenario};
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
-use tokio::sync::broadcast::error::RecvError;
 use tokio::sync::{mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
 
@@ -217,8 +216,11 @@ impl Timeline {
     /// the runtime's workers, a fault due while the relay was busy waited
     /// for a worker to come back to it (p99 3.2 ms late when saturated). Its
     /// thread runs a current-thread runtime with a timer of its own and
-    /// wakes for the next due moment, for every logged event (a reference
-    /// may have happened; it only recomputes when one did) and for live
+    /// wakes for the next due moment, for every lifecycle or fault event
+    /// logged (a reference may have happened; it only recomputes when one
+    /// did; frames do not wake it: a busy relay logs thousands of runs of
+    /// frames a second, and each wake-up cost the thread CPU time that made
+    /// the scheduler run it later when a fault was due) and for live
     /// commands. That timer has a 1 ms granularity and rounds up, so it is
     /// asked to wake the controller [`TIMER_SLACK`] early and the rest is
     /// slept with the OS's finer timer, on the same thread. On a saturated
@@ -362,7 +364,8 @@ impl Timeline {
         stop: CancellationToken,
         mut cmds: Option<mpsc::UnboundedReceiver<TimelineCmd>>,
     ) {
-        let (past, mut rx) = log.snapshot_and_subscribe();
+        // Only what a reference can name: lifecycle and fault events.
+        let (past, mut rx) = log.snapshot_and_watch(|e| crate::expect::refs::base_of(e).is_some());
         for e in &past {
             self.note(e);
         }
@@ -407,18 +410,8 @@ impl Timeline {
                     }
                 }
                 ev = rx.recv() => {
-                    let learned = match ev {
-                        Ok(e) => self.note(&e),
-                        Err(RecvError::Lagged(_)) => {
-                            let mut any = false;
-                            for e in log.events() {
-                                any |= self.note(&e);
-                            }
-                            any
-                        }
-                        Err(RecvError::Closed) => return,
-                    };
-                    if learned {
+                    let Some(e) = ev else { return };
+                    if self.note(&e) {
                         next = self.step(log.now(), &board);
                     }
                 }

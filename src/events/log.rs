@@ -125,6 +125,8 @@ struct Inner {
     runs: Vec<(usize, Arc<RunStats>)>,
     conns: BTreeMap<u32, Arc<ConnSlot>>,
     last: Duration,
+    /// Subscribers that want only some events ([`EventLog::snapshot_and_watch`]).
+    watchers: Vec<(fn(&Event) -> bool, mpsc::UnboundedSender<Event>)>,
 }
 
 struct Shared {
@@ -202,6 +204,7 @@ impl EventLog {
                     runs: Vec::new(),
                     conns: BTreeMap::new(),
                     last: Duration::ZERO,
+                    watchers: Vec::new(),
                 }),
                 tx,
                 feed,
@@ -409,12 +412,17 @@ impl EventLog {
             }),
         });
         inner.runs.push((idx, run));
-        self.publish(ev);
+        self.publish(&mut inner, ev);
     }
 
-    /// Send to the feed and the subscribers (under the shared lock, so that
-    /// they see the log's order).
-    fn publish(&self, ev: Event) {
+    /// Send to the feed, the watchers and the subscribers (under the shared
+    /// lock, so that they see the log's order).
+    fn publish(&self, inner: &mut Inner, ev: Event) {
+        if !inner.watchers.is_empty() {
+            inner
+                .watchers
+                .retain(|(wants, tx)| !wants(&ev) || tx.send(ev.clone()).is_ok());
+        }
         if let Some(feed) = &self.shared.feed {
             if self.shared.tx.receiver_count() == 0 {
                 let _ = feed.send(ev);
@@ -454,12 +462,26 @@ impl EventLog {
         }
         // Subscribing takes this lock in `snapshot_and_subscribe`, so nobody
         // who got a snapshot can miss the event.
-        self.publish(ev);
+        self.publish(&mut inner, ev);
     }
 
     /// Subscribe to events kept from now on.
     pub fn subscribe(&self) -> broadcast::Receiver<Event> {
         self.shared.tx.subscribe()
+    }
+
+    /// [`EventLog::snapshot_and_subscribe`] for a subscriber that wants only
+    /// the events `wants` picks: it is not woken for the others (the
+    /// timeline wants lifecycle and fault events, not the runs of frames a
+    /// busy relay logs thousands of times a second).
+    pub fn snapshot_and_watch(
+        &self,
+        wants: fn(&Event) -> bool,
+    ) -> (Vec<Event>, mpsc::UnboundedReceiver<Event>) {
+        let mut inner = lock(&self.shared.inner);
+        let (tx, rx) = mpsc::unbounded_channel();
+        inner.watchers.push((wants, tx));
+        (materialise(&inner), rx)
     }
 
     /// Subscribe and get a snapshot of everything kept so far, atomically.

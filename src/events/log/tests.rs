@@ -177,3 +177,41 @@ fn the_sink_gets_every_event() {
     let first: Event = serde_json::from_str(text.lines().next().unwrap_or("")).expect("json");
     assert_eq!(first, events[0]);
 }
+
+fn lifecycle(e: &Event) -> bool {
+    !matches!(e.kind, EventKind::Frame(_) | EventKind::Frames(_))
+}
+
+#[test]
+fn a_watcher_gets_only_what_it_wants_in_order_and_misses_nothing() {
+    for retention in [Retention::Stream, Retention::Fold { keep: Vec::new() }] {
+        let log = EventLog::with(retention, None);
+        let events = script();
+        let (first, rest) = events.split_at(events.len() / 2);
+        emit_all(&log, first);
+        let (mut seen, mut rx) = log.snapshot_and_watch(lifecycle);
+        seen.retain(lifecycle);
+        emit_all(&log, rest);
+        let mut woken = 0;
+        while let Ok(e) = rx.try_recv() {
+            assert!(lifecycle(&e), "a frame reached the watcher: {e:?}");
+            seen.push(e);
+            woken += 1;
+        }
+        let want: Vec<Event> = events.iter().filter(|e| lifecycle(e)).cloned().collect();
+        let kept = !matches!(log.shared.retention, Retention::Stream);
+        if kept {
+            // The snapshot held the first half's, the watcher the rest.
+            assert_eq!(seen, want);
+        } else {
+            // Streaming keeps nothing: the watcher alone saw the second half.
+            let second: Vec<Event> = rest.iter().filter(|e| lifecycle(e)).cloned().collect();
+            assert_eq!(seen, second);
+        }
+        assert!(
+            woken > 0 && woken < rest.len() / 10,
+            "{woken} of {}",
+            rest.len()
+        );
+    }
+}
