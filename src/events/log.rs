@@ -126,8 +126,11 @@ struct Inner {
     conns: BTreeMap<u32, Arc<ConnSlot>>,
     last: Duration,
     /// Subscribers that want only some events ([`EventLog::snapshot_and_watch`]).
-    watchers: Vec<(fn(&Event) -> bool, mpsc::UnboundedSender<Event>)>,
+    watchers: Vec<Watcher>,
 }
+
+/// Which events a watcher wants, and where they go.
+type Watcher = (fn(&Event) -> bool, mpsc::UnboundedSender<Event>);
 
 struct Shared {
     retention: Retention,
