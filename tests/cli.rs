@@ -347,6 +347,33 @@ async fn exit_3_when_the_server_command_exits_early() {
     assert!(err.contains("server gives up"), "{err}");
 }
 
+/// A server command that exits before its last line is written (a process
+/// it started writes it 0.1 s later): the exit is seen first, and the error
+/// must still wait for the output to end (up to 0.5 s).
+#[tokio::test]
+async fn the_early_exit_error_waits_for_the_last_line() {
+    let port = free_port();
+    let up = format!("ws://127.0.0.1:{port}/");
+    let o = flatline(
+        &[
+            "run",
+            p(&fixture("quick-reset.yaml")),
+            "--demo",
+            "-q",
+            "--server-cmd",
+            "(sleep 0.1; echo server gives up) & exit 7",
+            "--upstream",
+            &up,
+        ],
+        None,
+    )
+    .await;
+    assert_status(&o, 3);
+    let err = text(&o.stderr);
+    assert!(err.contains("exit status: 7"), "{err}");
+    assert!(err.trim_end().ends_with("server gives up"), "{err}");
+}
+
 // ---------------------------------------------------------------- directories
 
 #[tokio::test]

@@ -10,6 +10,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::io::{AsyncBufReadExt, AsyncRead, BufReader};
 use tokio::process::{Child, Command};
+use tokio::task::JoinHandle;
 
 /// How long `--server-cmd`'s upstream may take to accept TCP.
 const UPSTREAM_WAIT: Duration = Duration::from_secs(15);
@@ -17,6 +18,9 @@ const UPSTREAM_WAIT: Duration = Duration::from_secs(15);
 pub(super) const TERM_GRACE: Duration = Duration::from_secs(3);
 /// Lines of command output kept for the report.
 const TAIL_LINES: usize = 40;
+/// How long the output of a command that ended may take to be read to its
+/// end (a grandchild that kept the pipe open is not waited for longer).
+const DRAIN: Duration = Duration::from_millis(500);
 
 /// The last lines of a command's (or demo client's) output.
 pub(super) type Tail = Arc<Mutex<VecDeque<String>>>;
@@ -43,15 +47,17 @@ pub(super) struct Proc {
     command: String,
     pub(super) child: Child,
     tail: Tail,
+    /// The tasks reading its stdout and stderr into `tail`.
+    readers: Vec<JoinHandle<()>>,
 }
 
-fn keep_lines(out: impl AsyncRead + Unpin + Send + 'static, tail: Tail) {
+fn keep_lines(out: impl AsyncRead + Unpin + Send + 'static, tail: Tail) -> JoinHandle<()> {
     tokio::spawn(async move {
         let mut lines = BufReader::new(out).lines();
         while let Ok(Some(l)) = lines.next_line().await {
             push_tail(&tail, l);
         }
-    });
+    })
 }
 
 impl Proc {
@@ -87,11 +93,12 @@ impl Proc {
         }
         let mut child = c.spawn().map_err(err)?;
         let tail: Tail = Arc::new(Mutex::new(VecDeque::new()));
+        let mut readers = Vec::new();
         if let Some(out) = child.stdout.take() {
-            keep_lines(out, tail.clone());
+            readers.push(keep_lines(out, tail.clone()));
         }
         if let Some(err) = child.stderr.take() {
-            keep_lines(err, tail.clone());
+            readers.push(keep_lines(err, tail.clone()));
         }
         Ok(Proc {
             pgid: child.id().map(|p| p as i32),
@@ -99,6 +106,7 @@ impl Proc {
             command: cmd.to_string(),
             child,
             tail,
+            readers,
         })
     }
 
@@ -135,12 +143,21 @@ impl Proc {
             command: self.command.clone(),
             exit: status.and_then(|s| s.code()),
             signal: status.and_then(|s| s.signal()),
-            output_tail: tail_text(&self.tail),
+            output_tail: self.final_output().await,
         }
     }
 
-    /// Its output so far.
-    pub(super) fn output(&self) -> String {
+    /// Its whole output, once it has ended: the pipes are read to their end
+    /// first (for up to [`DRAIN`]). The process exits before its last
+    /// lines are read, so the tail taken at once can miss them.
+    pub(super) async fn final_output(&mut self) -> String {
+        let readers = std::mem::take(&mut self.readers);
+        let _ = tokio::time::timeout(DRAIN, async {
+            for r in readers {
+                let _ = r.await;
+            }
+        })
+        .await;
         tail_text(&self.tail)
     }
 }
@@ -168,7 +185,7 @@ pub(super) async fn wait_for_tcp(
                     secs: UPSTREAM_WAIT.as_secs(),
                     why: format!(
                         "; the server command exited early ({status}): {}",
-                        p.output()
+                        p.final_output().await
                     ),
                 });
             }
