@@ -323,55 +323,40 @@ async fn exit_3_when_the_upstream_is_unreachable() {
     assert!(text(&o.stdout).contains("ERROR"), "{}", text(&o.stdout));
 }
 
+/// A server command that exits early makes the run exit 3, and the error
+/// carries its output to the last line: also a line written 0.1 s after the
+/// command exited, by a process it started (the exit is seen first; the
+/// output is read to its end, for up to 0.5 s).
 #[tokio::test]
 async fn exit_3_when_the_server_command_exits_early() {
-    let port = free_port();
-    let up = format!("ws://127.0.0.1:{port}/");
-    let o = flatline(
-        &[
-            "run",
-            p(&fixture("quick-reset.yaml")),
-            "--demo",
-            "-q",
-            "--server-cmd",
-            "echo server gives up; exit 7",
-            "--upstream",
-            &up,
-        ],
-        None,
-    )
-    .await;
-    assert_status(&o, 3);
-    let err = text(&o.stderr);
-    assert!(err.contains("exited early"), "{err}");
-    assert!(err.contains("server gives up"), "{err}");
-}
-
-/// A server command that exits before its last line is written (a process
-/// it started writes it 0.1 s later): the exit is seen first, and the error
-/// must still wait for the output to end (up to 0.5 s).
-#[tokio::test]
-async fn the_early_exit_error_waits_for_the_last_line() {
-    let port = free_port();
-    let up = format!("ws://127.0.0.1:{port}/");
-    let o = flatline(
-        &[
-            "run",
-            p(&fixture("quick-reset.yaml")),
-            "--demo",
-            "-q",
-            "--server-cmd",
-            "(sleep 0.1; echo server gives up) & exit 7",
-            "--upstream",
-            &up,
-        ],
-        None,
-    )
-    .await;
-    assert_status(&o, 3);
-    let err = text(&o.stderr);
-    assert!(err.contains("exit status: 7"), "{err}");
-    assert!(err.trim_end().ends_with("server gives up"), "{err}");
+    for cmd in [
+        "echo server gives up; exit 7",
+        "(sleep 0.1; echo server gives up) & exit 7",
+    ] {
+        let port = free_port();
+        let up = format!("ws://127.0.0.1:{port}/");
+        let o = flatline(
+            &[
+                "run",
+                p(&fixture("quick-reset.yaml")),
+                "--demo",
+                "-q",
+                "--server-cmd",
+                cmd,
+                "--upstream",
+                &up,
+            ],
+            None,
+        )
+        .await;
+        assert_status(&o, 3);
+        let err = text(&o.stderr);
+        assert!(
+            err.contains("exited early (exit status: 7)"),
+            "{cmd}: {err}"
+        );
+        assert!(err.trim_end().ends_with("server gives up"), "{cmd}: {err}");
+    }
 }
 
 // ---------------------------------------------------------------- directories
