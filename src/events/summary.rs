@@ -136,8 +136,6 @@ pub struct Tally {
     frames: u32,
     payload_bytes: u64,
     by_opcode: [u32; 16],
-    /// Which opcodes were added (bit per opcode).
-    opcodes: u16,
 }
 
 impl Tally {
@@ -146,9 +144,7 @@ impl Tally {
     pub fn add(&mut self, opcode: Opcode, len: u64) {
         self.frames += 1;
         self.payload_bytes += len;
-        let n = opcode_nibble(opcode);
-        self.by_opcode[n as usize] += 1;
-        self.opcodes |= 1 << n;
+        self.by_opcode[opcode_nibble(opcode) as usize] += 1;
     }
 
     /// Whether no frame was added.
@@ -162,11 +158,8 @@ impl DirCounters {
     fn add(&mut self, at: Instant, t: &Tally) {
         self.frames += u64::from(t.frames);
         self.payload_bytes += t.payload_bytes;
-        let mut ops = t.opcodes;
-        while ops != 0 {
-            let i = ops.trailing_zeros() as usize;
-            self.by_opcode[i] += u64::from(t.by_opcode[i]);
-            ops &= ops - 1;
+        for (total, n) in self.by_opcode.iter_mut().zip(t.by_opcode) {
+            *total += u64::from(n);
         }
         self.first.get_or_insert(at);
         self.last = Some(at);
