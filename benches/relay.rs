@@ -469,6 +469,11 @@ async fn round_trips_on<S: AsyncRead + AsyncWrite + Unpin>(
     for i in 0..warmup + iters {
         let t = Instant::now();
         s.write_all(&f).await?;
+        // Over TLS, `write_all` may leave the last records in the client's
+        // session (the socket was not writable that instant): only a flush
+        // sends them. The bench hung once on that, unpinned, on a busy
+        // machine. On TCP it does nothing.
+        s.flush().await?;
         s.read_exact(&mut back).await?;
         if i >= warmup {
             out.push(t.elapsed().as_secs_f64() * 1e6);

@@ -156,16 +156,19 @@ enum State {
     },
 }
 
-/// Incremental scanner for one direction.
+/// Incremental scanner for one direction. Laid out in declaration order
+/// (`repr(C)`): the state a whole frame's scan reads comes first, the
+/// header and preview buffers of frames split across chunks last.
+#[repr(C)]
 pub struct FrameScanner {
-    dir: Direction,
     state: State,
-    hdr: [u8; 14],
     have: usize,
-    preview: [u8; PREVIEW_BYTES],
-    preview_len: usize,
+    dir: Direction,
     /// Inside a fragmented data message (a continuation is expected).
     in_message: bool,
+    hdr: [u8; 14],
+    preview_len: usize,
+    preview: [u8; PREVIEW_BYTES],
 }
 
 impl FrameScanner {

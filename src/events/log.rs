@@ -154,6 +154,9 @@ pub struct EventLog {
     shared: Arc<Shared>,
     /// Set on the clone a connection's task uses ([`EventLog::for_conn`]).
     conn: Option<Arc<ConnSlot>>,
+    /// [`EventLog::counts_only`], read for every relayed chunk: kept here,
+    /// next to the handle's other fields, not behind the shared pointer.
+    counts_only: bool,
 }
 
 impl std::fmt::Debug for EventLog {
@@ -198,7 +201,9 @@ impl EventLog {
         feed: Option<mpsc::UnboundedSender<Event>>,
     ) -> EventLog {
         let (tx, _) = broadcast::channel(16384);
+        let counts_only = sink.is_none() && matches!(retention, Retention::Stream);
         EventLog {
+            counts_only,
             start,
             shared: Arc::new(Shared {
                 retention,
@@ -226,6 +231,7 @@ impl EventLog {
             start: self.start,
             shared: self.shared.clone(),
             conn: Some(slot),
+            counts_only: self.counts_only,
         }
     }
 
@@ -279,7 +285,7 @@ impl EventLog {
     /// no sink): the data path may then count them in a [`Tally`] per chunk
     /// ([`EventLog::tally_at`]) and build no event.
     pub fn counts_only(&self) -> bool {
-        self.shared.sink.is_none() && matches!(self.shared.retention, Retention::Stream)
+        self.counts_only
     }
 
     /// Frames of connection `conn` travelling `dir`, all seen at `at`,
