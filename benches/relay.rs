@@ -26,6 +26,7 @@
 //! cargo bench --bench relay                 # all; latency pinned to CPU 0 by itself
 //! cargo bench --bench relay -- --quick      # fewer iterations
 //! cargo bench --bench relay -- --throughput-only   # throughput (and CPU per MB) only
+//! cargo bench --bench relay -- --latency-rounds 40 # the pinned latency in 40 fresh-process rounds
 //! taskset -c 0 cargo bench --bench relay    # everything pinned (throughput too)
 //! ```
 //!
@@ -44,6 +45,8 @@ use tokio::net::{TcpListener, TcpStream};
 
 #[path = "common/echo.rs"]
 mod echo;
+#[path = "common/rounds.rs"]
+mod rounds;
 #[path = "common/tls.rs"]
 mod tlsb;
 use echo::{echo_server, read_head, Res, REQUEST};
@@ -59,6 +62,9 @@ struct Args {
     memory_conns: usize,
     /// `--throughput-only`: skip latency, TLS and memory (quick iterations).
     throughput_only: bool,
+    /// `--latency-rounds N`: the pinned latency phase again in N fresh
+    /// processes (`rounds.rs`); 20 by default, 5 with `--quick`, 0 skips.
+    latency_rounds: Option<usize>,
 }
 
 fn args() -> Args {
@@ -71,12 +77,14 @@ fn args() -> Args {
         tls_dir: None,
         memory_conns: 5000,
         throughput_only: false,
+        latency_rounds: None,
     };
     let mut it = std::env::args().skip(1);
     while let Some(s) = it.next() {
         match s.as_str() {
             "--quick" => a.quick = true,
             "--throughput-only" => a.throughput_only = true,
+            "--latency-rounds" => a.latency_rounds = it.next().and_then(|v| v.parse().ok()),
             "--pin" => a.pin = it.next().and_then(|v| v.parse().ok()),
             "--phase" => a.phase = it.next(),
             "--serve-relay" => a.serve_relay = it.next(),
@@ -828,6 +836,11 @@ fn orchestrate(a: &Args, pinned: bool) -> Res<()> {
         _ => println!(
             "  noxious: skipped (set NOXIOUS_SERVER to a noxious-server binary to compare with it)"
         ),
+    }
+
+    let n = a.latency_rounds.unwrap_or(if a.quick { 5 } else { 20 });
+    if !a.throughput_only && n > 0 {
+        rounds::report(&rounds::run(&std::env::current_exe()?, n)?);
     }
 
     // Throughput and memory: this process, unpinned unless taskset said otherwise.
