@@ -84,7 +84,13 @@ fn args() -> Args {
         match s.as_str() {
             "--quick" => a.quick = true,
             "--throughput-only" => a.throughput_only = true,
-            "--latency-rounds" => a.latency_rounds = it.next().and_then(|v| v.parse().ok()),
+            "--latency-rounds" => match it.next().and_then(|v| v.parse().ok()) {
+                Some(n) => a.latency_rounds = Some(n),
+                None => {
+                    eprintln!("--latency-rounds needs a number of rounds (0 skips them)");
+                    std::process::exit(2);
+                }
+            },
             "--pin" => a.pin = it.next().and_then(|v| v.parse().ok()),
             "--phase" => a.phase = it.next(),
             "--serve-relay" => a.serve_relay = it.next(),
