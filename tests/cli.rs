@@ -323,6 +323,24 @@ async fn exit_3_when_the_upstream_is_unreachable() {
     assert!(text(&o.stdout).contains("ERROR"), "{}", text(&o.stdout));
 }
 
+/// `flatline run quick-reset.yaml --demo -q --server-cmd CMD --upstream UP`,
+/// then `extra`.
+async fn run_with_server(cmd: &str, up: &str, extra: &[&str]) -> Output {
+    let scenario = fixture("quick-reset.yaml");
+    let mut args = vec![
+        "run",
+        p(&scenario),
+        "--demo",
+        "-q",
+        "--server-cmd",
+        cmd,
+        "--upstream",
+        up,
+    ];
+    args.extend_from_slice(extra);
+    flatline(&args, None).await
+}
+
 /// A server command that exits early makes the run exit 3, and the error
 /// carries its output to the last line: also a line written 0.1 s after the
 /// command exited, by a process it started (the exit is seen first; the
@@ -334,21 +352,7 @@ async fn exit_3_when_the_server_command_exits_early() {
         "(sleep 0.1; echo server gives up) & exit 7",
     ] {
         let port = free_port();
-        let up = format!("ws://127.0.0.1:{port}/");
-        let o = flatline(
-            &[
-                "run",
-                p(&fixture("quick-reset.yaml")),
-                "--demo",
-                "-q",
-                "--server-cmd",
-                cmd,
-                "--upstream",
-                &up,
-            ],
-            None,
-        )
-        .await;
+        let o = run_with_server(cmd, &format!("ws://127.0.0.1:{port}/"), &[]).await;
         assert_status(&o, 3);
         let err = text(&o.stderr);
         assert!(
@@ -751,22 +755,7 @@ async fn server_cmd_is_started_first_and_reported() {
     let port = free_port();
     let server = format!("exec '{}' demo-server --listen 127.0.0.1:{port}", bin());
     let up = format!("ws://127.0.0.1:{port}/feed");
-    let o = flatline(
-        &[
-            "run",
-            p(&fixture("quick-reset.yaml")),
-            "--demo",
-            "-q",
-            "--server-cmd",
-            &server,
-            "--upstream",
-            &up,
-            "--report",
-            p(&report),
-        ],
-        None,
-    )
-    .await;
+    let o = run_with_server(&server, &up, &["--report", p(&report)]).await;
     assert_status(&o, 0);
     let r = read_json(&report);
     let cmds = r["commands"].as_array().unwrap();

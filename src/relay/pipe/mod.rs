@@ -96,13 +96,9 @@ enum Deferred {
     Fin,
 }
 
-/// One direction of a connection.
-///
-/// Laid out in declaration order (`repr(C)`), what every relayed chunk
-/// reads first: whether the pipe is quiet, its place in the stream, the
-/// scanner's state. Those share the pipe's first four cache lines; in the
-/// compiler's own order they were spread over seven, among fields a
-/// relayed chunk does not read (the RNG alone is 320 bytes).
+/// One direction of a connection. `repr(C)`: the fields every relayed chunk
+/// reads come first and share four cache lines (the compiler's own order
+/// spread them over seven, among cold ones such as the 320-byte RNG).
 #[repr(C)]
 pub struct Pipe {
     // Read for every chunk.
