@@ -3,7 +3,7 @@
 //! status), reading each request head, connecting upstream, and handing
 //! the connection to its task (`conn`).
 
-use super::conn::{self, Conn, ConnCmd};
+use super::conn::{self, Conn};
 use super::handshake;
 use super::mark::StreamMark;
 use super::transport::AnyTransport;
@@ -90,7 +90,8 @@ pub(super) async fn accept_loop(
             r = accept => match r {
                 Ok((sock, peer)) => {
                     let _ = sock.set_nodelay(true);
-                    tracker.spawn(handle(sock, peer, cfg.clone(), log.clone(), board.clone(), stop.clone()));
+                    let conn = handle(sock, peer, cfg.clone(), log.clone(), board.clone(), stop.clone(), tracker.clone());
+                    tracker.spawn(conn);
                 }
                 Err(e) => {
                     let why = match e.raw_os_error() {
@@ -112,6 +113,12 @@ pub(super) async fn accept_loop(
     }
 }
 
+/// A connection's first task: refusal, TLS, request head, upstream. The
+/// relaying then runs as a task of its own, spawned here: a task's poll
+/// function reserves the stack of every state its future can be in, and the
+/// setup's (TLS, head buffers) came to 40 KiB, probed page by page on every
+/// wake-up of the relaying loop while it was one future.
+#[allow(clippy::too_many_arguments)]
 async fn handle(
     client: TcpStream,
     peer: SocketAddr,
@@ -119,6 +126,7 @@ async fn handle(
     log: EventLog,
     board: Arc<Board>,
     stop: CancellationToken,
+    tracker: TaskTracker,
 ) {
     // Commands are boxed: a channel allocates its first block of 32 slots
     // up front, and 8-byte slots keep an idle connection small.
@@ -141,16 +149,23 @@ async fn handle(
             },
         );
     }
-    if let Some(how) = setup(client, id, &cfg, &log, refusal, stages, rx, stop).await {
-        log.emit(Some(id), EventKind::Closed { how });
+    match setup(client, id, &cfg, &log, refusal, stages, stop).await {
+        Ok(c) => {
+            tracker.spawn(async move {
+                conn::run(c, rx).await;
+                board.unregister(id);
+            });
+        }
+        Err(how) => {
+            log.emit(Some(id), EventKind::Closed { how });
+            board.unregister(id);
+        }
     }
-    board.unregister(id);
 }
 
 /// Everything before the pipes: refusal, TLS, request head, upstream
-/// connect. Returns how the connection ended if it ended here, `None` if the
-/// pipes ran (they log their own `Closed`).
-#[allow(clippy::too_many_arguments)]
+/// connect. Returns the connection ready to relay, or how it ended here
+/// (the pipes log their own `Closed`).
 async fn setup(
     client: TcpStream,
     id: u32,
@@ -158,9 +173,8 @@ async fn setup(
     log: &EventLog,
     refusal: Option<(Arc<str>, Refusal)>,
     stages: conn::InitialStages,
-    rx: super::inbox::Receiver<Box<ConnCmd>>,
     stop: CancellationToken,
-) -> Option<Ending> {
+) -> Result<Conn, Ending> {
     let pre = async {
         // A refusal acts on TCP, before any TLS; only an HTTP answer needs
         // the handshake first (the client must be able to read it).
@@ -182,34 +196,26 @@ async fn setup(
         Ok((client, req, server, raw))
     };
     let (client, req, server, raw) = tokio::select! {
-        _ = stop.cancelled() => return Some(Ending::Shutdown),
-        r = pre => match r {
-            Ok(v) => v,
-            Err(how) => return Some(how),
-        },
+        _ = stop.cancelled() => return Err(Ending::Shutdown),
+        r = pre => r?,
     };
-    conn::run(
-        Conn {
-            id,
-            log: log.clone(),
-            client: client.into_transport(),
-            server,
-            initial: stages,
-            head: req.head,
-            rest: req.rest,
-            seed: ctx.cfg.seed,
-            raw_head: req.raw_len,
-            marks: if raw {
-                [None, None]
-            } else {
-                marks(&ctx.cfg, id)
-            },
-            raw,
+    Ok(Conn {
+        id,
+        log: log.clone(),
+        client: client.into_transport(),
+        server,
+        initial: stages,
+        head: req.head,
+        rest: req.rest,
+        seed: ctx.cfg.seed,
+        raw_head: req.raw_len,
+        marks: if raw {
+            [None, None]
+        } else {
+            marks(&ctx.cfg, id)
         },
-        rx,
-    )
-    .await;
-    None
+        raw,
+    })
 }
 
 /// A client silent this long is relayed as raw TCP (with `raw_fallback`):
