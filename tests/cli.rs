@@ -1013,6 +1013,13 @@ async fn relay_subcommand_forwards_reports_and_stops_on_sigterm() {
         closed.contains("close frame 1000 from the client"),
         "{closed}"
     );
+    // What it relayed: `ping` and the close frame (code and `bye`) from the
+    // client; the server's frames depend on its feed.
+    assert!(
+        closed.contains("; 2 frames (9 B) from the client, "),
+        "{closed}"
+    );
+    assert!(closed.ends_with(" B) from the server"), "{closed}");
 
     signal(relay.id().unwrap(), libc::SIGTERM);
     let st = tokio::time::timeout(T, relay.wait())

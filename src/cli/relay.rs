@@ -1,6 +1,6 @@
 //! `flatline relay`: a standalone relay (no scenario, no faults) that
 //! streams its events to a file and prints one line per connection opened
-//! and closed.
+//! and closed (with the frames and payload bytes it relayed each way).
 
 use super::{exit, interrupt_token, prepare_tls};
 use crate::events::{Ending, EventKind, EventLog, EventSink, Retention};
@@ -76,7 +76,7 @@ pub(super) async fn cmd_relay(
         tokio::select! {
             _ = interrupt.cancelled() => break,
             ev = rx.recv() => match ev {
-                Ok(e) => describe(&e, &mut last_from),
+                Ok(e) => describe(&e, &log, &mut last_from),
                 Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => {}
                 Err(_) => break,
             }
@@ -90,8 +90,13 @@ pub(super) async fn cmd_relay(
     exit::PASS
 }
 
-/// One readable line per connection opened and closed (how, by whom).
-fn describe(e: &crate::events::Event, first_end: &mut std::collections::HashMap<u32, String>) {
+/// One readable line per connection opened and closed (how, by whom, and
+/// what it relayed).
+fn describe(
+    e: &crate::events::Event,
+    log: &EventLog,
+    first_end: &mut std::collections::HashMap<u32, String>,
+) {
     let t = e.t.as_secs_f64();
     let Some(n) = e.conn else { return };
     match &e.kind {
@@ -134,8 +139,30 @@ fn describe(e: &crate::events::Event, first_end: &mut std::collections::HashMap<
                 Ending::Shutdown => "closed by flatline",
                 Ending::Failed => "failed",
             };
-            errln!("{t:9.3}s  #{n} {how} ({by})");
+            let relayed = log
+                .closed_summary(n)
+                .map(|s| relayed(&s))
+                .unwrap_or_default();
+            errln!("{t:9.3}s  #{n} {how} ({by}){relayed}");
         }
         _ => {}
     }
+}
+
+/// `; 3 frames (41 B) from the client, 2 (9 B) from the server`, or nothing
+/// when no frame passed.
+fn relayed(s: &crate::events::ConnSummary) -> String {
+    if s.to_server.frames + s.to_client.frames == 0 {
+        return String::new();
+    }
+    let (c, v) = (&s.to_server, &s.to_client);
+    let frames = |n: u64| if n == 1 { "frame" } else { "frames" };
+    format!(
+        "; {} {} ({} B) from the client, {} ({} B) from the server",
+        c.frames,
+        frames(c.frames),
+        c.payload_bytes,
+        v.frames,
+        v.payload_bytes
+    )
 }

@@ -14,14 +14,12 @@
 //! feed (where expectations judge frames as they come, without keeping them)
 //! through a lock-free channel.
 
-use super::summary::{ConnCounters, Counted, Tally};
+use super::summary::{ConnCounters, Counted, RecentClosed, Tally};
 use super::{ConnSummary, Direction, Event, EventKind, FrameRun, Opcode};
 use crate::matcher::Matcher;
 use std::collections::{BTreeMap, HashMap};
-use std::io::Write;
-use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{mpsc as std_mpsc, Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 use tokio::sync::{broadcast, mpsc};
 
@@ -41,57 +39,6 @@ pub enum Retention {
     /// Nothing kept: events go to subscribers (frames only as counters and
     /// to the sink). What `flatline relay` uses.
     Stream,
-}
-
-/// Where the full per-frame log goes (`--events FILE.jsonl`): one JSON line
-/// per event, written by a thread of its own so that emitting never waits
-/// for the disk.
-#[derive(Debug)]
-pub struct EventSink {
-    tx: std_mpsc::Sender<Option<String>>,
-    writer: Mutex<Option<std::thread::JoinHandle<std::io::Result<()>>>>,
-}
-
-impl EventSink {
-    /// Append to `path` (created if missing).
-    pub fn append(path: &Path) -> std::io::Result<EventSink> {
-        let file = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(path)?;
-        let (tx, rx) = std_mpsc::channel::<Option<String>>();
-        let writer = std::thread::Builder::new()
-            .name("flatline-events".into())
-            .spawn(move || {
-                let mut out = std::io::BufWriter::new(file);
-                while let Ok(Some(line)) = rx.recv() {
-                    out.write_all(line.as_bytes())?;
-                }
-                out.flush()
-            })?;
-        Ok(EventSink {
-            tx,
-            writer: Mutex::new(Some(writer)),
-        })
-    }
-
-    fn write(&self, ev: &Event) {
-        if let Ok(mut line) = serde_json::to_string(ev) {
-            line.push('\n');
-            let _ = self.tx.send(Some(line));
-        }
-    }
-
-    /// Write what is queued and close the file; later events are not written.
-    fn finish(&self) -> std::io::Result<()> {
-        let _ = self.tx.send(None);
-        let handle = lock(&self.writer).take();
-        match handle.map(|h| h.join()) {
-            Some(Ok(r)) => r,
-            Some(Err(_)) => Err(std::io::Error::other("the events writer panicked")),
-            None => Ok(()),
-        }
-    }
 }
 
 /// A run of similar frames being counted.
@@ -127,6 +74,8 @@ struct Inner {
     last: Duration,
     /// Subscribers that want only some events ([`EventLog::snapshot_and_watch`]).
     watchers: Vec<Watcher>,
+    /// Streaming: the last closed connections' summaries.
+    closed: RecentClosed,
 }
 
 /// Which events a watcher wants, and where they go.
@@ -213,6 +162,7 @@ impl EventLog {
                     conns: BTreeMap::new(),
                     last: Duration::ZERO,
                     watchers: Vec::new(),
+                    closed: RecentClosed::default(),
                 }),
                 tx,
                 feed,
@@ -446,6 +396,14 @@ impl EventLog {
 
     /// Keep `ev` (or, streaming, only pass it on).
     fn keep(&self, mut ev: Event) {
+        // Streaming, a closed connection's counters go with its slot: its
+        // summary is taken first (lock order: slot, then the shared log).
+        let closed = match (&self.shared.retention, &ev.kind, ev.conn) {
+            (Retention::Stream, EventKind::Closed { .. }, Some(n)) => {
+                Some(self.with_slot(n, |s| lock(&s.state).counters.summary(n, self.start)))
+            }
+            _ => None,
+        };
         let mut inner = lock(&self.shared.inner);
         if ev.t < inner.last {
             ev.t = inner.last;
@@ -463,8 +421,9 @@ impl EventLog {
             }
         }
         if matches!(self.shared.retention, Retention::Stream) {
-            if let (EventKind::Closed { .. }, Some(n)) = (&ev.kind, ev.conn) {
-                inner.conns.remove(&n);
+            if let Some(summary) = closed {
+                inner.conns.remove(&summary.conn);
+                inner.closed.push(summary);
             }
         } else {
             inner.events.push(ev.clone());
@@ -512,6 +471,12 @@ impl EventLog {
             .iter()
             .map(|s| lock(&s.state).counters.summary(s.id, self.start))
             .collect()
+    }
+
+    /// Streaming: the frame summary of connection `conn`, once it closed
+    /// (taken: asked again, `None`). The last 256 closed are kept.
+    pub fn closed_summary(&self, conn: u32) -> Option<ConnSummary> {
+        lock(&self.shared.inner).closed.take(conn)
     }
 
     /// Number of events kept so far.
@@ -588,6 +553,9 @@ impl Default for EventLog {
         Self::new()
     }
 }
+
+mod sink;
+pub use sink::EventSink;
 
 #[cfg(test)]
 mod tests;

@@ -204,3 +204,26 @@ impl ConnCounters {
         }
     }
 }
+
+/// Summaries of the connections a streaming log closed last, kept for
+/// whoever reports them as they close (`flatline relay`). At most this many:
+/// one nobody takes is dropped, oldest first.
+pub(crate) const RECENT_CLOSED: usize = 256;
+
+/// The last [`RECENT_CLOSED`] closed connections' summaries.
+#[derive(Debug, Default)]
+pub(crate) struct RecentClosed(std::collections::VecDeque<ConnSummary>);
+
+impl RecentClosed {
+    pub(crate) fn push(&mut self, s: ConnSummary) {
+        if self.0.len() == RECENT_CLOSED {
+            self.0.pop_front();
+        }
+        self.0.push_back(s);
+    }
+
+    pub(crate) fn take(&mut self, conn: u32) -> Option<ConnSummary> {
+        let i = self.0.iter().position(|s| s.conn == conn)?;
+        self.0.remove(i)
+    }
+}

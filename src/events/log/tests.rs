@@ -159,6 +159,44 @@ fn streaming_keeps_nothing_and_forgets_closed_connections() {
     let s = log.summaries();
     assert_eq!(s.len(), 1, "only #1 is still open");
     assert_eq!(s[0].to_server.frames, 200 + 8);
+    // #2's counters left with it, its summary is there once for the taking.
+    let closed = log.closed_summary(2).expect("#2 closed");
+    assert_eq!(
+        closed.to_server.frames,
+        200 + 1,
+        "pings and the close frame"
+    );
+    assert_eq!(closed.to_client.frames, 400, "pongs and ticks");
+    assert_eq!(log.closed_summary(2), None, "taken");
+    assert_eq!(log.closed_summary(1), None, "still open");
+}
+
+#[test]
+fn streaming_keeps_only_the_last_closed_summaries() {
+    let log = EventLog::with(Retention::Stream, None);
+    let n = crate::events::summary::RECENT_CLOSED as u32 + 10;
+    for c in 1..=n {
+        log.push(Event {
+            t: Duration::ZERO,
+            conn: Some(c),
+            kind: frame(Direction::ToServer, Opcode::Text, "hi"),
+        });
+        log.push(Event {
+            t: Duration::ZERO,
+            conn: Some(c),
+            kind: EventKind::Closed {
+                how: super::super::Ending::Fin,
+            },
+        });
+    }
+    assert!(log.summaries().is_empty(), "no open connection left");
+    assert_eq!(log.closed_summary(10), None, "dropped, oldest first");
+    let last = log.closed_summary(n).expect("the last one");
+    assert_eq!(
+        (last.to_server.frames, last.to_server.payload_bytes),
+        (1, 2)
+    );
+    assert!(log.closed_summary(11).is_some(), "the oldest kept");
 }
 
 #[test]
