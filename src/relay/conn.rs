@@ -98,7 +98,9 @@ pub struct Conn {
     pub raw: bool,
 }
 
+mod express;
 mod wait;
+pub use express::riding;
 
 /// The pipe toward `side`.
 fn toward(side: Side) -> Direction {
@@ -396,6 +398,14 @@ impl Connection {
         self.to_server.finished() && self.to_client.finished()
     }
 
+    /// The relay stops: close, logged.
+    fn stop(&mut self) {
+        self.close("shutdown");
+        self.emit(EventKind::Closed {
+            how: Ending::Shutdown,
+        });
+    }
+
     /// Drop what is queued (logged) and close both legs.
     fn close(&mut self, why: &str) {
         self.to_server.discard(why, &self.log);
@@ -410,7 +420,8 @@ impl Connection {
 pub async fn run(c: Conn, mut cmds: inbox::Receiver<Box<ConnCmd>>) {
     let rng = |d| crate::faults::pipe_rng(c.seed, c.id, d);
     let buffered = c.client.buffers() || c.server.buffers();
-    let mut conn = Connection {
+    // Boxed: a quiet connection moves to the express lane and back.
+    let mut conn = Box::new(Connection {
         buffered,
         id: c.id,
         log: c.log,
@@ -420,7 +431,7 @@ pub async fn run(c: Conn, mut cmds: inbox::Receiver<Box<ConnCmd>>) {
         server: Some(c.server),
         broken: [false; 2],
         reset_seen: false,
-    };
+    });
     let [to_server, to_client] = c.marks;
     if let Some(m) = to_server {
         conn.to_server.set_mark(m, Some(c.raw_head));
@@ -450,6 +461,22 @@ pub async fn run(c: Conn, mut cmds: inbox::Receiver<Box<ConnCmd>>) {
         if !quiet && conn.turn(now) {
             break;
         }
+        // Only forwarding (data may wait for a full destination): the
+        // express lane drives it until something else is needed.
+        if let Some(lane) = express::lane(conn.id).filter(|_| conn.rideable()) {
+            let Some((back, woke)) = express::ride(conn, lane, &mut cmds).await else {
+                return; // the lane stopped with it: its legs closed there
+            };
+            conn = back;
+            legs = None; // the legs' reactor registrations are new
+            now = Instant::now();
+            match woke {
+                Some(Woke::Cmd(cmd)) => conn.on_cmd(*cmd, now),
+                Some(Woke::Stop) => return conn.stop(),
+                _ => {}
+            }
+            continue;
+        }
         let timer = if quiet { None } else { conn.next_timer() };
         if timer != armed {
             if let Some(t) = timer {
@@ -474,13 +501,7 @@ pub async fn run(c: Conn, mut cmds: inbox::Receiver<Box<ConnCmd>>) {
                 conn.on_readable(d, r, now);
             }
             Woke::Other => {}
-            Woke::Stop => {
-                conn.close("shutdown");
-                conn.emit(EventKind::Closed {
-                    how: Ending::Shutdown,
-                });
-                return;
-            }
+            Woke::Stop => return conn.stop(),
         }
     }
     conn.to_server.discard("closed", &conn.log);

@@ -38,6 +38,18 @@ pub struct Receiver<T> {
     registered: Option<Waker>,
 }
 
+/// A look at whether something waits in an inbox (a command, or the
+/// close), for whoever drives the connection while its task does not poll
+/// (the express lane).
+pub struct Watch<T>(Arc<Shared<T>>);
+
+impl<T> Watch<T> {
+    /// A command or the close waits for the receiver.
+    pub fn waiting(&self) -> bool {
+        self.0.pending.load(Ordering::Acquire) || self.0.closed.load(Ordering::Acquire)
+    }
+}
+
 /// A new inbox.
 pub fn inbox<T>() -> (Sender<T>, Receiver<T>) {
     let shared = Arc::new(Shared {
@@ -95,6 +107,11 @@ impl<T> Receiver<T> {
             self.registered = None;
         }
         got
+    }
+
+    /// A [`Watch`] on this inbox.
+    pub fn watch(&self) -> Watch<T> {
+        Watch(self.shared.clone())
     }
 
     fn take(&self) -> Poll<Option<T>> {

@@ -102,6 +102,8 @@ pub enum AnyTransport {
     Tcp(TcpStream),
     /// TLS, or another transport.
     Other(Box<dyn Transport>),
+    /// Plain TCP out of the runtime's reactor, in the express lane.
+    Parked(ParkedLeg),
 }
 
 impl AnyTransport {
@@ -110,7 +112,79 @@ impl AnyTransport {
         match self {
             AnyTransport::Tcp(s) => reset_socket(s),
             AnyTransport::Other(t) => t.reset(),
+            AnyTransport::Parked(l) => {
+                let _ = socket2::SockRef::from(&l.sock).set_linger(Some(Duration::ZERO));
+            }
         }
+    }
+
+    /// Plain TCP, taken out of the runtime's reactor for the express lane;
+    /// other transports as they are.
+    pub fn park(self) -> io::Result<AnyTransport> {
+        match self {
+            AnyTransport::Tcp(s) => Ok(AnyTransport::Parked(ParkedLeg {
+                sock: s.into_std()?,
+                drained: false,
+                empty: false,
+                blocked: false,
+            })),
+            t => Ok(t),
+        }
+    }
+
+    /// Back into the runtime's reactor (in a runtime's context).
+    pub fn unpark(self) -> io::Result<AnyTransport> {
+        match self {
+            AnyTransport::Parked(l) => Ok(AnyTransport::Tcp(TcpStream::from_std(l.sock)?)),
+            t => Ok(t),
+        }
+    }
+}
+
+/// A plain TCP leg the express lane drives (`conn::express`): non-blocking
+/// calls on the socket itself, noting what they said about the edge-triggered
+/// readiness the lane waits on.
+pub struct ParkedLeg {
+    pub(super) sock: std::net::TcpStream,
+    /// The last read was short or would block: nothing to read until the
+    /// next readable edge.
+    pub(super) drained: bool,
+    /// The last read would block (the edge said more than there was).
+    pub(super) empty: bool,
+    /// A write would block: nothing more fits until the next writable edge.
+    pub(super) blocked: bool,
+}
+
+impl Transport for ParkedLeg {
+    /// Never asked: the lane waits for the socket, and the leg is unparked
+    /// before its connection polls again.
+    fn poll_read_ready(&self, _: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Poll::Ready(Err(io::Error::other("a parked leg polled")))
+    }
+
+    fn poll_write_ready(&self, _: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Poll::Ready(Err(io::Error::other("a parked leg polled")))
+    }
+
+    fn try_read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let r = std::io::Read::read(&mut &self.sock, buf);
+        self.empty = matches!(&r, Err(e) if e.kind() == io::ErrorKind::WouldBlock);
+        self.drained = self.empty || matches!(r, Ok(n) if n < buf.len());
+        r
+    }
+
+    fn try_write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        let r = std::io::Write::write(&mut &self.sock, buf);
+        self.blocked = matches!(&r, Err(e) if e.kind() == io::ErrorKind::WouldBlock);
+        r
+    }
+
+    fn shutdown_write(&mut self) -> io::Result<()> {
+        self.sock.shutdown(std::net::Shutdown::Write)
+    }
+
+    fn reset(self: Box<Self>) {
+        AnyTransport::Parked(*self).reset();
     }
 }
 
@@ -120,6 +194,7 @@ macro_rules! either {
         match $self {
             AnyTransport::Tcp(t) => Transport::$f(t, $($a),*),
             AnyTransport::Other(t) => t.$f($($a),*),
+            AnyTransport::Parked(t) => Transport::$f(t, $($a),*),
         }
     };
 }

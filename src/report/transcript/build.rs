@@ -4,7 +4,7 @@
 
 use super::classify::{classify, count_bucket, Class};
 use super::{fmt_signed, FaultWindow};
-use crate::events::{Event, EventKind};
+use crate::events::{Event, EventKind, Side};
 use crate::report::Report;
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::time::Duration;
@@ -58,6 +58,9 @@ pub(super) struct Entry {
     pub conn: Option<u32>,
     pub text: String,
     pub count: u64,
+    /// A FIN line: the side whose half-close it is about (read from it, or
+    /// passed on from it).
+    pub fin: Option<Side>,
 }
 
 impl Entry {
@@ -81,6 +84,11 @@ pub(super) fn entries(report: &Report, clock: &Clock) -> (Vec<Entry>, bool) {
         conn: e.conn,
         text,
         count: 1,
+        fin: match e.kind {
+            EventKind::Fin { from } => Some(from),
+            EventKind::FinSent { to } => Some(to.other()),
+            _ => None,
+        },
     };
     for e in &report.events {
         match (&e.kind, e.conn) {
@@ -100,6 +108,7 @@ pub(super) fn entries(report: &Report, clock: &Clock) -> (Vec<Entry>, bool) {
                 conn: None,
                 text: stop_line(&live),
                 count: 1,
+                fin: None,
             });
             return (entries, true);
         }
@@ -156,6 +165,26 @@ pub(super) fn order_within_steps(entries: &mut Vec<Entry>, stopped: bool) {
         }
     });
     *entries = keyed.into_iter().map(|(_, e)| e).collect();
+}
+
+/// When both sides of a connection half-close in the same time step, which
+/// FIN the relay read first is a race between two TCP streams (the client's
+/// answer to a close frame against the server's own FIN): in a stretch of
+/// consecutive FIN lines, the server's half-close (read, passed on) is
+/// listed before the client's, each keeping its own order.
+pub(super) fn order_fins(entries: &mut [Entry]) {
+    let mut i = 0;
+    while i < entries.len() {
+        let same = |a: &Entry, b: &Entry| {
+            a.fin.is_some() && b.fin.is_some() && a.bucket == b.bucket && a.conn == b.conn
+        };
+        let mut j = i + 1;
+        while j < entries.len() && same(&entries[i], &entries[j]) {
+            j += 1;
+        }
+        entries[i..j].sort_by_key(|e| e.fin != Some(Side::Server));
+        i = j;
+    }
 }
 
 /// Fault windows, in order of first appearance, with every connection each

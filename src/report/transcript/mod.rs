@@ -132,6 +132,7 @@ impl Report {
         if resolution.is_some() {
             build::order_within_steps(&mut entries, stopped);
         }
+        build::order_fins(&mut entries);
         let rows: Vec<(String, Option<u32>, String)> = entries
             .iter()
             .map(|en| (en.t.clone(), en.conn, en.body()))
