@@ -19,7 +19,7 @@
 //! first), the relay stopping, an end of stream, a reset, a failed write.
 
 use super::{ConnCmd, Connection, Woke};
-use crate::events::{Direction, Side};
+use crate::events::{Direction, Ending, EventKind, Side};
 use crate::relay::inbox;
 use crate::relay::transport::AnyTransport;
 use mio::unix::SourceFd;
@@ -103,7 +103,8 @@ fn start(i: usize) -> std::io::Result<Lane> {
 
 /// Hand `conn` to `lane` until the lane gives it back or a command (or the
 /// relay's stop) comes for it; its legs are then back in the reactor.
-/// Returns the connection and what came, or `None` if the lane lost it.
+/// Returns the connection and what came, or `None` if the lane lost it
+/// (it failed while driving it: logged, and its legs closed there).
 pub(super) async fn ride(
     mut conn: Box<Connection>,
     lane: &Lane,
@@ -121,7 +122,10 @@ pub(super) async fn ride(
         back: tx,
         cmds: cmds.watch(),
     };
+    let (log, id) = (ride.conn.log.clone(), ride.conn.id);
     if let Err(mpsc::SendError(Msg::Park(mut r))) = lane.tx.send(Msg::Park(ride)) {
+        // The lane's thread is gone: no connection rides it any more.
+        lane.alive.store(false, Ordering::Release);
         r.conn.unpark_legs();
         return Some((r.conn, None));
     }
@@ -146,7 +150,21 @@ pub(super) async fn ride(
     })
     .await;
     ticket.out = false;
-    let mut conn = back.ok()?;
+    let Ok(mut conn) = back else {
+        log.emit(
+            Some(id),
+            EventKind::Note {
+                text: "the relay's express lane failed while driving this connection".into(),
+            },
+        );
+        log.emit(
+            Some(id),
+            EventKind::Closed {
+                how: Ending::Failed,
+            },
+        );
+        return None;
+    };
     conn.unpark_legs();
     Some((conn, woke))
 }
@@ -252,6 +270,8 @@ enum Turn {
     Again,
     /// The task must take over.
     Back,
+    /// The turn failed (a panic): the connection is dropped.
+    Lost,
 }
 
 fn side_index(s: Side) -> usize {
@@ -328,7 +348,11 @@ fn run(mut poll: Poll, rx: mpsc::Receiver<Msg>, i: usize) {
             let Some(e) = p.slots.get_mut(idx).and_then(Option::as_mut) else {
                 continue;
             };
-            match e.turn() {
+            // A connection whose turn fails is dropped (its task logs the
+            // loss); the lane goes on with the others.
+            let turn = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| e.turn()));
+            match turn.unwrap_or(Turn::Lost) {
+                Turn::Lost => p.drop_slot(poll.registry(), idx),
                 Turn::Wait => {}
                 Turn::Again => again.push(idx),
                 Turn::Back => p.give_back(poll.registry(), idx),
@@ -383,9 +407,19 @@ impl Parked {
     /// Hand slot `idx`'s connection back to its task (if the task is gone,
     /// the connection closes here).
     fn give_back(&mut self, reg: &Registry, idx: usize) {
-        let Some(e) = self.slots.get_mut(idx).and_then(Option::take) else {
-            return;
-        };
+        if let Some(e) = self.take(reg, idx) {
+            let _ = e.back.send(e.conn);
+        }
+    }
+
+    /// Drop slot `idx`'s connection (its legs close; its task sees it lost).
+    fn drop_slot(&mut self, reg: &Registry, idx: usize) {
+        self.take(reg, idx);
+    }
+
+    /// Take slot `idx` out, its legs out of the lane's epoll.
+    fn take(&mut self, reg: &Registry, idx: usize) -> Option<Entry> {
+        let e = self.slots.get_mut(idx).and_then(Option::take)?;
         self.keys.remove(&e.key);
         self.free.push(idx);
         RIDING.fetch_sub(1, Ordering::AcqRel);
@@ -394,7 +428,7 @@ impl Parked {
                 let _ = reg.deregister(&mut SourceFd(&l.sock.as_raw_fd()));
             }
         }
-        let _ = e.back.send(e.conn);
+        Some(e)
     }
 }
 
