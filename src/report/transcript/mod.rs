@@ -298,6 +298,52 @@ mod tests {
     }
 
     #[test]
+    fn fins_of_both_sides_in_one_step_list_the_server_first() {
+        use crate::events::Side;
+        let e = |bucket: i128, text: &str, fin: Option<Side>| build::Entry {
+            bucket,
+            t: String::new(),
+            conn: Some(1),
+            text: text.into(),
+            count: 1,
+            fin,
+        };
+        let texts = |v: &[build::Entry]| v.iter().map(|e| e.text.clone()).collect::<Vec<_>>();
+        let (c, s) = (Some(Side::Client), Some(Side::Server));
+        let mut v = vec![
+            e(1, "close", None),
+            e(1, "client sent FIN", c),
+            e(1, "FIN passed to server", c),
+            e(1, "server sent FIN", s),
+            e(1, "FIN passed to client", s),
+            e(1, "closed", None),
+        ];
+        build::order_fins(&mut v);
+        assert_eq!(
+            texts(&v),
+            [
+                "close",
+                "server sent FIN",
+                "FIN passed to client",
+                "client sent FIN",
+                "FIN passed to server",
+                "closed"
+            ]
+        );
+        // Not across another line, nor across time steps.
+        let mut v = vec![
+            e(1, "client sent FIN", c),
+            e(1, "text", None),
+            e(1, "server sent FIN", s),
+            e(2, "client sent FIN", c),
+            e(3, "server sent FIN", s),
+        ];
+        let before = texts(&v);
+        build::order_fins(&mut v);
+        assert_eq!(texts(&v), before);
+    }
+
+    #[test]
     fn previews() {
         assert_eq!(normalise_preview("ping", 4), "\"ping\"");
         assert_eq!(
