@@ -415,12 +415,12 @@ impl Connection {
     }
 }
 
-/// Run a connection until both directions are finished or the run stops
-/// (the relay drops the sender of its inbox).
-pub async fn run(c: Conn, mut cmds: inbox::Receiver<Box<ConnCmd>>) {
+/// The connection `c` describes, its stages on, boxed (a quiet connection
+/// moves to the express lane and back); and the request head with what
+/// followed it, still to send.
+fn connection(c: Conn) -> (Box<Connection>, Vec<u8>, Vec<u8>) {
     let rng = |d| crate::faults::pipe_rng(c.seed, c.id, d);
     let buffered = c.client.buffers() || c.server.buffers();
-    // Boxed: a quiet connection moves to the express lane and back.
     let mut conn = Box::new(Connection {
         buffered,
         id: c.id,
@@ -446,10 +446,17 @@ pub async fn run(c: Conn, mut cmds: inbox::Receiver<Box<ConnCmd>>) {
         conn.to_server.stop_scanning();
         conn.to_client.stop_scanning();
     }
+    (conn, c.head, c.rest)
+}
+
+/// Run a connection until both directions are finished or the run stops
+/// (the relay drops the sender of its inbox).
+pub async fn run(c: Conn, mut cmds: inbox::Receiver<Box<ConnCmd>>) {
+    let (mut conn, head, rest) = connection(c);
     // One clock reading per wake-up: everything done before the next await
     // happens "now".
     let mut now = Instant::now();
-    conn.to_server.start(&c.head, &c.rest, now, &conn.log);
+    conn.to_server.start(&head, &rest, now, &conn.log);
     // One timer, re-armed only when the due time changes.
     let sleep = tokio::time::sleep_until(now.into());
     tokio::pin!(sleep);
