@@ -124,8 +124,7 @@ impl AnyTransport {
         match self {
             AnyTransport::Tcp(s) => Ok(AnyTransport::Parked(ParkedLeg {
                 sock: s.into_std()?,
-                drained: false,
-                empty: false,
+                read: LastRead::Full,
                 blocked: false,
             })),
             t => Ok(t),
@@ -146,13 +145,23 @@ impl AnyTransport {
 /// readiness the lane waits on.
 pub struct ParkedLeg {
     pub(super) sock: std::net::TcpStream,
-    /// The last read was short or would block: nothing to read until the
-    /// next readable edge.
-    pub(super) drained: bool,
-    /// The last read would block (the edge said more than there was).
-    pub(super) empty: bool,
+    /// What the last read said.
+    pub(super) read: LastRead,
     /// A write would block: nothing more fits until the next writable edge.
     pub(super) blocked: bool,
+}
+
+/// What a parked leg's last read said about its edge-triggered readiness.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum LastRead {
+    /// It filled the buffer: more may wait.
+    #[default]
+    Full,
+    /// It was short (or the end): drained until the next readable edge,
+    /// unless the peer's end is still to be read.
+    Short,
+    /// It would block: the edge said more than there was.
+    Empty,
 }
 
 impl Transport for ParkedLeg {
@@ -168,8 +177,11 @@ impl Transport for ParkedLeg {
 
     fn try_read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
         let r = std::io::Read::read(&mut &self.sock, buf);
-        self.empty = matches!(&r, Err(e) if e.kind() == io::ErrorKind::WouldBlock);
-        self.drained = self.empty || matches!(r, Ok(n) if n < buf.len());
+        self.read = match &r {
+            Ok(n) if *n == buf.len() => LastRead::Full,
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => LastRead::Empty,
+            _ => LastRead::Short,
+        };
         r
     }
 

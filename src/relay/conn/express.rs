@@ -21,7 +21,7 @@
 use super::{ConnCmd, Connection, Woke};
 use crate::events::{Direction, Ending, EventKind, Side};
 use crate::relay::inbox;
-use crate::relay::transport::AnyTransport;
+use crate::relay::transport::{AnyTransport, LastRead, ParkedLeg};
 use mio::unix::SourceFd;
 use mio::{Events, Interest, Poll, Registry, Token, Waker};
 use std::collections::HashMap;
@@ -352,7 +352,7 @@ fn run(mut poll: Poll, rx: mpsc::Receiver<Msg>, i: usize) {
             // loss); the lane goes on with the others.
             let turn = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| e.turn()));
             match turn.unwrap_or(Turn::Lost) {
-                Turn::Lost => p.drop_slot(poll.registry(), idx),
+                Turn::Lost => drop(p.take(poll.registry(), idx)),
                 Turn::Wait => {}
                 Turn::Again => again.push(idx),
                 Turn::Back => p.give_back(poll.registry(), idx),
@@ -377,7 +377,7 @@ impl Parked {
                         self.slots.len() - 1
                     });
                     self.gen = self.gen.wrapping_add(1);
-                    self.slots[idx] = Some(Entry {
+                    let e = Entry {
                         key,
                         gen: self.gen,
                         conn,
@@ -386,13 +386,14 @@ impl Parked {
                         readable: [true; 2],
                         writable: [true; 2],
                         ended: [false; 2],
-                    });
+                    };
+                    let registered = register(reg, idx, &e);
+                    self.slots[idx] = Some(e);
                     self.keys.insert(key, idx);
                     RIDING.fetch_add(1, Ordering::AcqRel);
-                    if register(reg, idx, self.slots[idx].as_ref()).is_err() {
-                        self.give_back(reg, idx);
-                    } else {
-                        todo.push(idx);
+                    match registered {
+                        Ok(()) => todo.push(idx),
+                        Err(_) => self.give_back(reg, idx),
                     }
                 }
                 Msg::Reclaim(key) => {
@@ -412,12 +413,8 @@ impl Parked {
         }
     }
 
-    /// Drop slot `idx`'s connection (its legs close; its task sees it lost).
-    fn drop_slot(&mut self, reg: &Registry, idx: usize) {
-        self.take(reg, idx);
-    }
-
-    /// Take slot `idx` out, its legs out of the lane's epoll.
+    /// Take slot `idx` out, its legs out of the lane's epoll (dropped, the
+    /// connection closes: its task sees it lost).
     fn take(&mut self, reg: &Registry, idx: usize) -> Option<Entry> {
         let e = self.slots.get_mut(idx).and_then(Option::take)?;
         self.keys.remove(&e.key);
@@ -433,8 +430,7 @@ impl Parked {
 }
 
 /// Wait for both legs of slot `idx`, edge-triggered.
-fn register(reg: &Registry, idx: usize, e: Option<&Entry>) -> std::io::Result<()> {
-    let Some(e) = e else { return Ok(()) };
+fn register(reg: &Registry, idx: usize, e: &Entry) -> std::io::Result<()> {
     for (side, leg) in [&e.conn.client, &e.conn.server].into_iter().enumerate() {
         if let Some(AnyTransport::Parked(l)) = leg {
             reg.register(
@@ -452,22 +448,26 @@ impl Entry {
     fn turn(&mut self) -> Turn {
         let now = Instant::now();
         for _ in 0..ROUNDS {
-            let mut busy = false;
+            // Each direction writes what waits, then reads (a write that
+            // empties the queue lets its source be read in the same pass):
+            // another pass is needed only while a source may hold more.
+            let mut more = false;
             for d in Direction::BOTH {
                 let (src, dst) = (side_index(d.from_side()), side_index(d.to_side()));
                 if self.writable[dst] && self.conn.pipe(d).wants_write(now) {
                     self.conn.flush(d, now);
-                    busy = true;
                 }
                 if self.readable[src] && self.conn.pipe(d).wants_read() {
                     if self.cmds.waiting() {
                         return Turn::Back;
                     }
                     self.conn.on_readable(d, Ok(()), now);
-                    let drained = self.took(d.from_side(), |l| &mut l.drained);
-                    let empty = self.took(d.from_side(), |l| &mut l.empty);
-                    self.readable[src] = !empty && (self.ended[src] || !drained);
-                    busy = true;
+                    self.readable[src] = match self.took(d.from_side(), |l| &mut l.read) {
+                        LastRead::Full => true,
+                        LastRead::Short => self.ended[src],
+                        LastRead::Empty => false,
+                    };
+                    more |= self.readable[src];
                     // An end or a reset goes to the task at once, as the
                     // task itself would turn to it before reading more.
                     if !self.conn.rideable() {
@@ -481,22 +481,18 @@ impl Entry {
             if !self.conn.rideable() {
                 return Turn::Back;
             }
-            if !busy {
+            if !more {
                 return Turn::Wait;
             }
         }
         Turn::Again
     }
 
-    /// Take a flag a leg's last call set (and clear it).
-    fn took(
-        &mut self,
-        side: Side,
-        flag: impl FnOnce(&mut crate::relay::transport::ParkedLeg) -> &mut bool,
-    ) -> bool {
+    /// Take what a leg's last call noted (leaving the default).
+    fn took<T: Default>(&mut self, side: Side, note: impl FnOnce(&mut ParkedLeg) -> &mut T) -> T {
         match self.conn.leg(side) {
-            Some(AnyTransport::Parked(l)) => std::mem::take(flag(l)),
-            _ => false,
+            Some(AnyTransport::Parked(l)) => std::mem::take(note(l)),
+            _ => T::default(),
         }
     }
 }
