@@ -93,6 +93,27 @@ impl<T> Receiver<T> {
     /// The next command, `None` once the sender is gone and all is taken,
     /// or pending (the task is woken by the next send or the close).
     pub fn poll_recv(&mut self, cx: &mut Context<'_>) -> Poll<Option<T>> {
+        self.register(cx);
+        let got = self.take();
+        if got.is_ready() {
+            // A send or the close may have taken the waker: register anew.
+            self.registered = None;
+        }
+        got
+    }
+
+    /// Ready when a command or the close waits, without taking it: it stays
+    /// [`Watch::waiting`] until [`Receiver::poll_recv`] takes it.
+    pub fn poll_waiting(&mut self, cx: &mut Context<'_>) -> Poll<()> {
+        self.register(cx);
+        if self.watch().waiting() {
+            self.registered = None;
+            return Poll::Ready(());
+        }
+        Poll::Pending
+    }
+
+    fn register(&mut self, cx: &mut Context<'_>) {
         if !self
             .registered
             .as_ref()
@@ -101,12 +122,6 @@ impl<T> Receiver<T> {
             self.shared.waker.register(cx.waker());
             self.registered = Some(cx.waker().clone());
         }
-        let got = self.take();
-        if got.is_ready() {
-            // A send or the close may have taken the waker: register anew.
-            self.registered = None;
-        }
-        got
     }
 
     /// A [`Watch`] on this inbox.

@@ -135,16 +135,16 @@ pub(super) async fn ride(
         key,
         out: true,
     };
-    let mut woke = None;
+    // A command (or the close) is left in the inbox until the connection
+    // is back: the lane sees it waiting and reads no more meanwhile.
+    let mut recalled = false;
     let back = std::future::poll_fn(|cx| {
         if let std::task::Poll::Ready(r) = std::pin::Pin::new(&mut back).poll(cx) {
             return std::task::Poll::Ready(r);
         }
-        if woke.is_none() {
-            if let std::task::Poll::Ready(cmd) = cmds.poll_recv(cx) {
-                woke = Some(cmd.map_or(Woke::Stop, Woke::Cmd));
-                ticket.reclaim();
-            }
+        if !recalled && cmds.poll_waiting(cx).is_ready() {
+            recalled = true;
+            ticket.reclaim();
         }
         std::task::Poll::Pending
     })
@@ -166,6 +166,13 @@ pub(super) async fn ride(
         return None;
     };
     conn.unpark_legs();
+    let woke = std::future::poll_fn(|cx| {
+        std::task::Poll::Ready(match cmds.poll_recv(cx) {
+            std::task::Poll::Ready(cmd) => Some(cmd.map_or(Woke::Stop, Woke::Cmd)),
+            std::task::Poll::Pending => None,
+        })
+    })
+    .await;
     Some((conn, woke))
 }
 
